@@ -1,0 +1,153 @@
+// Package spec holds the plain description of one sandbox run. The CLI
+// builds a Spec, the parent hands it to the child across the re-exec as
+// JSON, and every later stage reads from it; no package below the CLI knows
+// about flags.
+package spec
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+)
+
+// Namespace names, as used by --share and in messages.
+const (
+	NSUser   = "user"
+	NSMount  = "mount"
+	NSPID    = "pid"
+	NSNet    = "net"
+	NSUTS    = "uts"
+	NSIPC    = "ipc"
+	NSCgroup = "cgroup"
+	NSTime   = "time"
+)
+
+// ShareableNamespaces are the namespaces --share may keep from the host.
+// The user and mount namespaces are always new: without them rbox could not
+// build the sandbox as an unprivileged user.
+var ShareableNamespaces = []string{NSPID, NSNet, NSUTS, NSIPC, NSCgroup, NSTime}
+
+// MountKind says what a Mount entry creates.
+type MountKind string
+
+const (
+	MountBind    MountKind = "bind"    // Source bound read-write at Dest
+	MountROBind  MountKind = "ro-bind" // Source bound read-only at Dest
+	MountTmpfs   MountKind = "tmpfs"   // a fresh tmpfs at Dest
+	MountDir     MountKind = "dir"     // an empty directory at Dest
+	MountSymlink MountKind = "symlink" // a symlink at Dest pointing to Source
+)
+
+// Mount is one user-requested filesystem entry, applied in order after the
+// base view is built.
+type Mount struct {
+	Kind MountKind `json:"kind"`
+	// Source is an absolute host path for binds, the link target for symlinks.
+	Source string `json:"source,omitempty"`
+	// Dest is an absolute path inside the sandbox.
+	Dest string `json:"dest"`
+	// SizeBytes and Mode apply to tmpfs; zero means the default.
+	SizeBytes int64  `json:"size_bytes,omitempty"`
+	Mode      uint32 `json:"mode,omitempty"`
+}
+
+// IDMap is one line of /proc/PID/uid_map or gid_map.
+type IDMap struct {
+	Inside  uint32 `json:"inside"`
+	Outside uint32 `json:"outside"`
+	Count   uint32 `json:"count"`
+}
+
+// TimeOffsets are the time namespace offsets in seconds.
+type TimeOffsets struct {
+	Monotonic int64 `json:"monotonic,omitempty"`
+	Boottime  int64 `json:"boottime,omitempty"`
+}
+
+// Seccomp modes.
+const (
+	SeccompDefault    = "default"
+	SeccompUnconfined = "unconfined"
+	SeccompProfile    = "profile"
+)
+
+// Network modes.
+const (
+	NetNone        = "none"
+	NetHost        = "host"
+	NetUser        = "user" // resolved by the parent to pasta or slirp4netns
+	NetPasta       = "pasta"
+	NetSlirp4netns = "slirp4netns"
+)
+
+// Spec is the whole request for one sandbox.
+type Spec struct {
+	// Args is the command and its arguments; Args[0] is looked up in the
+	// sandbox's PATH.
+	Args []string `json:"args"`
+	// Env is the payload's complete environment.
+	Env []string `json:"env"`
+	// Cwd is the payload's working directory inside the sandbox.
+	Cwd string `json:"cwd"`
+	// Hostname is set when the UTS namespace is new.
+	Hostname string `json:"hostname,omitempty"`
+	// Share lists namespaces kept from the host (see ShareableNamespaces).
+	Share []string `json:"share,omitempty"`
+
+	// UID and GID the payload runs as inside.
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
+	// UIDMap and GIDMap are the maps the parent writes for the child.
+	UIDMap []IDMap `json:"uid_map"`
+	GIDMap []IDMap `json:"gid_map"`
+
+	// RootFS is a host directory used as / (read-only) instead of the
+	// default host view; empty means the host view.
+	RootFS string `json:"rootfs,omitempty"`
+	// Mounts are applied in order on top of the base view.
+	Mounts []Mount `json:"mounts,omitempty"`
+
+	TimeOffsets TimeOffsets `json:"time_offsets"`
+
+	// Caps is the capability set (names like "CAP_CHOWN") root inside keeps.
+	// A non-root payload gets none unless listed in CapsNonRoot via --cap-add.
+	Caps []string `json:"caps"`
+	// Seccomp is one of the Seccomp* modes; SeccompProfileJSON holds the
+	// Docker/OCI profile when the mode is SeccompProfile.
+	Seccomp            string `json:"seccomp"`
+	SeccompProfileJSON []byte `json:"seccomp_profile_json,omitempty"`
+	// AllowNested lets the payload create user namespaces (rbox in rbox).
+	AllowNested bool `json:"allow_nested,omitempty"`
+
+	// PreserveFDs keeps fds 3..3+N-1 open for the payload.
+	PreserveFDs int `json:"preserve_fds,omitempty"`
+	// TTY allocates a pseudo-terminal for the payload.
+	TTY bool `json:"tty,omitempty"`
+
+	// Net is one of the Net* modes.
+	Net string `json:"net"`
+}
+
+// Shares reports whether namespace ns is kept from the host.
+func (s *Spec) Shares(ns string) bool {
+	for _, n := range s.Share {
+		if n == ns {
+			return true
+		}
+	}
+	return false
+}
+
+// Encode writes s as JSON to w.
+func (s *Spec) Encode(w io.Writer) error {
+	return json.NewEncoder(w).Encode(s)
+}
+
+// Decode reads one Spec from r.
+func Decode(r io.Reader) (*Spec, error) {
+	var s Spec
+	if err := json.NewDecoder(r).Decode(&s); err != nil {
+		return nil, fmt.Errorf("decode sandbox spec: %w", err)
+	}
+	return &s, nil
+}
