@@ -1,0 +1,195 @@
+package image
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Test images are built here, from the static busybox of busybox-static.
+
+const busyboxPath = "/bin/busybox"
+
+type entry struct {
+	name     string
+	typ      byte
+	mode     int64
+	uid, gid int
+	body     string
+	link     string
+}
+
+func dir(n string, uid int) entry {
+	return entry{name: n, typ: tar.TypeDir, mode: 0o755, uid: uid, gid: uid}
+}
+func file(n, body string) entry        { return entry{name: n, typ: tar.TypeReg, mode: 0o644, body: body} }
+func symlink(n, to string) entry       { return entry{name: n, typ: tar.TypeSymlink, mode: 0o777, link: to} }
+func hardlink(n, to string) entry      { return entry{name: n, typ: tar.TypeLink, mode: 0o644, link: to} }
+func owned(e entry, id int) entry      { e.uid, e.gid = id, id; return e }
+func mode(e entry, m int64) entry      { e.mode = m; return e }
+func whiteout(dirName, n string) entry { return file(filepath.Join(dirName, ".wh."+n), "") }
+
+func tarBytes(t testing.TB, entries []entry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		hdr := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Uid: e.uid, Gid: e.gid,
+			Linkname: e.link, ModTime: time.Unix(1700000000, 0), Format: tar.FormatPAX}
+		if e.typ == tar.TypeReg {
+			hdr.Size = int64(len(e.body))
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if e.typ == tar.TypeReg {
+			if _, err := io.WriteString(tw, e.body); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func gzipBytes(t testing.TB, b []byte) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(b)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func busybox(t testing.TB) string {
+	b, err := os.ReadFile(busyboxPath)
+	if err != nil {
+		t.Fatalf("busybox-static is needed for the test images: %v", err)
+	}
+	return string(b)
+}
+
+// baseEntries is a minimal busybox system with a file and a directory the
+// second layer deletes and makes opaque.
+func baseEntries(t testing.TB) []entry {
+	return []entry{
+		dir("bin", 0), mode(file("bin/busybox", busybox(t)), 0o755),
+		symlink("bin/sh", "busybox"), symlink("bin/id", "busybox"), symlink("bin/cat", "busybox"),
+		symlink("bin/pwd", "busybox"), symlink("bin/echo", "busybox"),
+		dir("etc", 0),
+		file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n"),
+		file("etc/group", "root:x:0:\nuser:x:1000:\n"),
+		file("etc/base-only", "deleted above"),
+		dir("opq", 0), file("opq/old", "hidden above"),
+		dir("home", 0), dir("tmp", 0),
+	}
+}
+
+// topEntries adds files of uid 1000, deletes etc/base-only and makes opq
+// opaque.
+func topEntries() []entry {
+	return []entry{
+		owned(dir("home/user", 0), 1000),
+		owned(file("home/user/file", "hello"), 1000),
+		whiteout("etc", "base-only"),
+		dir("opq", 0), file("opq/.wh..wh..opq", ""), file("opq/new", "new"),
+	}
+}
+
+var testConfig = v1.Config{
+	Env:        []string{"PATH=/bin", "GREETING=hi"},
+	WorkingDir: "/home/user",
+	User:       "1000:1000",
+	Cmd:        []string{"/bin/sh", "-c", "echo $GREETING; id -u; pwd"},
+}
+
+func layerOf(t testing.TB, b []byte, mt types.MediaType) v1.Layer {
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil },
+		tarball.WithMediaType(mt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// testImage is the two-layer image: docker media types, or OCI ones.
+func testImage(t testing.TB, oci bool) v1.Image {
+	lt := types.DockerLayer
+	if oci {
+		lt = types.OCILayer
+	}
+	img, err := mutate.AppendLayers(empty.Image,
+		layerOf(t, tarBytes(t, baseEntries(t)), lt), layerOf(t, tarBytes(t, topEntries()), lt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err = mutate.Config(img, testConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if oci {
+		img = mutate.MediaType(img, types.OCIManifestSchema1)
+		img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	}
+	return img
+}
+
+// tarDir packs a directory (an OCI layout) into an archive.
+func tarDir(t testing.TB, src, dst string) {
+	t.Helper()
+	f, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	err = filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if rel == "." {
+			return nil
+		}
+		hdr, err := tar.FileInfoHeader(fi, "")
+		if err != nil {
+			return err
+		}
+		hdr.Name = rel
+		if fi.IsDir() {
+			hdr.Name += "/"
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if fi.Mode().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			_, err = tw.Write(b)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,171 @@
+package image
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/rbox-dev/rbox/imagerun"
+	"go.podman.io/storage"
+)
+
+// List returns the stored images, newest first.
+func (st *Store) List() ([]Info, error) {
+	imgs, err := st.s.Images()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Info, 0, len(imgs))
+	for _, img := range imgs {
+		size, _ := st.s.ImageSize(img.ID)
+		out = append(out, Info{ID: img.ID, Names: img.Names, Created: img.Created, Size: size})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out, nil
+}
+
+// Remove deletes an image and the layers only it uses. It fails with
+// ErrInUse while a sandbox runs the image.
+func (st *Store) Remove(name string) error {
+	unlock, err := st.writeLock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	img, err := st.lookup(name)
+	if err != nil {
+		return err
+	}
+	f, err := st.tryExclusive(img.ID)
+	if err != nil {
+		if errors.Is(err, ErrInUse) {
+			return fmt.Errorf("cannot remove %s: %w", name, err)
+		}
+		return err
+	}
+	defer f.Close()
+	if _, err := st.s.DeleteImage(img.ID, true); err != nil {
+		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	removeLocked(f, st.inUsePath(img.ID))
+	return nil
+}
+
+// Resolve finds an image for a run: its layer directories (top first) and
+// config. It marks the image in use until release is called (or the
+// process holding the returned lock dies); Remove is refused meanwhile.
+func (st *Store) Resolve(name string) (res *imagerun.Resolved, release func(), err error) {
+	res, lock, err := st.ResolveLocked(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return res, func() { lock.Close() }, nil
+}
+
+// ResolveLocked is Resolve returning the held in-use lock itself, so it
+// can be handed to another process.
+func (st *Store) ResolveLocked(name string) (*imagerun.Resolved, *os.File, error) {
+	for attempt := 0; attempt < 10; attempt++ {
+		img, err := st.lookup(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		lock, err := st.lockInUse(img.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		// The image may have been removed between lookup and lock.
+		img, err = st.s.Image(img.ID)
+		if errors.Is(err, storage.ErrImageUnknown) {
+			lock.Close()
+			continue
+		}
+		if err != nil {
+			lock.Close()
+			return nil, nil, err
+		}
+		res, err := st.describe(img)
+		if err != nil {
+			lock.Close()
+			return nil, nil, err
+		}
+		return res, lock, nil
+	}
+	return nil, nil, fmt.Errorf("%w: %s (removed while resolving)", ErrUnknownImage, name)
+}
+
+func (st *Store) describe(img *storage.Image) (*imagerun.Resolved, error) {
+	res := &imagerun.Resolved{ID: img.ID, Names: img.Names}
+	driver := st.s.GraphDriverName()
+	for id := img.TopLayer; id != ""; {
+		l, err := st.s.Layer(id)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: layer %s: %w", img.ID[:12], id, err)
+		}
+		var dir string
+		switch driver {
+		case "overlay":
+			dir = filepath.Join(st.root, "overlay", id, "diff")
+		case "vfs":
+			dir = filepath.Join(st.root, "vfs", "dir", id)
+		default:
+			return nil, fmt.Errorf("storage driver %q is not supported by rbox", driver)
+		}
+		if _, err := os.Stat(dir); err != nil {
+			return nil, fmt.Errorf("image %s: layer %s: %w", img.ID[:12], id, err)
+		}
+		res.Layers = append(res.Layers, dir)
+		if driver == "vfs" {
+			break // a vfs layer is a full copy of the tree
+		}
+		id = l.Parent
+	}
+	if driver == "overlay" {
+		if b, err := os.ReadFile(filepath.Join(st.root, "overlay", ".has-mount-program")); err == nil && string(b) == "true" {
+			res.AUFSWhiteouts = true
+		}
+	}
+	cfg, err := st.config(img)
+	if err != nil {
+		return nil, err
+	}
+	res.Config = cfg
+	return res, nil
+}
+
+// config reads the image config through the stored manifest (the layout
+// podman uses too), falling back to the key named by the image ID.
+func (st *Store) config(img *storage.Image) (ImageConfig, error) {
+	key := "sha256:" + img.ID
+	if m, err := st.s.ImageBigData(img.ID, storage.ImageDigestBigDataKey); err == nil {
+		var man struct {
+			Config struct {
+				Digest string `json:"digest"`
+			} `json:"config"`
+		}
+		if json.Unmarshal(m, &man) == nil && man.Config.Digest != "" {
+			key = man.Config.Digest
+		}
+	}
+	b, err := st.s.ImageBigData(img.ID, key)
+	if err != nil {
+		return ImageConfig{}, fmt.Errorf("image %s has no readable config: %w", img.ID[:12], err)
+	}
+	var cf struct {
+		Config struct {
+			Env        []string `json:"Env"`
+			WorkingDir string   `json:"WorkingDir"`
+			User       string   `json:"User"`
+			Entrypoint []string `json:"Entrypoint"`
+			Cmd        []string `json:"Cmd"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal(b, &cf); err != nil {
+		return ImageConfig{}, fmt.Errorf("image %s config: %w", img.ID[:12], err)
+	}
+	c := cf.Config
+	return ImageConfig{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd}, nil
+}
