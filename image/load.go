@@ -211,7 +211,7 @@ func extractOCI(path, dir string) error {
 			if err := os.MkdirAll(out, 0o700); err != nil {
 				return err
 			}
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg:
 			if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
 				return err
 			}

@@ -68,7 +68,7 @@ func checkLayer(r io.Reader) (*layerCheck, error) {
 			return nil, badInput("unsafe layer entry %q: it lies below the symlink %q of the same layer", hdr.Name, p)
 		}
 		switch hdr.Typeflag {
-		case tar.TypeReg, tar.TypeRegA, tar.TypeChar, tar.TypeBlock, tar.TypeFifo, tar.TypeDir, tar.TypeSymlink, tar.TypeGNUSparse:
+		case tar.TypeReg, tar.TypeChar, tar.TypeBlock, tar.TypeFifo, tar.TypeDir, tar.TypeSymlink, tar.TypeGNUSparse:
 		case tar.TypeLink:
 			target, err := safeName(hdr.Linkname)
 			if err != nil || target == "" {
