@@ -3,6 +3,7 @@ module github.com/rbox-dev/rbox
 go 1.26.8
 
 require (
+	github.com/alecthomas/kong v1.17.0
 	github.com/google/go-containerregistry v0.22.1
 	github.com/opencontainers/go-digest v1.0.0
 	github.com/sirupsen/logrus v1.10.2

@@ -48,6 +48,9 @@ func checkLayer(r io.Reader) (*layerCheck, error) {
 			break
 		}
 		if err != nil {
+			if res.Entries == 0 {
+				return nil, badInput("not a tar archive (%v)", err)
+			}
 			return nil, corrupt(err)
 		}
 		res.Entries++

@@ -224,11 +224,13 @@ func InUserNS() bool {
 
 // Reexec runs this program again with the same arguments inside new user
 // and mount namespaces (see Start), waits for it and returns its exit code.
-// SIGINT, SIGTERM and SIGHUP are passed on to the child.
-func Reexec(extraFlags uintptr) (int, error) {
+// extraFiles are passed on as descriptors 3, 4, ... SIGINT, SIGTERM and
+// SIGHUP are passed on to the child.
+func Reexec(extraFlags uintptr, extraFiles ...*os.File) (int, error) {
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
 	cmd.Args[0] = os.Args[0]
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.ExtraFiles = extraFiles
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
