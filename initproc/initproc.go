@@ -284,7 +284,14 @@ func unwrapPathErr(err error) error {
 // exit code tells "not found" (127) from "found but not executable" (126).
 func lookPath(name string, env []string) (string, int, error) {
 	if strings.Contains(name, "/") {
-		return name, 0, checkExecutable(name)
+		switch err := checkExecutable(name); {
+		case err == nil:
+			return name, 0, nil
+		case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR):
+			return "", ExitNotFound, fmt.Errorf("%s: no such file", name)
+		default:
+			return "", ExitCannotExecute, fmt.Errorf("%s: cannot execute: %v", name, err)
+		}
 	}
 	pathVar := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	for _, kv := range env {

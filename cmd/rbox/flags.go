@@ -19,6 +19,9 @@ import (
 func parseMount(kind spec.MountKind, raw string) (spec.Mount, error) {
 	m := spec.Mount{Kind: kind}
 	flag := "--" + string(kind)
+	if raw == "" {
+		return m, fmt.Errorf("%s needs a value", flag)
+	}
 	switch kind {
 	case spec.MountBind, spec.MountROBind, spec.MountSymlink:
 		src, dst, ok := strings.Cut(raw, ":")
@@ -27,7 +30,7 @@ func parseMount(kind spec.MountKind, raw string) (spec.Mount, error) {
 			if kind == spec.MountSymlink {
 				what = "TARGET:LINK"
 			}
-			return m, fmt.Errorf("%s %q: expected %s", flag, raw, what)
+			return m, fmt.Errorf("%q: expected %s", raw, what)
 		}
 		m.Source, m.Dest = src, dst
 	case spec.MountTmpfs:
@@ -40,17 +43,17 @@ func parseMount(kind spec.MountKind, raw string) (spec.Mount, error) {
 				case "size":
 					n, err := parseSize(v)
 					if err != nil {
-						return m, fmt.Errorf("%s %q: %v", flag, raw, err)
+						return m, fmt.Errorf("%q: %v", raw, err)
 					}
 					m.SizeBytes = n
 				case "mode":
 					n, err := strconv.ParseUint(v, 8, 32)
 					if err != nil || n > 0o7777 {
-						return m, fmt.Errorf("%s %q: mode %q is not an octal mode like 1777", flag, raw, v)
+						return m, fmt.Errorf("%q: mode %q is not an octal mode like 1777", raw, v)
 					}
 					m.Mode = uint32(n)
 				default:
-					return m, fmt.Errorf("%s %q: unknown option %q (use size= and mode=)", flag, raw, k)
+					return m, fmt.Errorf("%q: unknown option %q (use size= and mode=)", raw, k)
 				}
 			}
 		}
@@ -58,7 +61,7 @@ func parseMount(kind spec.MountKind, raw string) (spec.Mount, error) {
 		m.Dest = raw
 	}
 	if !filepath.IsAbs(m.Dest) {
-		return m, fmt.Errorf("%s %q: destination %q must be an absolute path", flag, raw, m.Dest)
+		return m, fmt.Errorf("%q: destination %q must be an absolute path", raw, m.Dest)
 	}
 	m.Dest = filepath.Clean(m.Dest)
 	return m, nil

@@ -52,7 +52,7 @@ func main() {
 
 func runCLI(args []string) int {
 	var cli CLI
-	cli.Run.setup()
+	mountOrder = nil
 	parser, err := kong.New(&cli,
 		kong.Name("rbox"),
 		kong.Description("Run a command as root in a rootless sandbox: new namespaces, the host's system directories read-only, only the paths you give, no network unless asked."),

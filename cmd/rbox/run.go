@@ -45,38 +45,28 @@ type RunCmd struct {
 	AllowNested bool     `name:"allow-nested" help:"Let the command create user namespaces (to run rbox or bwrap inside)."`
 
 	Command []string `arg:"" optional:"" passthrough:"" help:"Command and arguments."`
-
-	mounts []spec.Mount
 }
 
-// mountFlag decodes one mount flag into the shared ordered list, so
-// --bind, --tmpfs and the rest keep the order they were given in.
-type mountFlag struct {
-	kind spec.MountKind
-	into *[]spec.Mount
-}
+// mountFlag decodes one mount flag into mountOrder, so --bind, --tmpfs and
+// the rest keep the order they were given in: kong fills each flag's own
+// field, which would lose it. The flag's name is its mount kind.
+type mountFlag struct{}
+
+// mountOrder collects the mount flags of the one command line rbox parses.
+var mountOrder []spec.Mount
 
 // Decode implements kong.MapperValue.
-func (m *mountFlag) Decode(ctx *kong.DecodeContext) error {
+func (mountFlag) Decode(ctx *kong.DecodeContext) error {
 	var raw string
 	if err := ctx.Scan.PopValueInto("value", &raw); err != nil {
 		return err
 	}
-	mnt, err := parseMount(m.kind, raw)
+	mnt, err := parseMount(spec.MountKind(ctx.Value.Name), raw)
 	if err != nil {
 		return err
 	}
-	*m.into = append(*m.into, mnt)
+	mountOrder = append(mountOrder, mnt)
 	return nil
-}
-
-func (r *RunCmd) setup() {
-	for _, f := range []struct {
-		flag *mountFlag
-		kind spec.MountKind
-	}{{&r.Bind, spec.MountBind}, {&r.ROBind, spec.MountROBind}, {&r.Tmpfs, spec.MountTmpfs}, {&r.Dir, spec.MountDir}, {&r.Symlink, spec.MountSymlink}} {
-		*f.flag = mountFlag{kind: f.kind, into: &r.mounts}
-	}
 }
 
 // Run builds the Spec and runs the sandbox.
@@ -121,7 +111,7 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if s.TimeOffsets != (spec.TimeOffsets{}) && s.Shares(spec.NSTime) {
 		return nil, nil, fmt.Errorf("--time-offset needs a new time namespace: drop time from --share")
 	}
-	if s.Mounts, err = resolveSources(r.mounts); err != nil {
+	if s.Mounts, err = resolveSources(mountOrder); err != nil {
 		return nil, nil, err
 	}
 	if s.Cwd, err = r.workDir(s.Mounts); err != nil {
