@@ -596,6 +596,9 @@ func (b *builder) mkdirIn(p string) (int, error) {
 	for _, part := range parts {
 		parent, err := b.openIn(cur, unix.O_PATH|unix.O_DIRECTORY)
 		if err != nil {
+			if target, lerr := b.linkTarget(cur); lerr == nil {
+				return -1, fmt.Errorf("%s is a symlink to %s, which is not a directory in the sandbox: %w", cur, target, err)
+			}
 			return -1, fmt.Errorf("%s: %w", cur, err)
 		}
 		next := path.Join(cur, part)
@@ -650,6 +653,16 @@ func (b *builder) symlinkIn(target, link string) error {
 		return fmt.Errorf("symlink %s -> %s: %w", link, target, err)
 	}
 	return nil
+}
+
+// linkTarget reads p inside the new root when it is a symlink.
+func (b *builder) linkTarget(p string) (string, error) {
+	dir, err := b.openIn(path.Dir(p), unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(dir)
+	return readlinkat(dir, path.Base(p))
 }
 
 func readlinkat(dirfd int, name string) (string, error) {

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -64,6 +65,9 @@ func fail(code int, err error) int {
 }
 
 func run(fdArg string) int {
+	// ps shows the main thread's name; "exe" (from /proc/self/exe) says
+	// nothing.
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte(Arg0 + "\x00")[0])), 0, 0, 0)
 	fd, err := strconv.Atoi(fdArg)
 	if err != nil {
 		return fail(ExitSetupFailed, fmt.Errorf("bad spec fd %q", fdArg))
@@ -190,7 +194,7 @@ func enterTimeNamespace(o spec.TimeOffsets) error {
 		return nil
 	}
 	text := fmt.Sprintf("monotonic %d 0\nboottime %d 0\n", o.Monotonic, o.Boottime)
-	if err := os.WriteFile("/proc/thread-self/timens_offsets", []byte(text), 0); err != nil {
+	if err := os.WriteFile("/proc/self/timens_offsets", []byte(text), 0); err != nil {
 		return fmt.Errorf("set time offsets: %w", err)
 	}
 	return nil
