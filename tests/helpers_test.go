@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -186,7 +187,9 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
-// tmpEntries lists /tmp, to check rbox leaves nothing there.
+// tmpEntries lists the caller's entries in /tmp, to check rbox leaves
+// nothing there. Go's own build directories (other builds on the machine)
+// are not rbox's.
 func tmpEntries(t *testing.T) map[string]bool {
 	t.Helper()
 	entries, err := os.ReadDir(os.TempDir())
@@ -195,7 +198,13 @@ func tmpEntries(t *testing.T) map[string]bool {
 	}
 	m := map[string]bool{}
 	for _, e := range entries {
-		m[e.Name()] = true
+		info, err := e.Info()
+		if err != nil || strings.HasPrefix(e.Name(), "go-build") {
+			continue
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) == os.Getuid() {
+			m[e.Name()] = true
+		}
 	}
 	return m
 }
