@@ -160,12 +160,19 @@ func Open(opts Options) (*Store, error) {
 			return nil, fmt.Errorf("image store: %w", err)
 		}
 	}
+	var driverOpts []string
+	if !nsexec.FullMapping() {
+		// Only the caller is mapped (no subordinate ids): like podman,
+		// store every file as the caller's rather than fail.
+		driverOpts = []string{"overlay.ignore_chown_errors=true", "vfs.ignore_chown_errors=true"}
+	}
 	s, err := storage.GetStore(storage.StoreOptions{
 		RunRoot:   runRoot,
 		GraphRoot: root,
 		// An existing store keeps its driver (podman's may be vfs); a new
 		// one uses overlay, whose layer directories the sandbox stacks.
 		GraphDriverPriority: []string{"overlay", "vfs"},
+		GraphDriverOptions:  driverOpts,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open image store %s: %w", root, err)

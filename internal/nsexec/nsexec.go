@@ -1,17 +1,13 @@
 // Package nsexec starts a program in new user and mount namespaces where the
-// caller is root and its subordinate ids are mapped to 1..N, the way the
-// image commands and the storage tests need it.
+// caller is root and its subordinate ids fill the other ids: the same maps
+// the sandbox gets (package userns plans and writes them), so that what the
+// image commands unpack shows with the right owners inside a sandbox.
 //
-// INTEGRATION NOTE: this is a deliberately small stand-in for main's userns
-// and subid packages (the parent/child map hand-shake of the sandbox core).
-// When the image branch is merged, Start and Child should be replaced by
-// calls into those packages; the only contract the image and overlay code
-// relies on is "run with uid/gid 0 in a user namespace whose maps are
-// CallerMaps(), in a private mount namespace, with full capabilities".
+// The sandbox's own parent/child hand-shake lives in package sandbox and
+// initproc; this is the small general form used by rbox-image and tests.
 package nsexec
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -23,70 +19,24 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/userns"
 )
 
 // envSync names the environment variable that tells a re-executed child
 // which descriptor to wait on for its id maps.
 const envSync = "RBOX_NSEXEC_SYNC_FD"
 
-// MaxSubordinate is the largest subordinate range mapped (inside ids
-// 1..MaxSubordinate), matching the sandbox core.
-const MaxSubordinate = 65536
-
-// IDMap is one line of a uid_map or gid_map.
-type IDMap struct {
-	Inside, Outside, Count uint32
-}
-
-// CallerMaps returns the uid and gid maps for the calling user: the caller
-// as 0 and its first subordinate range as 1..N. Real root (which usually
-// has no /etc/subuid entry) gets the identity map of 0..MaxSubordinate.
-func CallerMaps() (uids, gids []IDMap, err error) {
-	uid, gid := os.Getuid(), os.Getgid()
-	if uid == 0 {
-		id := []IDMap{{0, 0, MaxSubordinate + 1}}
-		return id, id, nil
+// Plan returns the caller's id maps with the caller as root inside, exactly
+// as a sandbox run without --uid/--gid maps them.
+func Plan() (*userns.Plan, error) {
+	c := userns.Caller{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+	if u, err := user.LookupId(strconv.Itoa(os.Getuid())); err == nil {
+		c.Name = u.Username
+	} else {
+		c.Name = strconv.Itoa(os.Getuid())
 	}
-	u, err := user.LookupId(strconv.Itoa(uid))
-	name := ""
-	if err == nil {
-		name = u.Username
-	}
-	su, err := subordinate("/etc/subuid", name, uid)
-	if err != nil {
-		return nil, nil, err
-	}
-	sg, err := subordinate("/etc/subgid", name, uid)
-	if err != nil {
-		return nil, nil, err
-	}
-	return []IDMap{{0, uint32(uid), 1}, su}, []IDMap{{0, uint32(gid), 1}, sg}, nil
-}
-
-// subordinate finds the first range of user name (or numeric uid) in file.
-func subordinate(file, name string, uid int) (IDMap, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return IDMap{}, fmt.Errorf("no subordinate ids for uid %d: %w", uid, err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Split(strings.TrimSpace(sc.Text()), ":")
-		if len(fields) != 3 || (fields[0] != name && fields[0] != strconv.Itoa(uid)) {
-			continue
-		}
-		start, err1 := strconv.ParseUint(fields[1], 10, 32)
-		count, err2 := strconv.ParseUint(fields[2], 10, 32)
-		if err1 != nil || err2 != nil || count == 0 {
-			continue
-		}
-		if count > MaxSubordinate {
-			count = MaxSubordinate
-		}
-		return IDMap{1, uint32(start), uint32(count)}, nil
-	}
-	return IDMap{}, fmt.Errorf("no subordinate ids for user %q (uid %d) in %s", name, uid, file)
+	return userns.NewPlan(c, 0, 0)
 }
 
 // allCaps lists every capability the running kernel knows, so the child
@@ -110,7 +60,7 @@ func allCaps() []uintptr {
 // unix.CLONE_NEWPID) and writes the caller's maps for it. The child must
 // call Child early. The child gets SIGKILL if the calling thread dies.
 func Start(cmd *exec.Cmd, extraFlags uintptr) error {
-	uids, gids, err := CallerMaps()
+	plan, err := Plan()
 	if err != nil {
 		return err
 	}
@@ -138,46 +88,17 @@ func Start(cmd *exec.Cmd, extraFlags uintptr) error {
 	if err != nil {
 		return err
 	}
-	if err := writeMaps(cmd.Process.Pid, uids, gids); err != nil {
+	if err := plan.Write(cmd.Process.Pid); err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		return err
 	}
-	if _, err := w.Write([]byte{'1'}); err != nil {
+	msg := byte('1')
+	if plan.SetgroupsDenied {
+		msg = '2'
+	}
+	if _, err := w.Write([]byte{msg}); err != nil {
 		return fmt.Errorf("release namespaced child: %w", err)
-	}
-	return nil
-}
-
-func writeMaps(pid int, uids, gids []IDMap) error {
-	if os.Geteuid() == 0 {
-		for _, m := range []struct {
-			file string
-			maps []IDMap
-		}{{"uid_map", uids}, {"gid_map", gids}} {
-			var b strings.Builder
-			for _, l := range m.maps {
-				fmt.Fprintf(&b, "%d %d %d\n", l.Inside, l.Outside, l.Count)
-			}
-			if err := os.WriteFile(fmt.Sprintf("/proc/%d/%s", pid, m.file), []byte(b.String()), 0); err != nil {
-				return fmt.Errorf("write %s: %w", m.file, err)
-			}
-		}
-		return nil
-	}
-	for _, m := range []struct {
-		prog string
-		maps []IDMap
-	}{{"newuidmap", uids}, {"newgidmap", gids}} {
-		args := []string{strconv.Itoa(pid)}
-		for _, l := range m.maps {
-			args = append(args, strconv.FormatUint(uint64(l.Inside), 10),
-				strconv.FormatUint(uint64(l.Outside), 10), strconv.FormatUint(uint64(l.Count), 10))
-		}
-		out, err := exec.Command(m.prog, args...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%s %s: %v: %s", m.prog, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-		}
 	}
 	return nil
 }
@@ -200,11 +121,17 @@ func Child() (bool, error) {
 	var b [1]byte
 	n, _ := f.Read(b[:])
 	f.Close()
-	if n != 1 || b[0] != '1' {
+	if n != 1 || (b[0] != '1' && b[0] != '2') {
 		return true, errors.New("parent failed to set up the user namespace id maps")
 	}
 	if os.Getuid() != 0 || os.Getgid() != 0 {
 		return true, fmt.Errorf("not root in the new user namespace (uid %d gid %d)", os.Getuid(), os.Getgid())
+	}
+	if b[0] == '1' {
+		// The caller's supplementary groups are unmapped here.
+		if err := unix.Setgroups(nil); err != nil {
+			return true, fmt.Errorf("setgroups: %w", err)
+		}
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return true, fmt.Errorf("make mounts private: %w", err)
@@ -261,4 +188,19 @@ func Reexec(extraFlags uintptr, extraFiles ...*os.File) (int, error) {
 		return ee.ExitCode(), nil
 	}
 	return 125, err
+}
+
+// FullMapping reports whether this process's user namespace maps more than
+// one uid (the caller has subordinate ids).
+func FullMapping() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 1 {
+		return true
+	}
+	f := strings.Fields(lines[0])
+	return len(f) == 3 && f[2] != "1"
 }
