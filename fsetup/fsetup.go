@@ -41,6 +41,18 @@ type Config struct {
 	Files []File
 	// Cwd is the working directory to enter after the pivot.
 	Cwd string
+
+	// RootLowers replace the host view: the root is these host
+	// directories (top first), read-only unless Overlay.
+	RootLowers []string
+	// Overlay makes the root writable: RootLowers, or each directory of
+	// the host view.
+	Overlay bool
+	// UpperDir and WorkDir keep the overlay's writes on the host; empty
+	// means a tmpfs of the sandbox.
+	UpperDir, WorkDir string
+	// Driver is the overlay driver: "", "overlay", "fuse-overlayfs", "vfs".
+	Driver string
 }
 
 // File is generated content placed in the sandbox (resolv.conf, hosts).
@@ -73,10 +85,14 @@ const base = "/tmp"
 
 // builder holds the open roots while the sandbox is assembled.
 type builder struct {
-	cfg  *Config
-	host int // O_PATH fd of the host's root (/oldroot)
-	root int // O_PATH fd of the new root
-	dev  int // O_PATH fd of /dev/null of the host, used to mask files
+	cfg     *Config
+	sources *rootSources // host directories of a custom root
+	// keptUpper and keptWork are the bound --overlay-dir directories.
+	keptUpper, keptWork string
+	helperReady         bool // helperRoot is filled
+	host                int  // O_PATH fd of the host's root (/oldroot)
+	root                int  // O_PATH fd of the new root
+	dev                 int  // O_PATH fd of /dev/null of the host, used to mask files
 }
 
 // Build assembles the sandbox's root from the host's and pivots into it. It
@@ -124,6 +140,11 @@ func (b *builder) enterSetupRoot() error {
 	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("make / a slave mount: %w", err)
 	}
+	if b.cfg.customRoot() {
+		if err := b.openRootSources(); err != nil {
+			return err
+		}
+	}
 	if err := unix.Mount("tmpfs", base, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
 		return fmt.Errorf("mount tmpfs on %s: %w", base, err)
 	}
@@ -132,6 +153,11 @@ func (b *builder) enterSetupRoot() error {
 	}
 	for _, d := range []string{"newroot", "oldroot"} {
 		if err := unix.Mkdir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if b.cfg.customRoot() {
+		if err := b.prepareRoot(); err != nil {
 			return err
 		}
 	}
@@ -153,8 +179,10 @@ func (b *builder) enterSetupRoot() error {
 		return err
 	}
 	defer unix.Close(newroot)
-	if err := mountNew(newroot, "tmpfs", map[string]string{"mode": "0755"}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV); err != nil {
-		return fmt.Errorf("mount the new root's tmpfs: %w", err)
+	if !b.cfg.customRoot() {
+		if err := mountNew(newroot, "tmpfs", map[string]string{"mode": "0755"}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV); err != nil {
+			return fmt.Errorf("mount the new root's tmpfs: %w", err)
+		}
 	}
 	b.root, err = unix.Open("/newroot", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	return err
@@ -163,6 +191,9 @@ func (b *builder) enterSetupRoot() error {
 // hostView binds the host's system directories read-only and recreates the
 // merged-/usr symlinks as they are on the host.
 func (b *builder) hostView() error {
+	if b.cfg.customRoot() {
+		return nil // prepareRoot made the root
+	}
 	for _, name := range hostSystemDirs {
 		var st unix.Stat_t
 		if err := unix.Fstatat(b.host, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
@@ -410,6 +441,9 @@ func (b *builder) files() error {
 // sealRoot makes the new root's own tmpfs read-only: only the mounts the
 // sandbox was given are writable.
 func (b *builder) sealRoot() error {
+	if b.cfg.Overlay {
+		return nil // a writable root was asked for
+	}
 	return unix.MountSetattr(b.root, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
 }
 

@@ -4,9 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/imagerun"
 	"go.podman.io/storage"
@@ -133,6 +138,11 @@ func (st *Store) describe(img *storage.Image) (*imagerun.Resolved, error) {
 		return nil, err
 	}
 	res.Config = cfg
+	uid, gid, err := imagerun.LookupUser(func(p string) ([]byte, error) { return readInLayers(res.Layers, p) }, cfg.User)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", img.ID[:12], err)
+	}
+	res.UID, res.GID = uid, gid
 	return res, nil
 }
 
@@ -168,4 +178,57 @@ func (st *Store) config(img *storage.Image) (ImageConfig, error) {
 	}
 	c := cf.Config
 	return ImageConfig{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd}, nil
+}
+
+// readInLayers reads path from the merged view of layers (top first),
+// honouring whiteouts and opaque directories, without following symlinks.
+func readInLayers(layers []string, path string) ([]byte, error) {
+	rel := strings.TrimPrefix(filepath.Clean("/"+path), "/")
+	parts := strings.Split(rel, "/")
+	for _, l := range layers {
+		// A whiteout of the file or of a parent hides the lower layers.
+		cur := l
+		hidden, opaque := false, false
+		for i, p := range parts {
+			if fi, err := os.Lstat(filepath.Join(cur, ".wh."+p)); err == nil && fi.Mode().IsRegular() {
+				hidden = true
+				break
+			}
+			next := filepath.Join(cur, p)
+			fi, err := os.Lstat(next)
+			if err != nil {
+				break
+			}
+			if fi.Mode()&os.ModeCharDevice != 0 && fi.Sys().(*syscall.Stat_t).Rdev == 0 {
+				hidden = true
+				break
+			}
+			if i < len(parts)-1 {
+				if !fi.IsDir() {
+					break
+				}
+				if dirOpaque(next) {
+					opaque = true
+				}
+			} else if fi.Mode().IsRegular() {
+				return os.ReadFile(next)
+			}
+			cur = next
+		}
+		if hidden || opaque {
+			break
+		}
+	}
+	return nil, fs.ErrNotExist
+}
+
+func dirOpaque(dir string) bool {
+	buf := make([]byte, 4)
+	for _, x := range []string{"user.overlay.opaque", "trusted.overlay.opaque"} {
+		if n, err := unix.Lgetxattr(dir, x, buf); err == nil && n == 1 && buf[0] == 'y' {
+			return true
+		}
+	}
+	_, err := os.Lstat(filepath.Join(dir, ".wh..wh..opq"))
+	return err == nil
 }

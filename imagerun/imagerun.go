@@ -30,6 +30,9 @@ type Resolved struct {
 	// Layers are the lower directories, top first.
 	Layers []string `json:"layers"`
 	Config Config   `json:"config"`
+	// UID and GID are the image's User as numbers (0 when it names none).
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
 	// AUFSWhiteouts is set when the store's layers mark deletions with
 	// .wh. files (a store written through fuse-overlayfs): only the
 	// fuse-overlayfs and vfs drivers understand those.

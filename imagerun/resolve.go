@@ -42,10 +42,10 @@ func HelperPath() (string, error) {
 // Resolve asks rbox-image to resolve an image of the store at root ("" for
 // the default). The returned file holds the image's in-use lock: keep it
 // open (and inherited by the sandbox) for as long as the image is mounted;
-// `rbox image rm` is refused meanwhile. Called as root in a user namespace
-// with the store's mapping (the sandbox's pid 1 before pivot_root), the
-// helper runs in place; elsewhere it first enters such a namespace itself.
-func Resolve(helper, root, name string) (*Resolved, *os.File, error) {
+// `rbox image rm` is refused meanwhile. start starts the helper: nil runs
+// it plainly (it then enters a user namespace itself), or a function that
+// starts it directly in a user namespace with the store's maps.
+func Resolve(helper, root, name string, start func(*exec.Cmd) error) (*Resolved, *os.File, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, err
@@ -62,7 +62,13 @@ func Resolve(helper, root, name string) (*Resolved, *os.File, error) {
 	cmd.Env = append(os.Environ(), EnvLockFD+"=3")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
+	if start == nil {
+		start = (*exec.Cmd).Start
+	}
+	err = start(cmd)
+	if err == nil {
+		err = cmd.Wait()
+	}
 	theirs.Close()
 	if err != nil {
 		msg := strings.TrimSpace(stderr.String())

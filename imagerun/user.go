@@ -2,17 +2,16 @@ package imagerun
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 )
 
 // LookupUser turns an image's User ("", "uid", "uid:gid", "name",
-// "name:group", ...) into ids, reading names from the image's
-// /etc/passwd and /etc/group under root. Empty means root.
-func LookupUser(root, user string) (uid, gid uint32, err error) {
+// "name:group", ...) into ids, reading names from the image's /etc/passwd
+// and /etc/group through readFile. Empty means root.
+func LookupUser(readFile func(path string) ([]byte, error), user string) (uid, gid uint32, err error) {
 	if user == "" {
 		return 0, 0, nil
 	}
@@ -21,13 +20,13 @@ func LookupUser(root, user string) (uid, gid uint32, err error) {
 		uid = uint32(n)
 		gid = uid
 		// A numeric user's primary group comes from passwd when listed.
-		if e, ok := findEntry(filepath.Join(root, "etc/passwd"), func(f []string) bool { return len(f) > 3 && f[2] == u }); ok {
+		if e, ok := findEntry(readFile, "/etc/passwd", func(f []string) bool { return len(f) > 3 && f[2] == u }); ok {
 			if n, err := strconv.ParseUint(e[3], 10, 32); err == nil {
 				gid = uint32(n)
 			}
 		}
 	} else {
-		e, ok := findEntry(filepath.Join(root, "etc/passwd"), func(f []string) bool { return len(f) > 3 && f[0] == u })
+		e, ok := findEntry(readFile, "/etc/passwd", func(f []string) bool { return len(f) > 3 && f[0] == u })
 		if !ok {
 			return 0, 0, fmt.Errorf("user %q not found in the image's /etc/passwd", u)
 		}
@@ -42,7 +41,7 @@ func LookupUser(root, user string) (uid, gid uint32, err error) {
 		if n, err := strconv.ParseUint(g, 10, 32); err == nil {
 			gid = uint32(n)
 		} else {
-			e, ok := findEntry(filepath.Join(root, "etc/group"), func(f []string) bool { return len(f) > 2 && f[0] == g })
+			e, ok := findEntry(readFile, "/etc/group", func(f []string) bool { return len(f) > 2 && f[0] == g })
 			if !ok {
 				return 0, 0, fmt.Errorf("group %q not found in the image's /etc/group", g)
 			}
@@ -56,13 +55,12 @@ func LookupUser(root, user string) (uid, gid uint32, err error) {
 	return uid, gid, nil
 }
 
-func findEntry(file string, match func([]string) bool) ([]string, bool) {
-	f, err := os.Open(file)
+func findEntry(readFile func(string) ([]byte, error), file string, match func([]string) bool) ([]string, bool) {
+	b, err := readFile(file)
 	if err != nil {
 		return nil, false
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		fields := strings.Split(sc.Text(), ":")
 		if match(fields) {

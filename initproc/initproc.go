@@ -125,6 +125,16 @@ func setup(s *spec.Spec, start *Start) error {
 		ConsoleFD: -1,
 		TTYGID:    mappedGID(s.GIDMap, 5),
 		Cwd:       s.Cwd,
+		Driver:    s.StorageDriver,
+	}
+	switch {
+	case len(s.Layers) > 0:
+		cfg.RootLowers = s.Layers
+	case s.RootFS != "":
+		cfg.RootLowers = []string{s.RootFS}
+	}
+	if s.Overlay != nil {
+		cfg.Overlay, cfg.UpperDir, cfg.WorkDir = true, s.Overlay.UpperDir, s.Overlay.WorkDir
 	}
 	if s.TTY {
 		cfg.ConsoleFD = terminalFD()

@@ -92,6 +92,42 @@ func Mount(d Driver, lowers []string, upper, work, target string) (cleanup func(
 
 // MountUsed is Mount that also reports which driver was used.
 func MountUsed(d Driver, lowers []string, upper, work, target string) (cleanup func() error, used Driver, err error) {
+	return MountWith(d, lowers, upper, work, target, Options{})
+}
+
+// Options tune MountWith.
+type Options struct {
+	// FuseRoot, if set, is called when fuse-overlayfs is about to be used
+	// and returns a directory to chroot the daemon into, with the lowers,
+	// upper and work directories at the same paths below it (see
+	// mountFuse). It returns "" to run the daemon in the caller's root.
+	FuseRoot func() (string, error)
+}
+
+// MountWith is MountUsed with options.
+func MountWith(d Driver, lowers []string, upper, work, target string, o Options) (cleanup func() error, used Driver, err error) {
+	fuse := func() (func() error, error) {
+		root := ""
+		if o.FuseRoot != nil {
+			if root, err = o.FuseRoot(); err != nil {
+				return nil, err
+			}
+		}
+		in := func(p string) string {
+			if root == "" || p == "" {
+				return p
+			}
+			return strings.TrimPrefix(p, strings.TrimSuffix(root, "/"))
+		}
+		var ls []string
+		for _, l := range lowers {
+			if root != "" && !strings.HasPrefix(l, root+"/") {
+				return nil, fmt.Errorf("fuse-overlayfs: %s is not below its root %s", l, root)
+			}
+			ls = append(ls, in(l))
+		}
+		return mountFuse(ls, in(upper), in(work), target, root)
+	}
 	if len(lowers) == 0 {
 		return nil, d, errors.New("overlay: no lower directories")
 	}
@@ -115,7 +151,7 @@ func MountUsed(d Driver, lowers []string, upper, work, target string) (cleanup f
 		c, err := mountNative(lowers, upper, work, target)
 		return c, Native, err
 	case Fuse:
-		c, err := mountFuse(lowers, upper, work, target)
+		c, err := fuse()
 		return c, Fuse, err
 	case VFS:
 		c, err := mountVFS(lowers, upper, work, target)
@@ -128,7 +164,7 @@ func MountUsed(d Driver, lowers []string, upper, work, target string) (cleanup f
 		if !errors.Is(err, ErrUnsupported) {
 			return nil, Native, err
 		}
-		c, ferr := mountFuse(lowers, upper, work, target)
+		c, ferr := fuse()
 		if ferr != nil {
 			return nil, Fuse, fmt.Errorf("%v; and %w", err, ferr)
 		}

@@ -63,8 +63,10 @@ func allCaps() []uintptr {
 
 // Run runs the sandbox s with id maps from plan and returns rbox's exit
 // code. It must be called on the main thread (the child's parent-death
-// signal fires when the thread that started it exits).
-func Run(s *spec.Spec, plan *userns.Plan) int {
+// signal fires when the thread that started it exits). The files in hold
+// stay open in pid 1, and so alive, for the sandbox's whole life without
+// reaching the command (an image's in-use lock).
+func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return failf("pipe: %v", err)
@@ -82,14 +84,15 @@ func Run(s *spec.Spec, plan *userns.Plan) int {
 		stdio = term.childStdio
 	}
 
-	extra := make([]*os.File, 0, s.PreserveFDs+1)
+	extra := make([]*os.File, 0, s.PreserveFDs+len(hold)+1)
 	for i := 0; i < s.PreserveFDs; i++ {
 		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
 	}
+	extra = append(extra, hold...)
 	extra = append(extra, specR)
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/exe",
-		Args:       []string{initproc.Arg0, strconv.Itoa(3 + s.PreserveFDs)},
+		Args:       []string{initproc.Arg0, strconv.Itoa(3 + s.PreserveFDs + len(hold))},
 		Env:        []string{},
 		Stdin:      stdio[0],
 		Stdout:     stdio[1],

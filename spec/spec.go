@@ -104,6 +104,16 @@ type Spec struct {
 	// RootFS is a host directory used as / (read-only) instead of the
 	// default host view; empty means the host view.
 	RootFS string `json:"rootfs,omitempty"`
+	// Layers are an image's layer directories, top first, stacked as /
+	// (set from --image); they take the place of RootFS.
+	Layers []string `json:"layers,omitempty"`
+	// Overlay makes the root writable through an overlay: RootFS or Layers
+	// when given, else each directory of the host view. Nil keeps it
+	// read-only (an image always gets one).
+	Overlay *Overlay `json:"overlay,omitempty"`
+	// StorageDriver forces how overlays are made: "overlay" (native),
+	// "fuse-overlayfs" or "vfs"; empty picks native, else fuse-overlayfs.
+	StorageDriver string `json:"storage_driver,omitempty"`
 	// Mounts are applied in order on top of the base view.
 	Mounts []Mount `json:"mounts,omitempty"`
 
@@ -126,6 +136,14 @@ type Spec struct {
 
 	// Net is one of the Net* modes.
 	Net string `json:"net"`
+}
+
+// Overlay says where an overlay's writes go.
+type Overlay struct {
+	// UpperDir and WorkDir are host directories that keep the writes
+	// (--overlay-dir); empty means a tmpfs that goes with the sandbox.
+	UpperDir string `json:"upper_dir,omitempty"`
+	WorkDir  string `json:"work_dir,omitempty"`
 }
 
 // Shares reports whether namespace ns is kept from the host.

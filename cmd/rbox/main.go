@@ -26,6 +26,7 @@ func init() { initproc.Lock() }
 type CLI struct {
 	Run     RunCmd     `cmd:"" default:"withargs" help:"Run a command in a new sandbox (the default command)."`
 	Check   CheckCmd   `cmd:"" help:"Try each kernel feature rbox uses and tell how to fix what does not work."`
+	Image   ImageCmd   `cmd:"" passthrough:"" help:"Manage the image store: import, load, pull, ls, rm (run by the rbox-image executable)."`
 	Version VersionCmd `cmd:"" help:"Print rbox's version."`
 }
 
@@ -46,6 +47,9 @@ func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 func main() {
 	if len(os.Args) == 2 && os.Args[0] == initproc.Arg0 {
 		initproc.Main(os.Args[1])
+	}
+	if len(os.Args) == 1 && os.Args[0] == probeArg0 {
+		storageProbeMain()
 	}
 	os.Exit(runCLI(os.Args[1:]))
 }

@@ -44,6 +44,10 @@ type RunCmd struct {
 	Seccomp     string   `default:"default" placeholder:"default|unconfined|PROFILE.json" help:"System call filter."`
 	AllowNested bool     `name:"allow-nested" help:"Let the command create user namespaces (to run rbox or bwrap inside)."`
 
+	Storage storageFlags `embed:""`
+	// hold keeps an image's in-use lock for the sandbox's life.
+	hold []*os.File
+
 	Command []string `arg:"" optional:"" passthrough:"" help:"Command and arguments."`
 }
 
@@ -81,11 +85,11 @@ func (r *RunCmd) Run() error {
 	if err := keepCallerFDs(r.PreserveF); err != nil {
 		return err
 	}
-	return exitError{sandbox.Run(s, plan)}
+	return exitError{sandbox.Run(s, plan, r.hold...)}
 }
 
 func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
-	if len(r.Command) == 0 {
+	if len(r.Command) == 0 && r.Storage.Image == "" {
 		return nil, nil, fmt.Errorf("missing command: give one after --, e.g. rbox -- sh")
 	}
 	s := &spec.Spec{Args: r.Command, Hostname: r.Hostname, Seccomp: spec.SeccompDefault, Net: r.Net, AllowNested: r.AllowNested, PreserveFDs: r.PreserveF}
@@ -114,10 +118,34 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if s.Mounts, err = resolveSources(mountOrder); err != nil {
 		return nil, nil, err
 	}
+	img, lock, err := r.Storage.applyStorage(s)
+	if err != nil {
+		return nil, nil, err
+	}
+	if lock != nil {
+		r.hold = append(r.hold, lock)
+	}
 	if s.Cwd, err = r.workDir(s.Mounts); err != nil {
 		return nil, nil, err
 	}
 	s.Env = buildEnv(os.Environ(), r.ClearEnv, r.UnsetEnv, r.Env)
+	if img != nil {
+		// Like podman run: the image's entrypoint, its command unless one
+		// is given, its environment (not the caller's), its working
+		// directory unless -w or a bind of the caller's cwd says otherwise.
+		s.Args = img.Config.Argv(r.Command)
+		if len(s.Args) == 0 {
+			return nil, nil, fmt.Errorf("--image %s has no command: give one after --", r.Storage.Image)
+		}
+		uid := img.UID
+		if r.UID != nil {
+			uid = *r.UID
+		}
+		s.Env = buildEnv(imageEnv(img.Config, uid), r.ClearEnv, r.UnsetEnv, r.Env)
+		if r.Chdir == "" && s.Cwd == "/" && img.Config.WorkingDir != "" {
+			s.Cwd = img.Config.WorkingDir
+		}
+	}
 	for _, kv := range r.Env {
 		if !strings.Contains(kv, "=") || strings.HasPrefix(kv, "=") {
 			return nil, nil, fmt.Errorf("--env %q: expected K=V", kv)
@@ -146,6 +174,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	}
 	s.TTY = r.TTY || isTerminalFD(0)
 
+	if img != nil {
+		s.UID, s.GID = img.UID, img.GID
+	}
 	if r.UID != nil {
 		s.UID = *r.UID
 	}
@@ -156,7 +187,13 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	plan, err := userns.NewPlan(caller, s.UID, s.GID)
+	mapUID, mapGID := s.UID, s.GID
+	if img != nil {
+		// The image was unpacked with the caller as root inside: the map
+		// must be that one for its files to keep their owners.
+		mapUID, mapGID = 0, 0
+	}
+	plan, err := userns.NewPlan(caller, mapUID, mapGID)
 	if err != nil {
 		return nil, nil, err
 	}

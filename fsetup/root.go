@@ -1,0 +1,287 @@
+package fsetup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/overlay"
+)
+
+// A root other than the default host view — a rootfs directory, an image's
+// layers, or the host view made writable — is mounted while the host's
+// root is still /, so that fuse-overlayfs, which is dynamically linked,
+// starts from the host's files. It happens between making the setup tmpfs
+// and pivoting into it; the mounts land under setupNewRoot, which becomes
+// /newroot. The host directories are opened before the setup tmpfs covers
+// base (they may lie under it) and bound back under sourcesDir.
+
+// setupNewRoot is /newroot as seen before the first pivot.
+const setupNewRoot = base + "/newroot"
+
+// helperRoot is the root fuse-overlayfs runs in: the host's system
+// directories read-only (for its program and libraries), a /proc, and the
+// directories it stacks, below sources and scratch. A root of its own keeps
+// it out of the pivots, and the host's root out of its /proc/PID/root.
+const helperRoot = base + "/helper"
+
+// scratchDir holds the throw-away upper and work directories, in the setup
+// tmpfs: they vanish with the sandbox's mount namespace.
+const scratchDir = helperRoot + "/overlay"
+
+// sourcesDir holds binds of the host directories an overlay is made of.
+const sourcesDir = helperRoot + "/sources"
+
+// rootSources are O_PATH descriptors of the host directories of the root,
+// opened before the setup tmpfs hides base.
+type rootSources struct {
+	lowers      []int
+	upperParent int // parent of the kept upper and work directories, or -1
+}
+
+func (r *rootSources) close() {
+	for _, fd := range append(r.lowers, r.upperParent) {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+}
+
+// openRootSources opens the host directories of a custom root.
+func (b *builder) openRootSources() error {
+	c := b.cfg
+	b.sources = &rootSources{upperParent: -1}
+	open := func(p string) (int, error) {
+		fd, err := unix.Open(p, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, fmt.Errorf("%s: %w", p, err)
+		}
+		return fd, nil
+	}
+	for _, l := range c.RootLowers {
+		fd, err := open(l)
+		if err != nil {
+			return err
+		}
+		b.sources.lowers = append(b.sources.lowers, fd)
+	}
+	if c.UpperDir != "" {
+		if filepath.Dir(c.UpperDir) != filepath.Dir(c.WorkDir) {
+			return fmt.Errorf("overlay work directory %s is not beside the upper directory %s", c.WorkDir, c.UpperDir)
+		}
+		fd, err := open(filepath.Dir(c.UpperDir))
+		if err != nil {
+			return err
+		}
+		b.sources.upperParent = fd
+	}
+	return nil
+}
+
+// attachSource binds the directory fd at sourcesDir/name and returns that
+// path.
+func attachSource(fd int, name string) (string, error) {
+	p := filepath.Join(sourcesDir, name)
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		return "", err
+	}
+	dst, err := unix.Open(p, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(dst)
+	if err := attachTree(fd, "", dst, false, 0); err != nil {
+		return "", fmt.Errorf("bind an overlay directory: %w", err)
+	}
+	return p, nil
+}
+
+// customRoot reports whether the root is not the plain host view.
+func (c *Config) customRoot() bool { return len(c.RootLowers) > 0 || c.Overlay }
+
+// prepareRoot mounts the custom root at setupNewRoot (called with the host
+// root as / and the setup tmpfs at base).
+func (b *builder) prepareRoot() error {
+	c := b.cfg
+	defer b.sources.close()
+	d, err := overlay.ParseDriver(c.Driver)
+	if err != nil {
+		return err
+	}
+	if len(c.RootLowers) > 0 {
+		lowers := make([]string, len(b.sources.lowers))
+		for i, fd := range b.sources.lowers {
+			if lowers[i], err = attachSource(fd, fmt.Sprintf("lower%d", i)); err != nil {
+				return err
+			}
+		}
+		if !c.Overlay {
+			if len(c.RootLowers) != 1 {
+				return errors.New("several layers need an overlay")
+			}
+			// A read-only rootfs is a read-only bind.
+			_, err := overlay.Mount(overlay.Native, lowers, "", "", setupNewRoot)
+			return err
+		}
+		upper, work, err := b.upperFor("")
+		if err != nil {
+			return err
+		}
+		if _, _, err := overlay.MountWith(d, lowers, upper, work, setupNewRoot, b.overlayOptions()); err != nil {
+			return fmt.Errorf("mount the root overlay: %w", err)
+		}
+		return nil
+	}
+	// The host view made writable: a tmpfs root with an overlay on each
+	// host system directory, the merged-/usr symlinks as on the host.
+	if err := unix.Mount("tmpfs", setupNewRoot, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+		return fmt.Errorf("mount the new root's tmpfs: %w", err)
+	}
+	for _, name := range hostSystemDirs {
+		fi, err := os.Lstat("/" + name)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(setupNewRoot, name)
+		if fi.Mode()&os.ModeSymlink != 0 {
+			link, err := os.Readlink("/" + name)
+			if err != nil {
+				return err
+			}
+			if err := os.Symlink(link, target); err != nil {
+				return err
+			}
+			continue
+		}
+		if !fi.IsDir() {
+			continue
+		}
+		if err := os.Mkdir(target, 0o755); err != nil {
+			return err
+		}
+		fd, err := unix.Open("/"+name, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		lower, err := attachSource(fd, "host-"+name)
+		unix.Close(fd)
+		if err != nil {
+			return err
+		}
+		upper, work, err := b.upperFor(name)
+		if err != nil {
+			return err
+		}
+		if _, _, err := overlay.MountWith(d, []string{lower}, upper, work, target, b.overlayOptions()); err != nil {
+			return fmt.Errorf("overlay on /%s: %w", name, err)
+		}
+		// As for the read-only host view: no set-id programs of the host.
+		if err := unix.MountSetattr(unix.AT_FDCWD, target, 0, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}); err != nil {
+			return fmt.Errorf("/%s: mount_setattr: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// upperFor returns the upper and work directories of the overlay for sub
+// ("" for the root): under Config.UpperDir/WorkDir when the writes are to
+// be kept, else in the setup tmpfs.
+func (b *builder) upperFor(sub string) (string, string, error) {
+	c := b.cfg
+	var upper, work string
+	if c.UpperDir != "" {
+		if b.keptUpper == "" {
+			// Upper and work must be on one mount: bind their parent.
+			parent, err := attachSource(b.sources.upperParent, "upper-parent")
+			if err != nil {
+				return "", "", err
+			}
+			b.keptUpper = filepath.Join(parent, filepath.Base(c.UpperDir))
+			b.keptWork = filepath.Join(parent, filepath.Base(c.WorkDir))
+		}
+		upper, work = filepath.Join(b.keptUpper, sub), filepath.Join(b.keptWork, sub)
+	} else {
+		upper, work = filepath.Join(scratchDir, sub, "upper"), filepath.Join(scratchDir, sub, "work")
+	}
+	for _, d := range []string{upper, work} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", "", fmt.Errorf("overlay directory: %w", err)
+		}
+	}
+	return upper, work, nil
+}
+
+// overlayOptions gives fuse-overlayfs its own root (made once, when it is
+// first needed).
+func (b *builder) overlayOptions() overlay.Options {
+	return overlay.Options{FuseRoot: func() (string, error) {
+		if !b.helperReady {
+			if err := b.makeHelperRoot(); err != nil {
+				return "", fmt.Errorf("fuse-overlayfs root: %w", err)
+			}
+			b.helperReady = true
+		}
+		return helperRoot, nil
+	}}
+}
+
+// makeHelperRoot fills helperRoot (called with the host's root as /).
+func (b *builder) makeHelperRoot() error {
+	dirFD := func(p string) (int, error) {
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			return -1, err
+		}
+		return unix.Open(p, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	}
+	for _, name := range []string{"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"} {
+		fi, err := os.Lstat("/" + name)
+		if err != nil {
+			continue
+		}
+		dst := filepath.Join(helperRoot, name)
+		if fi.Mode()&os.ModeSymlink != 0 {
+			link, err := os.Readlink("/" + name)
+			if err != nil {
+				return err
+			}
+			if err := os.Symlink(link, dst); err != nil {
+				return err
+			}
+			continue
+		}
+		src, err := unix.Open("/"+name, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		d, err := dirFD(dst)
+		if err == nil {
+			err = attachTree(src, "", d, true, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+			unix.Close(d)
+		}
+		unix.Close(src)
+		if err != nil {
+			return fmt.Errorf("/%s: %w", name, err)
+		}
+	}
+	// fuse-overlayfs reaches its directories through /proc/self/fd.
+	proc, err := dirFD(filepath.Join(helperRoot, "proc"))
+	if err != nil {
+		return err
+	}
+	defer unix.Close(proc)
+	if b.cfg.NewPID {
+		return mountNew(proc, "proc", nil, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+	}
+	src, err := unix.Open("/proc", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(src)
+	return attachTree(src, "", proc, false, 0)
+}
