@@ -6,9 +6,14 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 test_user := env_var_or_default("RBOX_TEST_USER", "rboxtest")
 
-# Build bin/rbox.
+# containers/storage (linked only into rbox-image) must not pull in the
+# btrfs, devicemapper and zfs graph drivers, which need C libraries.
+tags := "exclude_graphdriver_btrfs,exclude_graphdriver_devicemapper,exclude_graphdriver_zfs,containers_image_openpgp"
+
+# Build bin/rbox and bin/rbox-image (the image store, exec'd by rbox).
 build:
     go build -trimpath -o bin/rbox ./cmd/rbox
+    go build -trimpath -tags {{tags}} -o bin/rbox-image ./cmd/rbox-image
 
 # Prepare the machine (root only; otherwise it checks nothing is missing).
 setup:
@@ -16,7 +21,7 @@ setup:
 
 # Unit tests of every package.
 unit:
-    go test -count=1 ./...
+    go test -count=1 -tags {{tags}} ./...
 
 # Integration tests: the built binary driven as the caller, and as the
 # unprivileged test user when the caller is root.
@@ -29,10 +34,15 @@ test: setup lint unit integration
 # gofmt, go vet and staticcheck.
 lint:
     test -z "$(gofmt -l $(git ls-files '*.go'))" || { gofmt -l $(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
-    go vet ./... && go vet -tags integration ./tests/
+    go vet -tags {{tags}} ./... && go vet -tags integration ./tests/
     command -v staticcheck >/dev/null || go install honnef.co/go/tools/cmd/staticcheck@2025.1.1
-    "$(go env GOPATH)/bin/staticcheck" ./... && "$(go env GOPATH)/bin/staticcheck" -tags integration ./tests/
+    "$(go env GOPATH)/bin/staticcheck" -tags {{tags}} ./... && "$(go env GOPATH)/bin/staticcheck" -tags integration ./tests/
 
 # Benchmarks beside bwrap and unshare; prints medians and ratios.
 bench: build setup
     scripts/bench {{test_user}}
+    scripts/bench-storage {{test_user}}
+
+# Package initialisation cost of rbox and rbox-image (GODEBUG=inittrace=1).
+inittime: build
+    scripts/inittime bin/rbox bin/rbox-image

@@ -197,6 +197,10 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if img != nil && (!mapped(plan.UIDMap, s.UID) || !mapped(plan.GIDMap, s.GID)) {
+		return nil, nil, fmt.Errorf("--image %s runs as %d:%d, which this sandbox cannot map (%s); pass --uid and --gid",
+			r.Storage.Image, s.UID, s.GID, plan.Warning)
+	}
 	s.UIDMap, s.GIDMap = plan.UIDMap, plan.GIDMap
 	return s, plan, nil
 }
@@ -269,4 +273,14 @@ func resolveCaps(add, drop []string) ([]string, error) {
 		return nil, fmt.Errorf("--cap-drop: %w", err)
 	}
 	return caps.Resolve(a, d), nil
+}
+
+// mapped reports whether inside id has an entry in m.
+func mapped(m []spec.IDMap, id uint32) bool {
+	for _, e := range m {
+		if id >= e.Inside && id-e.Inside < e.Count {
+			return true
+		}
+	}
+	return false
 }
