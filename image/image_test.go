@@ -808,3 +808,47 @@ func owner() uint32 {
 	}
 	return 0
 }
+
+// The run path's cache of resolutions: used while nothing changed, its
+// lock counts as in use, and any store write invalidates it.
+func TestResolveCache(t *testing.T) {
+	st := newStore(t)
+	p := filepath.Join(t.TempDir(), "r.tar")
+	os.WriteFile(p, tarBytes(t, baseEntries(t)), 0o644)
+	if _, err := st.Import(p, "cached"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := imagerun.ResolveCached(st.Root(), "cached"); ok {
+		t.Fatal("cache hit before any resolve")
+	}
+	gen := imagerun.Generation(st.Root())
+	res, lock, err := st.ResolveLocked("cached")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock.Close()
+	if err := imagerun.SaveCache(st.Root(), "cached", gen, res); err != nil {
+		t.Fatal(err)
+	}
+	got, held, ok := imagerun.ResolveCached(st.Root(), "cached")
+	if !ok || got.ID != res.ID || strings.Join(got.Layers, ":") != strings.Join(res.Layers, ":") {
+		t.Fatalf("cache miss or wrong answer: %v %+v", ok, got)
+	}
+	if err := st.Remove("cached"); !errors.Is(err, ErrInUse) {
+		t.Fatalf("remove while a cached resolution holds the image: %v", err)
+	}
+	held.Close()
+	if err := st.Remove("cached"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := imagerun.ResolveCached(st.Root(), "cached"); ok {
+		t.Fatal("cache hit after the image was removed")
+	}
+	// A resolution recorded before a write is stale after it.
+	if _, err := st.Import(p, "cached"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := imagerun.ResolveCached(st.Root(), "cached"); ok {
+		t.Fatal("stale cache used")
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/imagerun"
 )
 
 // The in-use marker: each sandbox running an image holds a shared flock on
@@ -104,7 +106,12 @@ func (st *Store) writeLock() (unlock func(), err error) {
 		f.Close()
 		return nil, fmt.Errorf("clean up after an interrupted operation: %w", err)
 	}
-	return func() { f.Close() }, nil
+	return func() {
+		// Whatever the operation did, resolutions cached before it are
+		// no longer trusted (see imagerun.ResolveCached).
+		_ = imagerun.BumpGeneration(st.root)
+		f.Close()
+	}, nil
 }
 
 // pendingOp records what an operation may create before it commits, so a

@@ -262,11 +262,14 @@ func (cmd *ResolveCmd) Run(cli *CLI) error {
 		return err
 	}
 	defer st.Close()
+	gen := imagerun.Generation(st.Root())
 	res, lock, err := st.ResolveLocked(cmd.Name)
 	if err != nil {
 		return err
 	}
 	defer lock.Close()
+	// The next run of this name may skip rbox-image (best effort).
+	_ = imagerun.SaveCache(st.Root(), cmd.Name, gen, res)
 	if err := imagerun.SendFile(sock, lock); err != nil {
 		return fmt.Errorf("hand over the in-use lock: %w", err)
 	}

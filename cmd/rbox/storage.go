@@ -106,13 +106,23 @@ func (f *storageFlags) applyStorage(s *spec.Spec) (*imagerun.Resolved, *os.File,
 	if f.Image == "" {
 		return nil, nil, nil
 	}
-	helper, err := imagerun.HelperPath()
-	if err != nil {
-		return nil, nil, err
+	storeRoot := f.StorageRoot
+	if storeRoot == "" {
+		storeRoot = imagerun.DefaultStorageRoot()
 	}
-	res, lock, err := imagerun.Resolve(helper, f.StorageRoot, f.Image, startInUserNS)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--image %s: %s", f.Image, strings.TrimPrefix(err.Error(), "rbox image: "))
+	if storeRoot, err := filepath.Abs(storeRoot); err == nil {
+		f.StorageRoot = storeRoot
+	}
+	res, lock, ok := imagerun.ResolveCached(f.StorageRoot, f.Image)
+	if !ok {
+		helper, err := imagerun.HelperPath()
+		if err != nil {
+			return nil, nil, err
+		}
+		res, lock, err = imagerun.Resolve(helper, f.StorageRoot, f.Image, startInUserNS)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--image %s: %s", f.Image, strings.TrimPrefix(err.Error(), "rbox image: "))
+		}
 	}
 	for _, l := range res.Layers {
 		real, err := filepath.EvalSymlinks(l)
