@@ -114,4 +114,3 @@ func ResolveCached(root, name string) (res *Resolved, lock *os.File, ok bool) {
 	}
 	return c.Resolved, f, true
 }
-

@@ -43,7 +43,9 @@ func tDir(n string) tarEntry { return tarEntry{name: n, typ: tar.TypeDir, mode: 
 func tFile(n, body string) tarEntry {
 	return tarEntry{name: n, typ: tar.TypeReg, mode: 0o644, body: body}
 }
-func tLink(n, to string) tarEntry { return tarEntry{name: n, typ: tar.TypeSymlink, mode: 0o777, link: to} }
+func tLink(n, to string) tarEntry {
+	return tarEntry{name: n, typ: tar.TypeSymlink, mode: 0o777, link: to}
+}
 func tOwned(e tarEntry, id int) tarEntry {
 	e.uid, e.gid = id, id
 	return e

@@ -98,7 +98,8 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "rbox image:", err)
 		return exitFailed
 	}
-	// INTEGRATION: internal/nsexec stands in for main's userns package.
+	// Enter a user namespace with the sandbox's maps (package userns) unless
+	// already root in one (rbox started us there, or we run nested).
 	in, err := nsexec.Child()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rbox image:", err)
