@@ -24,7 +24,7 @@ import (
 	"github.com/rbox-dev/rbox/subid"
 )
 
-var rboxBin string
+var rboxBin, probePath string
 
 func TestMain(m *testing.M) {
 	rboxBin = os.Getenv("RBOX_BIN")
@@ -32,7 +32,17 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "RBOX_BIN must name the rbox binary under test (`just integration` sets it)")
 		os.Exit(2)
 	}
+	probePath = os.Getenv("RBOX_PROBE")
 	os.Exit(m.Run())
+}
+
+// probeBin is the static probe program built from tests/probe.
+func probeBin(t *testing.T) string {
+	t.Helper()
+	if probePath == "" {
+		t.Fatal("RBOX_PROBE must name the probe binary built from tests/probe (`just integration` sets it)")
+	}
+	return probePath
 }
 
 type result struct {
