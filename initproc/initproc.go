@@ -121,14 +121,14 @@ func setup(s *spec.Spec, start *Start) error {
 		}
 	}
 	cfg := &fsetup.Config{
-		Mounts:    s.Mounts,
-		NewPID:    !s.Shares(spec.NSPID),
-		NewNet:    !s.Shares(spec.NSNet),
-		NewIPC:    !s.Shares(spec.NSIPC),
-		MaskProc:  !s.AllowNested,
-		Console:   s.TTY,
-		TTYGID:    mappedGID(s.GIDMap, 5),
-		Cwd:       s.Cwd,
+		Mounts:   s.Mounts,
+		NewPID:   !s.Shares(spec.NSPID),
+		NewNet:   !s.Shares(spec.NSNet),
+		NewIPC:   !s.Shares(spec.NSIPC),
+		MaskProc: !s.AllowNested,
+		Console:  s.TTY,
+		TTYGID:   mappedGID(s.GIDMap, 5),
+		Cwd:      s.Cwd,
 	}
 	if err := fsetup.Build(cfg); err != nil {
 		return err
@@ -157,7 +157,9 @@ func limitThread(s *spec.Spec) error {
 	}
 	// A fresh anonymous session keyring: keys of the caller's session
 	// stay out of reach.
-	if _, _, errno := unix.Syscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0); errno != 0 {
+	// ENOSYS means an outer filter (rbox's own, when nested) already keeps
+	// keyrings out of reach.
+	if _, _, errno := unix.Syscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0); errno != 0 && errno != unix.ENOSYS {
 		return fmt.Errorf("new session keyring: %w", errno)
 	}
 	// Non-dumpable: the payload cannot open /proc/1/exe, /proc/1/fd or

@@ -198,8 +198,8 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 }
 
 // tmpEntries lists the caller's entries in /tmp, to check rbox leaves
-// nothing there. Go's own build directories (other builds on the machine)
-// are not rbox's.
+// nothing there. Go's build directories and other tests' t.TempDir()s
+// (other work on the machine) are not rbox's.
 func tmpEntries(t *testing.T) map[string]bool {
 	t.Helper()
 	entries, err := os.ReadDir(os.TempDir())
@@ -209,7 +209,7 @@ func tmpEntries(t *testing.T) map[string]bool {
 	m := map[string]bool{}
 	for _, e := range entries {
 		info, err := e.Info()
-		if err != nil || strings.HasPrefix(e.Name(), "go-build") {
+		if err != nil || strings.HasPrefix(e.Name(), "go-build") || strings.HasPrefix(e.Name(), "Test") {
 			continue
 		}
 		if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) == os.Getuid() {
