@@ -34,7 +34,7 @@ test: setup lint unit integration
 lint:
     test -z "$(gofmt -l $(git ls-files '*.go'))" || { gofmt -l $(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
     go vet ./... && go vet -tags integration ./tests/
-    command -v staticcheck >/dev/null || go install honnef.co/go/tools/cmd/staticcheck@2025.1.1
+    test -x "$(go env GOPATH)/bin/staticcheck" || go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
     "$(go env GOPATH)/bin/staticcheck" ./... && "$(go env GOPATH)/bin/staticcheck" -tags integration ./tests/
 
 # Benchmarks beside bwrap and unshare; prints medians and ratios.
