@@ -11,6 +11,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/rbox-dev/rbox/caps"
+	"github.com/rbox-dev/rbox/initproc"
 	"github.com/rbox-dev/rbox/sandbox"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
@@ -25,7 +26,7 @@ type RunCmd struct {
 	Symlink mountFlag `placeholder:"TARGET:LINK" help:"Create a symlink LINK pointing to TARGET."`
 	Chdir   string    `short:"w" placeholder:"DIR" help:"Working directory inside (default: where the caller's cwd is bound, else /)."`
 
-	Share      []string `sep:"," placeholder:"NS,..." help:"Keep these host namespaces: pid, net, uts, ipc, cgroup, time."`
+	Share      []string `sep:"," placeholder:"NS" help:"Keep these host namespaces: pid, net, uts, ipc, cgroup, time."`
 	Net        string   `default:"none" enum:"none,host" help:"Network: none (loopback only) or host (the host's network namespace)."`
 	Hostname   string   `help:"Host name inside (needs a new uts namespace)."`
 	TimeOffset string   `name:"time-offset" placeholder:"monotonic=D,boottime=D" help:"Shift the sandbox's monotonic and boot-time clocks (D: seconds or a Go duration like 1h)."`
@@ -33,8 +34,8 @@ type RunCmd struct {
 	UID *uint32 `name:"uid" help:"Run the command as this uid inside; the caller is mapped to it (default 0)."`
 	GID *uint32 `name:"gid" help:"Run the command as this gid inside; the caller's group is mapped to it (default 0)."`
 
-	Env       []string `placeholder:"K=V" help:"Set an environment variable. Repeatable."`
-	UnsetEnv  []string `name:"unset-env" placeholder:"K" help:"Remove an environment variable. Repeatable."`
+	Env       []string `sep:"none" placeholder:"K=V" help:"Set an environment variable. Repeatable."`
+	UnsetEnv  []string `name:"unset-env" sep:"none" placeholder:"K" help:"Remove an environment variable. Repeatable."`
 	ClearEnv  bool     `name:"clear-env" help:"Start from an empty environment."`
 	PreserveF int      `name:"preserve-fds" placeholder:"N" help:"Pass the caller's fds 3..3+N-1 to the command."`
 	TTY       bool     `short:"t" name:"tty" help:"Give the command a pseudo-terminal (automatic when stdin is a terminal)."`
@@ -171,6 +172,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 			return nil, nil, fmt.Errorf("--seccomp: %v (give default, unconfined or a profile file)", err)
 		}
 		s.Seccomp, s.SeccompProfileJSON = spec.SeccompProfile, data
+		if _, err := initproc.Profile(s); err != nil {
+			return nil, nil, fmt.Errorf("--seccomp %s: %v", r.Seccomp, err)
+		}
 	}
 	s.TTY = r.TTY || isTerminalFD(0)
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -172,76 +171,4 @@ func imageEnv(cfg imagerun.Config, uid uint32) []string {
 		env = append(env, "HOME="+home)
 	}
 	return env
-}
-
-// probeArg0 marks rbox re-executed to probe the overlay drivers inside a
-// user namespace, for `rbox check`.
-const probeArg0 = "rbox-storage-probe"
-
-// storageProbeMain is that re-execution's main.
-func storageProbeMain() {
-	if _, err := nsexec.Child(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(125)
-	}
-	res := map[string]string{}
-	for _, r := range overlay.ProbeAll() {
-		res[string(r.Driver)] = "ok"
-		if r.Err != nil {
-			res[string(r.Driver)] = r.Err.Error()
-		}
-	}
-	_ = json.NewEncoder(os.Stdout).Encode(res)
-	os.Exit(0)
-}
-
-// storageReport is what `rbox check` says about overlays and images.
-type storageReport struct {
-	Drivers map[string]string `json:"drivers"`
-	Auto    string            `json:"auto"`
-	Helper  string            `json:"image_helper"`
-}
-
-func checkStorage() (*storageReport, error) {
-	cmd := exec.Command("/proc/self/exe")
-	cmd.Args = []string{probeArg0}
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := startInUserNS(cmd); err != nil {
-		return nil, err
-	}
-	if err := cmd.Wait(); err != nil {
-		return nil, fmt.Errorf("%v: %s", err, strings.TrimSpace(errb.String()))
-	}
-	r := &storageReport{Auto: "vfs"}
-	if err := json.Unmarshal([]byte(out.String()), &r.Drivers); err != nil {
-		return nil, err
-	}
-	for _, d := range []string{string(overlay.Native), string(overlay.Fuse)} {
-		if r.Drivers[d] == "ok" {
-			r.Auto = d
-			break
-		}
-	}
-	if p, err := imagerun.HelperPath(); err == nil {
-		r.Helper = p
-	} else {
-		r.Helper = "missing: " + err.Error()
-	}
-	return r, nil
-}
-
-func (r *storageReport) print() {
-	fmt.Printf("storage: --overlay and --image use %s", r.Auto)
-	switch r.Auto {
-	case string(overlay.Native):
-		fmt.Print(" (native overlayfs with userxattr)")
-	case string(overlay.Fuse):
-		fmt.Printf(" (native overlayfs: %s)", r.Drivers[string(overlay.Native)])
-	}
-	fmt.Println()
-	for _, d := range overlay.Drivers {
-		fmt.Printf("  %-15s %s\n", d, r.Drivers[string(d)])
-	}
-	fmt.Printf("  image helper    %s\n", r.Helper)
 }
