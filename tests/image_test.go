@@ -316,9 +316,22 @@ func TestNoFuseLeftAfterKill9(t *testing.T) {
 		}
 	}
 	// Exiting normally leaves nothing either.
-	before := len(processesWith("fuse-overlayfs"))
-	inImage(t, s, "busy", "true", "--storage-driver", "fuse-overlayfs")
-	waitFor(t, "fuse-overlayfs to exit", 10*time.Second, func() bool { return len(processesWith("fuse-overlayfs")) <= before })
+	cmd := startBackground(t, "--storage-root", s, "--storage-driver", "fuse-overlayfs", "--image", "busy", "--", "/bin/sh", "-c", "echo ready; sleep 1")
+	fuse := fuseDescendants(cmd.Process.Pid)
+	if len(fuse) == 0 {
+		t.Fatal("no fuse-overlayfs process under rbox")
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "fuse-overlayfs to exit", 10*time.Second, func() bool {
+		for _, p := range fuse {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", p)); err == nil {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func TestCheckReportsStorage(t *testing.T) {
