@@ -197,15 +197,10 @@ type terminal struct {
 	copied chan struct{}
 }
 
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
-
 func newTerminal(master *os.File) *terminal {
 	t := &terminal{master: master, copied: make(chan struct{})}
 	for _, f := range []*os.File{os.Stdin, os.Stdout, os.Stderr} {
-		if isTerminal(f) {
+		if console.IsTerminal(f) {
 			t.host = f
 			break
 		}
@@ -224,7 +219,7 @@ func (t *terminal) resize() {
 // is put in raw mode only when stdin is that terminal: keys then reach the
 // payload's line discipline, so ^C and ^Z act inside.
 func (t *terminal) relay() {
-	if isTerminal(os.Stdin) {
+	if console.IsTerminal(os.Stdin) && console.IsForeground(os.Stdin) {
 		if tio, err := unix.IoctlGetTermios(0, unix.TCGETS); err == nil {
 			t.saved = tio
 			raw := *tio
@@ -239,11 +234,11 @@ func (t *terminal) relay() {
 	}
 	// Input goes to the pty when stdin is the terminal, or when -t made
 	// a terminal with none of stdio one.
-	if t.host == nil || isTerminal(os.Stdin) {
+	if t.host == nil || console.IsTerminal(os.Stdin) {
 		go func() { _, _ = io.Copy(t.master, os.Stdin) }()
 	}
 	out := os.Stdout
-	if t.host != nil && !isTerminal(os.Stdout) {
+	if t.host != nil && !console.IsTerminal(os.Stdout) {
 		out = os.Stderr
 	}
 	go func() {

@@ -11,6 +11,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/rbox-dev/rbox/caps"
+	"github.com/rbox-dev/rbox/console"
 	"github.com/rbox-dev/rbox/initproc"
 	"github.com/rbox-dev/rbox/sandbox"
 	"github.com/rbox-dev/rbox/spec"
@@ -148,7 +149,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 			return nil, nil, fmt.Errorf("--seccomp %s: %v", r.Seccomp, err)
 		}
 	}
-	s.TTY = r.TTY || isTerminalFD(0)
+	// A terminal of its own when stdin is the caller's terminal, unless rbox
+	// runs in the background there: taking the terminal would stop it.
+	s.TTY = r.TTY || console.IsTerminal(os.Stdin) && console.IsForeground(os.Stdin)
 
 	if r.UID != nil {
 		s.UID = *r.UID
