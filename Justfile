@@ -1,0 +1,38 @@
+# rbox's tasks. `just test` prepares a fresh machine (as root) and runs the
+# whole suite: unit tests, then the integration tests as the caller and,
+# when the caller is root, again as the unprivileged test user.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+test_user := env_var_or_default("RBOX_TEST_USER", "rboxtest")
+
+# Build bin/rbox.
+build:
+    go build -trimpath -o bin/rbox ./cmd/rbox
+
+# Prepare the machine (root only; otherwise it checks nothing is missing).
+setup:
+    if [ "$(id -u)" = 0 ]; then scripts/test-setup; fi
+
+# Unit tests of every package.
+unit:
+    go test -count=1 ./...
+
+# Integration tests: the built binary driven as the caller, and as the
+# unprivileged test user when the caller is root.
+integration: build
+    scripts/run-integration {{test_user}}
+
+# Everything: setup, lint, unit and integration tests.
+test: setup lint unit integration
+
+# gofmt, go vet and staticcheck.
+lint:
+    test -z "$(gofmt -l $(git ls-files '*.go'))" || { gofmt -l $(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+    go vet ./... && go vet -tags integration ./tests/
+    command -v staticcheck >/dev/null || go install honnef.co/go/tools/cmd/staticcheck@2025.1.1
+    "$(go env GOPATH)/bin/staticcheck" ./... && "$(go env GOPATH)/bin/staticcheck" -tags integration ./tests/
+
+# Benchmarks beside bwrap and unshare; prints medians and ratios.
+bench: build setup
+    scripts/bench {{test_user}}

@@ -1,0 +1,109 @@
+// Command rbox runs a command in a rootless sandbox.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/alecthomas/kong"
+	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/initproc"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Pin the main goroutine to the main thread before anything runs: the
+// sandbox's parent-death signal is tied to the thread that starts it, and
+// pid 1 applies per-thread limits on this thread.
+func init() { initproc.Lock() }
+
+// CLI is rbox's command line. The run command is the default, so
+// `rbox [flags] -- cmd` needs no verb.
+type CLI struct {
+	Run     RunCmd     `cmd:"" default:"withargs" help:"Run a command in a new sandbox (the default command)."`
+	Check   CheckCmd   `cmd:"" help:"Try each kernel feature rbox uses and tell how to fix what does not work."`
+	Version VersionCmd `cmd:"" help:"Print rbox's version."`
+}
+
+// VersionCmd prints the version.
+type VersionCmd struct{}
+
+// Run prints the version.
+func (VersionCmd) Run() error {
+	fmt.Println("rbox", version)
+	return nil
+}
+
+// exitError carries an exit code out of a command.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func main() {
+	if len(os.Args) == 2 && os.Args[0] == initproc.Arg0 {
+		initproc.Main(os.Args[1])
+	}
+	os.Exit(runCLI(os.Args[1:]))
+}
+
+func runCLI(args []string) int {
+	var cli CLI
+	mountOrder = nil
+	parser, err := kong.New(&cli,
+		kong.Name("rbox"),
+		kong.Description("Run a command as root in a rootless sandbox: new namespaces, the host's system directories read-only, only the paths you give, no network unless asked."),
+		kong.UsageOnError(),
+		kong.Exit(func(code int) { panic(exitError{code}) }),
+	)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rbox: %v\n", err)
+		return initproc.ExitSetupFailed
+	}
+	code := 0
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				e, ok := r.(exitError)
+				if !ok {
+					panic(r)
+				}
+				code = e.code
+			}
+		}()
+		ctx, err := parser.Parse(args)
+		if err != nil {
+			code = usageError(err)
+			return
+		}
+		err = ctx.Run()
+		var ee exitError
+		switch {
+		case errors.As(err, &ee):
+			code = ee.code
+		case err != nil:
+			fmt.Fprintf(os.Stderr, "rbox: %v\n", err)
+			code = initproc.ExitSetupFailed
+		}
+	}()
+	return code
+}
+
+// usageError reports a command-line mistake in one line, with exit 125.
+func usageError(err error) int {
+	msg := err.Error()
+	if strings.Contains(msg, "expected") && strings.Contains(msg, "<command>") {
+		msg = "missing command: give one after --, e.g. rbox -- sh"
+	}
+	fmt.Fprintf(os.Stderr, "rbox: %s (see rbox --help)\n", msg)
+	return initproc.ExitSetupFailed
+}
+
+// keepCallerFDs marks every fd from 3+keep on close-on-exec, so nothing the
+// caller left open reaches the sandbox.
+func keepCallerFDs(keep int) error {
+	return unix.CloseRange(uint(3+keep), ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/rbox-dev/rbox/caps"
+	"github.com/rbox-dev/rbox/sandbox"
+	"github.com/rbox-dev/rbox/spec"
+	"github.com/rbox-dev/rbox/userns"
+)
+
+// RunCmd runs a command in a sandbox.
+type RunCmd struct {
+	Bind    mountFlag `placeholder:"SRC:DST" help:"Bind host path SRC at DST, read-write. Repeatable; applied in order with the other mount flags."`
+	ROBind  mountFlag `name:"ro-bind" placeholder:"SRC:DST" help:"Bind host path SRC at DST, read-only."`
+	Tmpfs   mountFlag `placeholder:"DST[:size=N,mode=M]" help:"Mount a fresh tmpfs at DST."`
+	Dir     mountFlag `placeholder:"DST" help:"Create an empty directory at DST."`
+	Symlink mountFlag `placeholder:"TARGET:LINK" help:"Create a symlink LINK pointing to TARGET."`
+	Chdir   string    `short:"w" placeholder:"DIR" help:"Working directory inside (default: where the caller's cwd is bound, else /)."`
+
+	Share      []string `sep:"," placeholder:"NS,..." help:"Keep these host namespaces: pid, net, uts, ipc, cgroup, time."`
+	Net        string   `default:"none" enum:"none,host" help:"Network: none (loopback only) or host (the host's network namespace)."`
+	Hostname   string   `help:"Host name inside (needs a new uts namespace)."`
+	TimeOffset string   `name:"time-offset" placeholder:"monotonic=D,boottime=D" help:"Shift the sandbox's monotonic and boot-time clocks (D: seconds or a Go duration like 1h)."`
+
+	UID *uint32 `name:"uid" help:"Run the command as this uid inside; the caller is mapped to it (default 0)."`
+	GID *uint32 `name:"gid" help:"Run the command as this gid inside; the caller's group is mapped to it (default 0)."`
+
+	Env       []string `placeholder:"K=V" help:"Set an environment variable. Repeatable."`
+	UnsetEnv  []string `name:"unset-env" placeholder:"K" help:"Remove an environment variable. Repeatable."`
+	ClearEnv  bool     `name:"clear-env" help:"Start from an empty environment."`
+	PreserveF int      `name:"preserve-fds" placeholder:"N" help:"Pass the caller's fds 3..3+N-1 to the command."`
+	TTY       bool     `short:"t" name:"tty" help:"Give the command a pseudo-terminal (automatic when stdin is a terminal)."`
+
+	CapAdd      []string `name:"cap-add" sep:"," placeholder:"CAP" help:"Add capabilities (e.g. NET_RAW, or ALL)."`
+	CapDrop     []string `name:"cap-drop" sep:"," placeholder:"CAP" help:"Drop capabilities (e.g. CHOWN, or ALL)."`
+	Seccomp     string   `default:"default" placeholder:"default|unconfined|PROFILE.json" help:"System call filter."`
+	AllowNested bool     `name:"allow-nested" help:"Let the command create user namespaces (to run rbox or bwrap inside)."`
+
+	Command []string `arg:"" optional:"" passthrough:"" help:"Command and arguments."`
+}
+
+// mountFlag decodes one mount flag into mountOrder, so --bind, --tmpfs and
+// the rest keep the order they were given in: kong fills each flag's own
+// field, which would lose it. The flag's name is its mount kind.
+type mountFlag struct{}
+
+// mountOrder collects the mount flags of the one command line rbox parses.
+var mountOrder []spec.Mount
+
+// Decode implements kong.MapperValue.
+func (mountFlag) Decode(ctx *kong.DecodeContext) error {
+	var raw string
+	if err := ctx.Scan.PopValueInto("value", &raw); err != nil {
+		return err
+	}
+	mnt, err := parseMount(spec.MountKind(ctx.Value.Name), raw)
+	if err != nil {
+		return err
+	}
+	mountOrder = append(mountOrder, mnt)
+	return nil
+}
+
+// Run builds the Spec and runs the sandbox.
+func (r *RunCmd) Run() error {
+	s, plan, err := r.buildSpec()
+	if err != nil {
+		return err
+	}
+	if plan.Warning != "" {
+		fmt.Fprintf(os.Stderr, "rbox: warning: %s\n", plan.Warning)
+	}
+	if err := keepCallerFDs(r.PreserveF); err != nil {
+		return err
+	}
+	return exitError{sandbox.Run(s, plan)}
+}
+
+func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
+	if len(r.Command) == 0 {
+		return nil, nil, fmt.Errorf("missing command: give one after --, e.g. rbox -- sh")
+	}
+	s := &spec.Spec{Args: r.Command, Hostname: r.Hostname, Seccomp: spec.SeccompDefault, Net: r.Net, AllowNested: r.AllowNested, PreserveFDs: r.PreserveF}
+	share, err := parseShare(r.Share)
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.Net == spec.NetHost && !contains(share, spec.NSNet) {
+		share = append(share, spec.NSNet)
+	}
+	s.Share = share
+	if r.Hostname != "" {
+		if err := checkHostname(r.Hostname); err != nil {
+			return nil, nil, err
+		}
+		if s.Shares(spec.NSUTS) {
+			return nil, nil, fmt.Errorf("--hostname needs a new uts namespace: drop uts from --share")
+		}
+	}
+	if s.TimeOffsets, err = parseTimeOffsets(r.TimeOffset); err != nil {
+		return nil, nil, err
+	}
+	if s.TimeOffsets != (spec.TimeOffsets{}) && s.Shares(spec.NSTime) {
+		return nil, nil, fmt.Errorf("--time-offset needs a new time namespace: drop time from --share")
+	}
+	if s.Mounts, err = resolveSources(mountOrder); err != nil {
+		return nil, nil, err
+	}
+	if s.Cwd, err = r.workDir(s.Mounts); err != nil {
+		return nil, nil, err
+	}
+	s.Env = buildEnv(os.Environ(), r.ClearEnv, r.UnsetEnv, r.Env)
+	for _, kv := range r.Env {
+		if !strings.Contains(kv, "=") || strings.HasPrefix(kv, "=") {
+			return nil, nil, fmt.Errorf("--env %q: expected K=V", kv)
+		}
+	}
+	if r.PreserveF < 0 {
+		return nil, nil, fmt.Errorf("--preserve-fds %d: must be 0 or more", r.PreserveF)
+	}
+	for i := 0; i < r.PreserveF; i++ {
+		if _, err := os.Stat(fmt.Sprintf("/proc/self/fd/%d", 3+i)); err != nil {
+			return nil, nil, fmt.Errorf("--preserve-fds %d: fd %d is not open", r.PreserveF, 3+i)
+		}
+	}
+	if s.Caps, err = resolveCaps(r.CapAdd, r.CapDrop); err != nil {
+		return nil, nil, err
+	}
+	switch r.Seccomp {
+	case spec.SeccompDefault, spec.SeccompUnconfined:
+		s.Seccomp = r.Seccomp
+	default:
+		data, err := os.ReadFile(r.Seccomp)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--seccomp: %v (give default, unconfined or a profile file)", err)
+		}
+		s.Seccomp, s.SeccompProfileJSON = spec.SeccompProfile, data
+	}
+	s.TTY = r.TTY || isTerminalFD(0)
+
+	if r.UID != nil {
+		s.UID = *r.UID
+	}
+	if r.GID != nil {
+		s.GID = *r.GID
+	}
+	caller, err := currentCaller()
+	if err != nil {
+		return nil, nil, err
+	}
+	plan, err := userns.NewPlan(caller, s.UID, s.GID)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.UIDMap, s.GIDMap = plan.UIDMap, plan.GIDMap
+	return s, plan, nil
+}
+
+func currentCaller() (userns.Caller, error) {
+	c := userns.Caller{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+	// The name is needed to find subordinate ranges; a uid without a
+	// passwd entry is still matched by number.
+	if u, err := user.LookupId(strconv.Itoa(os.Getuid())); err == nil {
+		c.Name = u.Username
+	} else {
+		c.Name = strconv.Itoa(os.Getuid())
+	}
+	return c, nil
+}
+
+// workDir is -w when given; otherwise the DST matching the caller's cwd when
+// it lies under a bound SRC (the last such bind wins, as it is on top);
+// otherwise /.
+func (r *RunCmd) workDir(mounts []spec.Mount) (string, error) {
+	if r.Chdir != "" {
+		if !filepath.IsAbs(r.Chdir) {
+			return "", fmt.Errorf("-w %s: must be an absolute path inside the sandbox", r.Chdir)
+		}
+		return filepath.Clean(r.Chdir), nil
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return "/", nil
+	}
+	dir := "/"
+	for _, m := range mounts {
+		if m.Kind != spec.MountBind && m.Kind != spec.MountROBind {
+			continue
+		}
+		if rel, err := filepath.Rel(m.Source, cwd); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			dir = filepath.Join(m.Dest, rel)
+		}
+	}
+	return dir, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func resolveCaps(add, drop []string) ([]string, error) {
+	norm := func(list []string) ([]string, error) {
+		out := make([]string, 0, len(list))
+		for _, c := range list {
+			n, err := caps.Normalize(c)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, n)
+		}
+		return out, nil
+	}
+	a, err := norm(add)
+	if err != nil {
+		return nil, fmt.Errorf("--cap-add: %w", err)
+	}
+	d, err := norm(drop)
+	if err != nil {
+		return nil, fmt.Errorf("--cap-drop: %w", err)
+	}
+	return caps.Resolve(a, d), nil
+}

@@ -1,0 +1,264 @@
+// Package sandbox is the parent side of a run: it starts the child in its
+// new namespaces, writes the child's id maps, relays the terminal and
+// signals, and turns the child's end into rbox's exit code.
+//
+// The handover: the child is a re-execution of /proc/self/exe, cloned into
+// the new namespaces and given every capability as ambient so that it keeps
+// them across the exec although its uid has no mapping yet. It reads the
+// Spec from a pipe, then blocks on the same pipe for the Start message,
+// which the parent writes once newuidmap and newgidmap are done. The child
+// runs the Go runtime's start-up while the two setuid helpers run.
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/initproc"
+	"github.com/rbox-dev/rbox/spec"
+	"github.com/rbox-dev/rbox/userns"
+)
+
+// cloneFlags are the namespaces the child is created in.
+func cloneFlags(s *spec.Spec) uintptr {
+	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS)
+	for ns, flag := range map[string]uintptr{
+		spec.NSPID: unix.CLONE_NEWPID, spec.NSNet: unix.CLONE_NEWNET, spec.NSUTS: unix.CLONE_NEWUTS,
+		spec.NSIPC: unix.CLONE_NEWIPC, spec.NSCgroup: unix.CLONE_NEWCGROUP,
+	} {
+		if !s.Shares(ns) {
+			flags |= flag
+		}
+	}
+	// The time namespace is made by pid 1 just before the payload starts:
+	// its offsets can be set only while it has no member.
+	return flags
+}
+
+// allCaps lists every capability number up to the kernel's last, for the
+// child's ambient set.
+func allCaps() []uintptr {
+	last := 40
+	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
+		if n, err := strconv.Atoi(string(b[:len(b)-1])); err == nil {
+			last = n
+		}
+	}
+	out := make([]uintptr, last+1)
+	for i := range out {
+		out[i] = uintptr(i)
+	}
+	return out
+}
+
+// Run runs the sandbox s with id maps from plan and returns rbox's exit
+// code. It must be called on the main thread (the child's parent-death
+// signal fires when the thread that started it exits).
+func Run(s *spec.Spec, plan *userns.Plan) int {
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return failf("pipe: %v", err)
+	}
+	defer specW.Close()
+
+	stdio := []*os.File{os.Stdin, os.Stdout, os.Stderr}
+	var term *terminal
+	if s.TTY {
+		if term, err = openTerminal(stdio); err != nil {
+			specR.Close()
+			return failf("%v", err)
+		}
+		defer term.restore()
+		stdio = term.childStdio
+	}
+
+	extra := make([]*os.File, 0, s.PreserveFDs+1)
+	for i := 0; i < s.PreserveFDs; i++ {
+		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
+	}
+	extra = append(extra, specR)
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{initproc.Arg0, strconv.Itoa(3 + s.PreserveFDs)},
+		Env:        []string{},
+		Stdin:      stdio[0],
+		Stdout:     stdio[1],
+		Stderr:     stdio[2],
+		ExtraFiles: extra,
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags:  cloneFlags(s),
+			AmbientCaps: allCaps(),
+			Pdeathsig:   unix.SIGKILL,
+		},
+	}
+	if err := cmd.Start(); err != nil {
+		specR.Close()
+		return failf("start the sandbox: %v (see `rbox check`)", err)
+	}
+	specR.Close()
+	if term != nil {
+		term.closeChildSide()
+	}
+
+	// The spec goes out while the maps are written; the pipe buffer may
+	// be smaller than a large spec.
+	specSent := make(chan error, 1)
+	go func() { specSent <- s.Encode(specW) }()
+	mapErr := plan.Write(cmd.Process.Pid)
+	if err := <-specSent; err != nil && mapErr == nil {
+		mapErr = fmt.Errorf("send the spec: %w", err)
+	}
+	if mapErr != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return failf("%v", mapErr)
+	}
+
+	signals := make(chan os.Signal, 16)
+	signal.Notify(signals, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
+	defer signal.Stop(signals)
+	go func() {
+		for sig := range signals {
+			if sig == unix.SIGWINCH && term != nil {
+				term.resize()
+				continue
+			}
+			_ = cmd.Process.Signal(sig)
+		}
+	}()
+	if term != nil {
+		term.relay()
+	}
+
+	if err := json.NewEncoder(specW).Encode(initproc.Start{SetgroupsDenied: plan.SetgroupsDenied}); err != nil {
+		_ = cmd.Process.Kill()
+	}
+	specW.Close()
+
+	err = cmd.Wait()
+	if term != nil {
+		term.drain()
+	}
+	return exitCode(cmd.ProcessState, err)
+}
+
+func exitCode(ps *os.ProcessState, err error) int {
+	if ps == nil {
+		return failf("wait for the sandbox: %v", err)
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+func failf(format string, a ...any) int {
+	fmt.Fprintf(os.Stderr, "rbox: "+format+"\n", a...)
+	return initproc.ExitSetupFailed
+}
+
+// terminal is the pseudo-terminal the payload gets instead of the host's:
+// TIOCSTI and friends inside then reach only this pty, never the caller's
+// terminal, while job control works as on any terminal.
+type terminal struct {
+	master, slave *os.File
+	childStdio    []*os.File
+	host          *os.File // the host terminal, or nil when none of stdio is one
+	saved         *unix.Termios
+	copied        chan struct{}
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// openTerminal allocates the pty and gives it to the payload in place of
+// each of stdin, stdout and stderr that is a terminal (all three when none
+// is, as for -t in a pipeline).
+func openTerminal(stdio []*os.File) (*terminal, error) {
+	master, slave, err := pty.Open()
+	if err != nil {
+		return nil, fmt.Errorf("allocate a pseudo-terminal: %w", err)
+	}
+	t := &terminal{master: master, slave: slave, copied: make(chan struct{})}
+	t.childStdio = make([]*os.File, 3)
+	for i, f := range stdio {
+		if isTerminal(f) {
+			t.childStdio[i] = slave
+			if t.host == nil {
+				t.host = f
+			}
+		} else {
+			t.childStdio[i] = f
+		}
+	}
+	if t.host == nil {
+		copy(t.childStdio, []*os.File{slave, slave, slave})
+	} else {
+		t.resize()
+	}
+	return t, nil
+}
+
+func (t *terminal) closeChildSide() { t.slave.Close() }
+
+func (t *terminal) resize() {
+	if t.host != nil {
+		_ = pty.InheritSize(t.host, t.master)
+	}
+}
+
+// relay copies the host side to the pty and back. The host terminal is put
+// in raw mode only when stdin is the terminal: keys then reach the payload's
+// line discipline, so ^C and ^Z act inside.
+func (t *terminal) relay() {
+	in, out := os.Stdin, os.Stdout
+	if t.host == os.Stdin {
+		if tio, err := unix.IoctlGetTermios(0, unix.TCGETS); err == nil {
+			t.saved = tio
+			raw := *tio
+			raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+			raw.Oflag &^= unix.OPOST
+			raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+			raw.Cflag &^= unix.CSIZE | unix.PARENB
+			raw.Cflag |= unix.CS8
+			raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
+			_ = unix.IoctlSetTermios(0, unix.TCSETS, &raw)
+		}
+	}
+	if t.host == nil || isTerminal(os.Stdin) {
+		go func() { _, _ = io.Copy(t.master, in) }()
+	}
+	if t.host != nil && !isTerminal(os.Stdout) {
+		out = os.Stderr
+	}
+	go func() {
+		_, err := io.Copy(out, t.master)
+		// EIO is how a pty master reports that every slave is closed.
+		if err != nil && !errors.Is(err, unix.EIO) {
+			fmt.Fprintf(os.Stderr, "rbox: terminal: %v\n", err)
+		}
+		close(t.copied)
+	}()
+}
+
+// drain waits for the payload's last output to reach the host.
+func (t *terminal) drain() { <-t.copied }
+
+func (t *terminal) restore() {
+	if t.saved != nil {
+		_ = unix.IoctlSetTermios(0, unix.TCSETS, t.saved)
+	}
+	t.master.Close()
+}
