@@ -11,32 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// LoopbackUp brings up the loopback interface of the current network
-// namespace. It needs CAP_NET_ADMIN there.
-func LoopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("loopback up: %w", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return fmt.Errorf("loopback up: %w", err)
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("loopback up: get flags: %w", err)
-	}
-	flags := ifr.Uint16()
-	if flags&unix.IFF_UP != 0 {
-		return nil
-	}
-	ifr.SetUint16(flags | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("loopback up: set flags: %w", err)
-	}
-	return nil
-}
-
 // ConfigureChild does, in the sandbox's pid 1 (root in the sandbox's user
 // namespace, inside its network and mount namespaces, before pivot_root),
 // what the helper left to the inside: for pasta without host loopback, an
