@@ -30,18 +30,15 @@ import (
 // gets --exit-fd: the read end of a pipe whose write end only this process
 // holds, so slirp4netns exits by itself on EOF whichever way rbox ends.
 func (n *Network) startSlirp4netns(ctx context.Context, childPID, mtu int, o Options) error {
-	feat, err := rkslirp.DetectFeatures(ModeSlirp4netns)
-	if err != nil {
+	// Probing runs "slirp4netns --help": do it while the maps are written.
+	featErr := make(chan error, 1)
+	go func() { featErr <- checkSlirp4netnsFeatures() }()
+	mapErr := waitForIDMaps(ctx, childPID)
+	if err := <-featErr; err != nil {
 		return err
 	}
-	switch {
-	case !feat.SupportsEnableSandbox, !feat.SupportsEnableSeccomp, !feat.SupportsDisableHostLoopback:
-		return errors.New("slirp4netns is too old: rbox needs --enable-sandbox, --enable-seccomp and --disable-host-loopback (slirp4netns >= 0.4)")
-	case !feat.KernelSupportsEnableSeccomp:
-		return errors.New("slirp4netns --enable-seccomp needs a kernel with seccomp filters")
-	}
-	if err := waitForIDMaps(ctx, childPID); err != nil {
-		return err
+	if mapErr != nil {
+		return mapErr
 	}
 
 	args := []string{
@@ -104,6 +101,20 @@ func (n *Network) startSlirp4netns(ctx context.Context, childPID, mtu int, o Opt
 	case <-time.After(helperTimeout):
 		return fmt.Errorf("slirp4netns was not ready after %v:\n%s", helperTimeout, h.out.String())
 	}
+}
+
+func checkSlirp4netnsFeatures() error {
+	feat, err := rkslirp.DetectFeatures(ModeSlirp4netns)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !feat.SupportsEnableSandbox, !feat.SupportsEnableSeccomp, !feat.SupportsDisableHostLoopback:
+		return errors.New("slirp4netns is too old: rbox needs --enable-sandbox, --enable-seccomp and --disable-host-loopback (slirp4netns >= 0.4)")
+	case !feat.KernelSupportsEnableSeccomp:
+		return errors.New("slirp4netns --enable-seccomp needs a kernel with seccomp filters")
+	}
+	return nil
 }
 
 // waitForIDMaps waits until pid's uid_map and gid_map are both written.
