@@ -169,3 +169,42 @@ func TestResolvConfAndHosts(t *testing.T) {
 		t.Errorf("none: Hosts = %q", got)
 	}
 }
+
+// A helper that exits before it is ready fails Start with its own words,
+// and leaves nothing running.
+func TestHelperFailsEarly(t *testing.T) {
+	dir := t.TempDir()
+	script := `#!/bin/sh
+case "$1" in --help) echo "--netns-type --enable-sandbox --enable-seccomp --disable-host-loopback";; --version) echo fake;; *) echo "$0: cannot attach: boom" >&2; exit 1;; esac
+`
+	for _, name := range []string{"pasta", "slirp4netns"} {
+		if err := os.WriteFile(dir+"/"+name, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", dir)
+	for _, mode := range []string{ModePasta, ModeSlirp4netns} {
+		// Our own pid stands in for the sandbox: its maps exist, and the
+		// fake helper never touches it.
+		n, err := Start(t.Context(), os.Getpid(), Options{Mode: mode})
+		if err == nil {
+			n.Close()
+			t.Errorf("%s: Start succeeded with a failing helper", mode)
+			continue
+		}
+		if !strings.Contains(err.Error(), mode+": cannot attach: boom") || !strings.Contains(err.Error(), "exited early") {
+			t.Errorf("%s: error %q does not carry the helper's message", mode, err)
+		}
+	}
+	// An old slirp4netns is named as such.
+	old := "#!/bin/sh\necho 'Usage: slirp4netns [OPTION]... PID TAPNAME'; exit 1\n"
+	if err := os.WriteFile(dir+"/slirp4netns", []byte(old), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Start(t.Context(), os.Getpid(), Options{Mode: ModeSlirp4netns}); err == nil || !strings.Contains(err.Error(), "v0.4.0") {
+		t.Errorf("old slirp4netns: %v", err)
+	}
+	if left := leftovers(os.Getpid()); len(left) != 0 {
+		t.Errorf("left running: %v", left)
+	}
+}

@@ -16,8 +16,8 @@ import (
 // startSlirp4netns runs slirp4netns for the network namespace of childPID.
 //
 // rootlesskit's pkg/network/slirp4netns driver is used for what it can do
-// here, probing the binary's features (DetectFeatures), but not to start
-// slirp4netns: its ConfigureNetwork creates the tap device with
+// here, probing the binary's features (DetectFeatures, when slirp4netns
+// fails, and for rbox check), but not to start slirp4netns: its ConfigureNetwork creates the tap device with
 // "nsenter ... ip tuntap add" and leaves addresses and routes to "ip" in the
 // child, and rbox does not shell out to ip or nsenter. slirp4netns creates
 // the tap itself when it joins the namespace, and --configure has it set the
@@ -30,15 +30,8 @@ import (
 // gets --exit-fd: the read end of a pipe whose write end only this process
 // holds, so slirp4netns exits by itself on EOF whichever way rbox ends.
 func (n *Network) startSlirp4netns(ctx context.Context, childPID, mtu int, o Options) error {
-	// Probing runs "slirp4netns --help": do it while the maps are written.
-	featErr := make(chan error, 1)
-	go func() { featErr <- checkSlirp4netnsFeatures() }()
-	mapErr := waitForIDMaps(ctx, childPID)
-	if err := <-featErr; err != nil {
+	if err := waitForIDMaps(ctx, childPID); err != nil {
 		return err
-	}
-	if mapErr != nil {
-		return mapErr
 	}
 
 	args := []string{
@@ -91,16 +84,26 @@ func (n *Network) startSlirp4netns(ctx context.Context, childPID, mtu int, o Opt
 	case err := <-got:
 		if err != nil {
 			<-h.done
-			return h.exitError()
+			return slirp4netnsFailed(h)
 		}
 		return nil
 	case <-h.done:
-		return h.exitError()
+		return slirp4netnsFailed(h)
 	case <-ctx.Done():
 		return fmt.Errorf("waiting for slirp4netns: %w", ctx.Err())
 	case <-time.After(helperTimeout):
 		return fmt.Errorf("slirp4netns was not ready after %v:\n%s", helperTimeout, h.out.String())
 	}
+}
+
+// slirp4netnsFailed explains an early exit of slirp4netns. The binary's
+// features are probed only then, with rootlesskit's DetectFeatures (which
+// runs "slirp4netns --help"), to keep that exec off every start.
+func slirp4netnsFailed(h *helper) error {
+	if err := checkSlirp4netnsFeatures(); err != nil {
+		return err
+	}
+	return h.exitError()
 }
 
 func checkSlirp4netnsFeatures() error {
@@ -145,7 +148,7 @@ func waitForIDMaps(ctx context.Context, pid int) error {
 			return fmt.Errorf("waiting for the sandbox's uid/gid maps: %w", ctx.Err())
 		case <-time.After(delay):
 		}
-		if delay < 5*time.Millisecond {
+		if delay < time.Millisecond {
 			delay *= 2
 		}
 	}
