@@ -6,6 +6,10 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 test_user := env_var_or_default("RBOX_TEST_USER", "rboxtest")
 
+# libseccomp is linked statically (glibc stays dynamic): rbox then runs
+# on hosts without the library. --as-needed keeps libseccomp.so out.
+export CGO_LDFLAGS := "-Wl,--as-needed -Wl,-Bstatic -lseccomp -Wl,-Bdynamic"
+
 # Build bin/rbox.
 build:
     go build -trimpath -o bin/rbox ./cmd/rbox

@@ -33,8 +33,9 @@ type Config struct {
 	// trees read-only. Off for nested use: the kernel refuses a fresh /proc
 	// in a nested sandbox while the outer one has locked mounts over /proc.
 	MaskProc bool
-	// ConsoleFD, when >= 0, is the terminal bound at /dev/console.
-	ConsoleFD int
+	// Console makes an empty /dev/console for the payload's terminal to be
+	// bound on once it exists.
+	Console bool
 	// TTYGID is the group of devpts' terminals, or -1 when it is not mapped.
 	TTYGID int
 	// Files are small generated files bound read-only at their Dest.
@@ -326,15 +327,12 @@ func (b *builder) dev_() error {
 			return err
 		}
 	}
-	if b.cfg.ConsoleFD >= 0 {
-		dst, err := b.createFileIn("/dev/console")
+	if b.cfg.Console {
+		fd, err := b.createFileIn("/dev/console")
 		if err != nil {
 			return err
 		}
-		defer unix.Close(dst)
-		if err := attachTree(b.cfg.ConsoleFD, "", dst, false, 0); err != nil {
-			return fmt.Errorf("bind the terminal at /dev/console: %w", err)
-		}
+		unix.Close(fd)
 	}
 	return nil
 }

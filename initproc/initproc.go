@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/caps"
+	"github.com/rbox-dev/rbox/console"
 	"github.com/rbox-dev/rbox/fsetup"
 	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
@@ -45,6 +46,9 @@ const (
 type Start struct {
 	// SetgroupsDenied mirrors the parent's choice: setgroups(2) fails then.
 	SetgroupsDenied bool `json:"setgroups_denied,omitempty"`
+	// ConsoleSocket, when not zero, is the fd of a unix socket on which pid
+	// 1 sends the master side of the payload's pseudo-terminal.
+	ConsoleSocket int `json:"console_socket,omitempty"`
 	// Net is what pid 1 does to finish the network from inside.
 	Net slirp.ChildConfig `json:"net"`
 }
@@ -125,17 +129,14 @@ func setup(s *spec.Spec, start *Start) error {
 		}
 	}
 	cfg := &fsetup.Config{
-		Mounts:    s.Mounts,
-		NewPID:    !s.Shares(spec.NSPID),
-		NewNet:    !s.Shares(spec.NSNet),
-		NewIPC:    !s.Shares(spec.NSIPC),
-		MaskProc:  !s.AllowNested,
-		ConsoleFD: -1,
-		TTYGID:    mappedGID(s.GIDMap, 5),
-		Cwd:       s.Cwd,
-	}
-	if s.TTY {
-		cfg.ConsoleFD = terminalFD()
+		Mounts:   s.Mounts,
+		NewPID:   !s.Shares(spec.NSPID),
+		NewNet:   !s.Shares(spec.NSNet),
+		NewIPC:   !s.Shares(spec.NSIPC),
+		MaskProc: !s.AllowNested,
+		Console:  s.TTY,
+		TTYGID:   mappedGID(s.GIDMap, 5),
+		Cwd:      s.Cwd,
 	}
 	cfg.Files = networkFiles(s, &start.Net)
 	if err := fsetup.Build(cfg); err != nil {
@@ -169,16 +170,6 @@ func mappedGID(m []spec.IDMap, gid uint32) int {
 	return -1
 }
 
-// terminalFD is the first of stdin, stdout, stderr that is a terminal.
-func terminalFD() int {
-	for fd := 0; fd <= 2; fd++ {
-		if _, err := unix.IoctlGetTermios(fd, unix.TCGETS); err == nil {
-			return fd
-		}
-	}
-	return -1
-}
-
 // limitThread applies, on the locked main thread, every restriction the
 // payload inherits. The order matters: the time namespace and keyring need
 // privileges the later steps take away, and the seccomp filter comes last.
@@ -190,7 +181,9 @@ func limitThread(s *spec.Spec) error {
 	}
 	// A fresh anonymous session keyring: keys of the caller's session
 	// stay out of reach.
-	if _, _, errno := unix.Syscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0); errno != 0 {
+	// ENOSYS means an outer filter (rbox's own, when nested) already keeps
+	// keyrings out of reach.
+	if _, _, errno := unix.Syscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0); errno != 0 && errno != unix.ENOSYS {
 		return fmt.Errorf("new session keyring: %w", errno)
 	}
 	// Non-dumpable: the payload cannot open /proc/1/exe, /proc/1/fd or
@@ -232,10 +225,17 @@ func superviseCommand(s *spec.Spec, start *Start) int {
 		// Not pid 1: adopt orphans so they can be reaped and killed.
 		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	}
+	stdio := []*os.File{os.Stdin, os.Stdout, os.Stderr}
+	if s.TTY {
+		var err error
+		if stdio, err = console.Open(stdio, start.ConsoleSocket, s.UID, mappedGID(s.GIDMap, 5)); err != nil {
+			return fail(ExitSetupFailed, err)
+		}
+	}
 	if err := limitThread(s); err != nil {
 		return fail(ExitSetupFailed, err)
 	}
-	pid, code := startPayload(s, start)
+	pid, code := startPayload(s, start, stdio)
 	if pid < 0 {
 		return code
 	}
@@ -251,20 +251,18 @@ func superviseCommand(s *spec.Spec, start *Start) int {
 	return status
 }
 
-func startPayload(s *spec.Spec, start *Start) (int, int) {
+func startPayload(s *spec.Spec, start *Start, stdio []*os.File) (int, int) {
 	path, code, err := lookPath(s.Args[0], s.Env)
 	if err != nil {
 		return -1, fail(code, err)
 	}
-	files := []*os.File{os.Stdin, os.Stdout, os.Stderr}
+	files := append([]*os.File{}, stdio...)
 	for i := 0; i < s.PreserveFDs; i++ {
 		files = append(files, os.NewFile(uintptr(3+i), "preserved"))
 	}
 	sys := &syscall.SysProcAttr{Setsid: true}
 	if s.TTY {
-		if fd := terminalFD(); fd >= 0 {
-			sys.Setctty, sys.Ctty = true, fd
-		}
+		sys.Setctty, sys.Ctty = true, console.FirstTerminal(stdio)
 	}
 	if s.UID != 0 || s.GID != 0 {
 		sys.Credential = &syscall.Credential{Uid: s.UID, Gid: s.GID, NoSetGroups: start.SetgroupsDenied}

@@ -25,6 +25,7 @@ import (
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
+	"github.com/rbox-dev/rbox/console"
 	"github.com/rbox-dev/rbox/initproc"
 	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
@@ -73,29 +74,29 @@ func Run(s *spec.Spec, plan *userns.Plan) int {
 	}
 	defer specW.Close()
 
-	stdio := []*os.File{os.Stdin, os.Stdout, os.Stderr}
-	var term *terminal
-	if s.TTY {
-		if term, err = openTerminal(stdio); err != nil {
-			specR.Close()
-			return failf("%v", err)
-		}
-		defer term.restore()
-		stdio = term.childStdio
-	}
-
 	extra := make([]*os.File, 0, s.PreserveFDs+1)
 	for i := 0; i < s.PreserveFDs; i++ {
 		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
 	}
 	extra = append(extra, specR)
+	start := initproc.Start{SetgroupsDenied: plan.SetgroupsDenied}
+	var consoleParent, consoleChild *os.File
+	if s.TTY {
+		if consoleParent, consoleChild, err = socketPair(); err != nil {
+			specR.Close()
+			return failf("console socket: %v", err)
+		}
+		defer consoleParent.Close()
+		start.ConsoleSocket = 3 + len(extra)
+		extra = append(extra, consoleChild)
+	}
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/exe",
 		Args:       []string{initproc.Arg0, strconv.Itoa(3 + s.PreserveFDs)},
 		Env:        []string{},
-		Stdin:      stdio[0],
-		Stdout:     stdio[1],
-		Stderr:     stdio[2],
+		Stdin:      os.Stdin,
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
 		ExtraFiles: extra,
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags:  cloneFlags(s),
@@ -103,13 +104,13 @@ func Run(s *spec.Spec, plan *userns.Plan) int {
 			Pdeathsig:   unix.SIGKILL,
 		},
 	}
-	if err := cmd.Start(); err != nil {
-		specR.Close()
-		return failf("start the sandbox: %v (see `rbox check`)", err)
-	}
+	err = cmd.Start()
 	specR.Close()
-	if term != nil {
-		term.closeChildSide()
+	if consoleChild != nil {
+		consoleChild.Close()
+	}
+	if err != nil {
+		return failf("start the sandbox: %v (see `rbox check`)", err)
 	}
 
 	// The spec goes out and the network helper starts while the maps are
@@ -134,8 +135,27 @@ func Run(s *spec.Spec, plan *userns.Plan) int {
 		_ = cmd.Wait()
 		return failf("%v", mapErr)
 	}
-	startMsg := initproc.Start{SetgroupsDenied: plan.SetgroupsDenied}
-	startMsg.Net = netw.Child
+	start.Net = netw.Child
+
+	if err := json.NewEncoder(specW).Encode(start); err != nil {
+		_ = cmd.Process.Kill()
+	}
+	specW.Close()
+
+	var term *terminal
+	if consoleParent != nil {
+		master, err := console.Receive(consoleParent)
+		if err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return failf("%v", err)
+		}
+		if master != nil {
+			term = newTerminal(master)
+			defer term.restore()
+			term.relay()
+		}
+	}
 
 	signals := make(chan os.Signal, 16)
 	signal.Notify(signals, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
@@ -149,14 +169,6 @@ func Run(s *spec.Spec, plan *userns.Plan) int {
 			_ = cmd.Process.Signal(sig)
 		}
 	}()
-	if term != nil {
-		term.relay()
-	}
-
-	if err := json.NewEncoder(specW).Encode(startMsg); err != nil {
-		_ = cmd.Process.Kill()
-	}
-	specW.Close()
 
 	err = cmd.Wait()
 	if term != nil {
@@ -207,15 +219,21 @@ func failf(format string, a ...any) int {
 	return initproc.ExitSetupFailed
 }
 
-// terminal is the pseudo-terminal the payload gets instead of the host's:
-// TIOCSTI and friends inside then reach only this pty, never the caller's
-// terminal, while job control works as on any terminal.
+func socketPair() (*os.File, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), "console"), os.NewFile(uintptr(fds[1]), "console"), nil
+}
+
+// terminal relays between the caller's stdio and the master side of the
+// payload's pseudo-terminal, which pid 1 allocated inside the sandbox.
 type terminal struct {
-	master, slave *os.File
-	childStdio    []*os.File
-	host          *os.File // the host terminal, or nil when none of stdio is one
-	saved         *unix.Termios
-	copied        chan struct{}
+	master *os.File
+	host   *os.File // the caller's terminal, or nil when none of stdio is one
+	saved  *unix.Termios
+	copied chan struct{}
 }
 
 func isTerminal(f *os.File) bool {
@@ -223,35 +241,17 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
-// openTerminal allocates the pty and gives it to the payload in place of
-// each of stdin, stdout and stderr that is a terminal (all three when none
-// is, as for -t in a pipeline).
-func openTerminal(stdio []*os.File) (*terminal, error) {
-	master, slave, err := pty.Open()
-	if err != nil {
-		return nil, fmt.Errorf("allocate a pseudo-terminal: %w", err)
-	}
-	t := &terminal{master: master, slave: slave, copied: make(chan struct{})}
-	t.childStdio = make([]*os.File, 3)
-	for i, f := range stdio {
+func newTerminal(master *os.File) *terminal {
+	t := &terminal{master: master, copied: make(chan struct{})}
+	for _, f := range []*os.File{os.Stdin, os.Stdout, os.Stderr} {
 		if isTerminal(f) {
-			t.childStdio[i] = slave
-			if t.host == nil {
-				t.host = f
-			}
-		} else {
-			t.childStdio[i] = f
+			t.host = f
+			break
 		}
 	}
-	if t.host == nil {
-		copy(t.childStdio, []*os.File{slave, slave, slave})
-	} else {
-		t.resize()
-	}
-	return t, nil
+	t.resize()
+	return t
 }
-
-func (t *terminal) closeChildSide() { t.slave.Close() }
 
 func (t *terminal) resize() {
 	if t.host != nil {
@@ -259,12 +259,11 @@ func (t *terminal) resize() {
 	}
 }
 
-// relay copies the host side to the pty and back. The host terminal is put
-// in raw mode only when stdin is the terminal: keys then reach the payload's
-// line discipline, so ^C and ^Z act inside.
+// relay copies the caller's side to the pty and back. The caller's terminal
+// is put in raw mode only when stdin is that terminal: keys then reach the
+// payload's line discipline, so ^C and ^Z act inside.
 func (t *terminal) relay() {
-	in, out := os.Stdin, os.Stdout
-	if t.host == os.Stdin {
+	if isTerminal(os.Stdin) {
 		if tio, err := unix.IoctlGetTermios(0, unix.TCGETS); err == nil {
 			t.saved = tio
 			raw := *tio
@@ -277,9 +276,12 @@ func (t *terminal) relay() {
 			_ = unix.IoctlSetTermios(0, unix.TCSETS, &raw)
 		}
 	}
+	// Input goes to the pty when stdin is the terminal, or when -t made
+	// a terminal with none of stdio one.
 	if t.host == nil || isTerminal(os.Stdin) {
-		go func() { _, _ = io.Copy(t.master, in) }()
+		go func() { _, _ = io.Copy(t.master, os.Stdin) }()
 	}
+	out := os.Stdout
 	if t.host != nil && !isTerminal(os.Stdout) {
 		out = os.Stderr
 	}
@@ -293,7 +295,7 @@ func (t *terminal) relay() {
 	}()
 }
 
-// drain waits for the payload's last output to reach the host.
+// drain waits for the payload's last output to reach the caller.
 func (t *terminal) drain() { <-t.copied }
 
 func (t *terminal) restore() {

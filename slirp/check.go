@@ -4,20 +4,21 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-
-	rkslirp "github.com/rootless-containers/rootlesskit/v2/pkg/network/slirp4netns"
 )
 
-// ModeCheck tells whether one --net mode can work on this host.
+// ModeCheck tells whether one user-mode --net value can work on this host.
 type ModeCheck struct {
 	Mode   string `json:"mode"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
+	// Fix says what to do when it cannot; empty when OK.
+	Fix string `json:"fix,omitempty"`
 }
 
-// Check reports, for rbox check, which network modes can work here: the
-// helper binaries, their features, and /dev/net/tun, which both helpers
-// open from inside the sandbox's user namespace. It starts no sandbox.
+// Check reports, for rbox check, whether --net user, pasta and slirp4netns
+// can work here: the helper binary, its features, and /dev/net/tun, which
+// both helpers open from inside the sandbox's user namespace. It starts no
+// sandbox.
 func Check() []ModeCheck {
 	tunErr := checkTun()
 	pasta := checkHelper(ModePasta, tunErr, func(bin string) error {
@@ -26,19 +27,7 @@ func Check() []ModeCheck {
 		}
 		return nil
 	})
-	slirp := checkHelper(ModeSlirp4netns, tunErr, func(bin string) error {
-		f, err := rkslirp.DetectFeatures(bin)
-		if err != nil {
-			return err
-		}
-		if !f.SupportsEnableSandbox || !f.SupportsEnableSeccomp || !f.SupportsDisableHostLoopback {
-			return fmt.Errorf("%s is too old (needs --enable-sandbox, --enable-seccomp, --disable-host-loopback)", bin)
-		}
-		if !f.KernelSupportsEnableSeccomp {
-			return fmt.Errorf("the kernel lacks seccomp filters, which slirp4netns --enable-seccomp needs")
-		}
-		return nil
-	})
+	slirp := checkHelper(ModeSlirp4netns, tunErr, func(string) error { return checkSlirp4netnsFeatures() })
 	user := ModeCheck{Mode: ModeUser}
 	switch {
 	case pasta.OK:
@@ -46,19 +35,16 @@ func Check() []ModeCheck {
 	case slirp.OK:
 		user.OK, user.Detail = true, "uses slirp4netns (pasta: "+pasta.Detail+")"
 	default:
-		user.Detail = "neither pasta nor slirp4netns works: " + pasta.Detail + "; " + slirp.Detail
+		user.Detail = "neither pasta nor slirp4netns works (pasta: " + pasta.Detail + "; slirp4netns: " + slirp.Detail + ")"
+		user.Fix = pasta.Fix
 	}
-	return []ModeCheck{
-		{Mode: ModeNone, OK: true, Detail: "loopback only"},
-		{Mode: ModeHost, OK: true, Detail: "the host's network namespace"},
-		user, pasta, slirp,
-	}
+	return []ModeCheck{user, pasta, slirp}
 }
 
 func checkTun() error {
 	f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0)
 	if err != nil {
-		return fmt.Errorf("cannot open /dev/net/tun (%v): it should be mode 0666, as distros ship it", err)
+		return err
 	}
 	f.Close()
 	return nil
@@ -68,17 +54,20 @@ func checkHelper(mode string, tunErr error, probe func(bin string) error) ModeCh
 	c := ModeCheck{Mode: mode}
 	bin, err := exec.LookPath(mode)
 	if err != nil {
-		c.Detail = fmt.Sprintf("%s is not in PATH: install the Debian package %s", mode, helperPackage[mode])
+		c.Detail = mode + " is not in PATH"
+		c.Fix = "apt install " + helperPackage[mode]
 		return c
 	}
 	if err := probe(bin); err != nil {
 		c.Detail = err.Error()
+		c.Fix = "install a current " + helperPackage[mode] + " package"
 		return c
 	}
 	if tunErr != nil {
-		c.Detail = tunErr.Error()
+		c.Detail = fmt.Sprintf("cannot open /dev/net/tun: %v", tunErr)
+		c.Fix = "make /dev/net/tun mode 0666, as distributions ship it (as root: chmod 0666 /dev/net/tun)"
 		return c
 	}
-	c.OK, c.Detail = true, bin
+	c.OK, c.Detail = true, "works with "+bin
 	return c
 }

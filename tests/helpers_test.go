@@ -24,7 +24,7 @@ import (
 	"github.com/rbox-dev/rbox/subid"
 )
 
-var rboxBin string
+var rboxBin, probePath string
 
 func TestMain(m *testing.M) {
 	rboxBin = os.Getenv("RBOX_BIN")
@@ -32,7 +32,17 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "RBOX_BIN must name the rbox binary under test (`just integration` sets it)")
 		os.Exit(2)
 	}
+	probePath = os.Getenv("RBOX_PROBE")
 	os.Exit(m.Run())
+}
+
+// probeBin is the static probe program built from tests/probe.
+func probeBin(t *testing.T) string {
+	t.Helper()
+	if probePath == "" {
+		t.Fatal("RBOX_PROBE must name the probe binary built from tests/probe (`just integration` sets it)")
+	}
+	return probePath
 }
 
 type result struct {
@@ -188,8 +198,8 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 }
 
 // tmpEntries lists the caller's entries in /tmp, to check rbox leaves
-// nothing there. Go's own build directories (other builds on the machine)
-// are not rbox's.
+// nothing there. Go's build directories and other tests' t.TempDir()s
+// (other work on the machine) are not rbox's.
 func tmpEntries(t *testing.T) map[string]bool {
 	t.Helper()
 	entries, err := os.ReadDir(os.TempDir())
@@ -199,7 +209,7 @@ func tmpEntries(t *testing.T) map[string]bool {
 	m := map[string]bool{}
 	for _, e := range entries {
 		info, err := e.Info()
-		if err != nil || strings.HasPrefix(e.Name(), "go-build") {
+		if err != nil || strings.HasPrefix(e.Name(), "go-build") || strings.HasPrefix(e.Name(), "Test") {
 			continue
 		}
 		if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) == os.Getuid() {

@@ -442,22 +442,19 @@ func TestNetworkBadInput(t *testing.T) {
 // rbox check tells which network modes work.
 func TestNetworkCheck(t *testing.T) {
 	r := rbox(t, "check")
-	if r.code != 0 {
-		t.Fatal(r)
-	}
-	for _, mode := range []string{"none", "host", "user", "pasta", "slirp4netns"} {
+	for _, mode := range []string{"user", "pasta", "slirp4netns"} {
 		found := false
 		for _, line := range strings.Split(r.stdout, "\n") {
 			f := strings.Fields(line)
 			if len(f) >= 3 && f[1] == "--net" && f[2] == mode {
 				found = true
-				if f[0] != "ok" {
+				if f[0] != "pass" {
 					t.Errorf("rbox check: %q", line)
 				}
 			}
 		}
 		if !found {
-			t.Errorf("rbox check has no line for --net %s:\n%s", mode, r.stdout)
+			t.Errorf("rbox check has no line for --net %s:\n%s", mode, r)
 		}
 	}
 }

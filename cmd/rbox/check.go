@@ -1,11 +1,66 @@
 package main
 
-import "os"
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/rbox-dev/rbox/hostcheck"
+)
 
 // CheckCmd reports what works on this host.
 type CheckCmd struct {
-	JSON bool `name:"json" help:"Print the report as JSON."`
+	JSON bool `name:"json" help:"Print the report as a JSON array of {name, status, detail, fix} objects."`
 }
 
-// Run runs the checks.
-func (c *CheckCmd) Run() error { return printNetworkChecks(os.Stdout, c.JSON) }
+// Help is the command's long help.
+func (c *CheckCmd) Help() string {
+	return `Each item is tried for real: namespaces are created, id maps written, /proc and overlayfs mounted in a throw-away mount namespace. Every line says pass, warn or fail, what was seen, and for warn and fail the fix.
+
+fail: rbox's default sandbox cannot run here (or not as set up). warn: it runs, without something (your full id range, the overlay fallback, networking helpers, cgroup limits, Landlock) or a known hazard is present.
+
+Exit status: 0 when no item fails (warnings allowed), 1 when at least one item fails.`
+}
+
+// Run runs the checks and prints one line per item, or JSON.
+func (c *CheckCmd) Run() error {
+	results := hostcheck.Run()
+	if c.JSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		// Fixes quote shell and AppArmor text; keep its < > & readable.
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(results); err != nil {
+			return err
+		}
+	} else {
+		fmt.Print(formatResults(results))
+	}
+	for _, r := range results {
+		if r.Status == hostcheck.Fail {
+			return exitError{1}
+		}
+	}
+	return nil
+}
+
+// formatResults renders one aligned line per item:
+//
+//	pass  user namespace  created user:[4026532291]
+//	fail  newuidmap       /usr/bin/newuidmap is not setuid root (...)  -> fix: ...
+func formatResults(results []hostcheck.Result) string {
+	width := 0
+	for _, r := range results {
+		width = max(width, len(r.Name))
+	}
+	var b strings.Builder
+	for _, r := range results {
+		fmt.Fprintf(&b, "%-4s  %-*s  %s", r.Status, width, r.Name, r.Detail)
+		if r.Fix != "" && r.Status != hostcheck.Pass {
+			fmt.Fprintf(&b, "  -> fix: %s", r.Fix)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}

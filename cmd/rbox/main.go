@@ -10,6 +10,7 @@ import (
 	"github.com/alecthomas/kong"
 	"golang.org/x/sys/unix"
 
+	"github.com/rbox-dev/rbox/hostcheck"
 	"github.com/rbox-dev/rbox/initproc"
 )
 
@@ -46,6 +47,9 @@ func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 func main() {
 	if len(os.Args) == 2 && os.Args[0] == initproc.Arg0 {
 		initproc.Main(os.Args[1])
+	}
+	if len(os.Args) == 2 && os.Args[0] == hostcheck.ProbeArg0 {
+		hostcheck.ProbeMain(os.Args[1])
 	}
 	os.Exit(runCLI(os.Args[1:]))
 }

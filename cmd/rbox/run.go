@@ -12,6 +12,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/rbox-dev/rbox/caps"
+	"github.com/rbox-dev/rbox/initproc"
 	"github.com/rbox-dev/rbox/sandbox"
 	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
@@ -151,6 +152,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 			return nil, nil, fmt.Errorf("--seccomp: %v (give default, unconfined or a profile file)", err)
 		}
 		s.Seccomp, s.SeccompProfileJSON = spec.SeccompProfile, data
+		if _, err := initproc.Profile(s); err != nil {
+			return nil, nil, fmt.Errorf("--seccomp %s: %v", r.Seccomp, err)
+		}
 	}
 	s.TTY = r.TTY || isTerminalFD(0)
 

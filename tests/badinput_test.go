@@ -1,0 +1,78 @@
+//go:build integration
+
+package tests
+
+import (
+	"strings"
+	"testing"
+)
+
+// Each mistake gets one line on stderr naming it, exit 125, and leaves
+// nothing behind.
+func TestBadInput(t *testing.T) {
+	dir := hostDir(t)
+	writeFile(t, dir+"/bad.json", `{"defaultAction": "SCMP_ACT_NOPE"}`)
+	cases := []struct {
+		name string
+		args []string
+		says string
+	}{
+		{"unknown flag", []string{"--no-such-flag", "--", "true"}, "unknown flag --no-such-flag"},
+		{"missing command", []string{}, "missing command"},
+		{"missing command after --", []string{"--bind", dir + ":/x", "--"}, "missing command"},
+		{"bind without colon", []string{"--bind", dir, "--", "true"}, "expected SRC:DST"},
+		{"bind with empty dest", []string{"--bind", dir + ":", "--", "true"}, "expected SRC:DST"},
+		{"missing source", []string{"--ro-bind", "/no/such/dir:/x", "--", "true"}, "source /no/such/dir does not exist"},
+		{"relative dest", []string{"--bind", dir + ":work", "--", "true"}, "must be an absolute path"},
+		{"relative tmpfs", []string{"--tmpfs", "scratch", "--", "true"}, "must be an absolute path"},
+		{"bad size", []string{"--tmpfs", "/s:size=lots", "--", "true"}, "not a positive size"},
+		{"bad tmpfs option", []string{"--tmpfs", "/s:color=red", "--", "true"}, "unknown option"},
+		{"bad mode", []string{"--tmpfs", "/s:mode=999", "--", "true"}, "octal mode"},
+		{"invalid hostname", []string{"--hostname", "bad_host!", "--", "true"}, "not a valid host name"},
+		{"hostname too long", []string{"--hostname", strings.Repeat("a", 70), "--", "true"}, "longer than 64"},
+		{"hostname with shared uts", []string{"--hostname", "h", "--share", "uts", "--", "true"}, "needs a new uts namespace"},
+		{"unknown namespace", []string{"--share", "bogus", "--", "true"}, "unknown namespace"},
+		{"share user", []string{"--share", "user", "--", "true"}, "always new"},
+		{"bad time offset", []string{"--time-offset", "monotonic=soon", "--", "true"}, "neither seconds nor a duration"},
+		{"unknown clock", []string{"--time-offset", "realtime=5", "--", "true"}, "unknown clock"},
+		{"unknown capability", []string{"--cap-add", "CAP_FLY", "--", "true"}, "unknown capability"},
+		{"missing seccomp profile", []string{"--seccomp", "/no/such.json", "--", "true"}, "no such file"},
+		{"bad seccomp profile", []string{"--seccomp", dir + "/bad.json", "--", "true"}, "SCMP_ACT_NOPE"},
+		{"relative chdir", []string{"-w", "work", "--", "true"}, "must be an absolute path"},
+		{"bad env", []string{"--env", "NOEQUALS", "--", "true"}, "expected K=V"},
+		{"unknown net mode", []string{"--net", "carrier-pigeon", "--", "true"}, "--net"},
+		{"fd not open", []string{"--preserve-fds", "5", "--", "true"}, "is not open"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := tmpEntries(t)
+			r := rbox(t, c.args...)
+			if r.code != 125 {
+				t.Fatalf("exit %d, want 125\n%s", r.code, r)
+			}
+			lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], "rbox: ") {
+				t.Fatalf("want exactly one rbox: line on stderr, got %q", r.stderr)
+			}
+			if !strings.Contains(lines[0], c.says) {
+				t.Errorf("stderr %q does not say %q", lines[0], c.says)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout not empty: %q", r.stdout)
+			}
+			for e := range tmpEntries(t) {
+				if !before[e] {
+					t.Errorf("left %s in /tmp", e)
+				}
+			}
+		})
+	}
+}
+
+// A failure inside the sandbox's setup is one line and exit 125 too.
+func TestSetupFailureExit125(t *testing.T) {
+	r := rbox(t, "-w", "/no/such/dir", "--", "true")
+	if r.code != 125 || !strings.Contains(r.stderr, "working directory /no/such/dir") {
+		t.Fatalf("want exit 125 naming the working directory:\n%s", r)
+	}
+}
