@@ -62,7 +62,7 @@ func TestResolve(t *testing.T) {
 			t.Errorf("Resolve(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	if _, err := Resolve("bridge"); err == nil || !strings.Contains(err.Error(), `unknown network mode "bridge"`) {
+	if _, err := Resolve("bridge"); err == nil || !strings.Contains(err.Error(), "--net bridge: unknown network mode") {
 		t.Errorf("Resolve(bridge): %v", err)
 	}
 

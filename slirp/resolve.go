@@ -43,6 +43,6 @@ func Resolve(mode string) (string, error) {
 		}
 		return mode, nil
 	default:
-		return "", fmt.Errorf("unknown network mode %q: want none, host, user, pasta or slirp4netns", mode)
+		return "", fmt.Errorf("--net %s: unknown network mode; want none, host, user, pasta or slirp4netns", mode)
 	}
 }

@@ -412,7 +412,7 @@ func TestNetworkBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, []string{"--net", "bridge"}, `unknown network mode "bridge"`},
+		{nil, []string{"--net", "bridge"}, "--net bridge: unknown network mode"},
 		{nil, []string{"--net", "user", "-p", "80"}, "invalid --publish"},
 		{nil, []string{"--net", "user", "-p", "8080:80/sctp"}, `protocol "sctp"`},
 		{nil, []string{"--net", "user", "-p", "x:80"}, `host port "x" is not a number`},
