@@ -211,8 +211,8 @@ func TestPrivileges(t *testing.T) {
 
 func TestEnvironment(t *testing.T) {
 	r := rboxCmd(t, func(c *exec.Cmd) { c.Env = append(os.Environ(), "RBOX_KEEP=1", "RBOX_DROP=1") },
-		"--env", "RBOX_NEW=two=2", "--unset-env", "RBOX_DROP", "--", "sh", "-c", "echo $RBOX_KEEP,$RBOX_DROP,$RBOX_NEW")
-	if strings.TrimSpace(r.stdout) != "1,,two=2" {
+		"--env", "RBOX_NEW=two=2,3", "--unset-env", "RBOX_DROP", "--", "sh", "-c", "echo $RBOX_KEEP,$RBOX_DROP,$RBOX_NEW")
+	if strings.TrimSpace(r.stdout) != "1,,two=2,3" {
 		t.Errorf("environment: %q", r.stdout)
 	}
 	r = rboxCmd(t, func(c *exec.Cmd) { c.Env = append(os.Environ(), "RBOX_KEEP=1") },

@@ -28,7 +28,7 @@ type RunCmd struct {
 	Symlink mountFlag `placeholder:"TARGET:LINK" help:"Create a symlink LINK pointing to TARGET."`
 	Chdir   string    `short:"w" placeholder:"DIR" help:"Working directory inside (default: where the caller's cwd is bound, else /)."`
 
-	Share      []string `sep:"," placeholder:"NS,..." help:"Keep these host namespaces: pid, net, uts, ipc, cgroup, time."`
+	Share      []string `sep:"," placeholder:"NS" help:"Keep these host namespaces: pid, net, uts, ipc, cgroup, time."`
 	Net        string   `default:"none" placeholder:"MODE" help:"Network: none (loopback only), user (outbound through pasta, else slirp4netns), pasta, slirp4netns, or host (the host's network namespace)."`
 	Publish    []string `short:"p" placeholder:"[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]" help:"Forward the host's HOSTIP:HOSTPORT (default 127.0.0.1) to PORT inside. Repeatable; needs a user-mode --net."`
 	HostLoop   bool     `name:"allow-host-loopback" help:"Let the sandbox reach the host's loopback services at 10.0.2.2 (user-mode --net only)."`
@@ -39,8 +39,8 @@ type RunCmd struct {
 	UID *uint32 `name:"uid" help:"Run the command as this uid inside; the caller is mapped to it (default 0)."`
 	GID *uint32 `name:"gid" help:"Run the command as this gid inside; the caller's group is mapped to it (default 0)."`
 
-	Env       []string `placeholder:"K=V" help:"Set an environment variable. Repeatable."`
-	UnsetEnv  []string `name:"unset-env" placeholder:"K" help:"Remove an environment variable. Repeatable."`
+	Env       []string `sep:"none" placeholder:"K=V" help:"Set an environment variable. Repeatable."`
+	UnsetEnv  []string `name:"unset-env" sep:"none" placeholder:"K" help:"Remove an environment variable. Repeatable."`
 	ClearEnv  bool     `name:"clear-env" help:"Start from an empty environment."`
 	PreserveF int      `name:"preserve-fds" placeholder:"N" help:"Pass the caller's fds 3..3+N-1 to the command."`
 	TTY       bool     `short:"t" name:"tty" help:"Give the command a pseudo-terminal (automatic when stdin is a terminal)."`
