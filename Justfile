@@ -40,12 +40,12 @@ lint:
     test -x "$(go env GOPATH)/bin/staticcheck" || go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
     "$(go env GOPATH)/bin/staticcheck" ./... && "$(go env GOPATH)/bin/staticcheck" -tags integration ./tests/
 
-# Benchmarks beside bwrap and unshare; prints medians and ratios. Then the
-# network: iperf3 through rbox --net pasta/slirp4netns beside the raw helpers.
+# Benchmarks beside bwrap and unshare; prints medians and ratios. scripts/bench
+# then runs scripts/bench-* (the network: iperf3 and start-up through rbox
+# --net pasta/slirp4netns beside the raw helpers).
 bench: build setup
     scripts/bench {{test_user}}
-    scripts/bench-net
 
 # The network benchmark alone.
 bench-net: build setup
-    scripts/bench-net
+    scripts/bench-net {{test_user}}
