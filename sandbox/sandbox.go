@@ -11,6 +11,7 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/rbox-dev/rbox/console"
 	"github.com/rbox-dev/rbox/initproc"
+	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
 )
@@ -111,19 +113,29 @@ func Run(s *spec.Spec, plan *userns.Plan) int {
 		return failf("start the sandbox: %v (see `rbox check`)", err)
 	}
 
-	// The spec goes out while the maps are written; the pipe buffer may
-	// be smaller than a large spec.
+	// The spec goes out and the network helper starts while the maps are
+	// written; the pipe buffer may be smaller than a large spec.
 	specSent := make(chan error, 1)
 	go func() { specSent <- s.Encode(specW) }()
+	netStarted := startNetwork(s, cmd.Process.Pid)
 	mapErr := plan.Write(cmd.Process.Pid)
 	if err := <-specSent; err != nil && mapErr == nil {
 		mapErr = fmt.Errorf("send the spec: %w", err)
+	}
+	netw, netErr := netStarted()
+	if netErr == nil {
+		// Closed once the sandbox has ended (or failed to start): stops
+		// the helper and the port forwarding.
+		defer netw.Close()
+	} else if mapErr == nil {
+		mapErr = netErr
 	}
 	if mapErr != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		return failf("%v", mapErr)
 	}
+	start.Net = netw.Child
 
 	if err := json.NewEncoder(specW).Encode(start); err != nil {
 		_ = cmd.Process.Kill()
@@ -163,6 +175,33 @@ func Run(s *spec.Spec, plan *userns.Plan) int {
 		term.drain()
 	}
 	return exitCode(cmd.ProcessState, err)
+}
+
+// startNetwork starts the sandbox's network for its pid 1 in the
+// background, at once, and returns a function that waits for it. The helper
+// (pasta or slirp4netns) and the port forwarding run as long as the
+// returned Network is open; the kernel ends the helper if rbox dies.
+func startNetwork(s *spec.Spec, pid int) func() (*slirp.Network, error) {
+	o := slirp.Options{Mode: s.Net, AllowHostLoopback: s.AllowHostLoopback, DNS: s.DNS}
+	for _, p := range s.Publish {
+		o.Publish = append(o.Publish, slirp.PortSpec(p))
+	}
+	type result struct {
+		n   *slirp.Network
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := slirp.Start(context.Background(), pid, o)
+		done <- result{n, err}
+	}()
+	return func() (*slirp.Network, error) {
+		r := <-done
+		if r.err != nil {
+			return nil, fmt.Errorf("network: %w", r.err)
+		}
+		return r.n, nil
+	}
 }
 
 func exitCode(ps *os.ProcessState, err error) int {
