@@ -26,9 +26,10 @@ build:
 setup:
     if [ "$(id -u)" = 0 ]; then scripts/test-setup; fi
 
-# Unit tests of every package.
+# Unit tests of every package (the network helpers' also as the test user).
 unit:
     go test -count=1 -tags {{tags}} ./...
+    scripts/run-unit-as-user {{test_user}}
 
 # Integration tests: the built binary driven as the caller, and as the
 # unprivileged test user when the caller is root.
@@ -45,9 +46,20 @@ lint:
     test -x "$(go env GOPATH)/bin/staticcheck" || go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
     "$(go env GOPATH)/bin/staticcheck" -tags {{tags}} ./... && "$(go env GOPATH)/bin/staticcheck" -tags integration ./tests/
 
-# Benchmarks beside bwrap and unshare; prints medians and ratios.
+# Benchmarks beside bwrap and unshare; prints medians and ratios. scripts/bench
+# then runs scripts/bench-* (the network: iperf3 and start-up through rbox
+# --net pasta/slirp4netns beside the raw helpers; storage: a file-heavy job
+# on a host directory, native overlay and fuse-overlayfs, and --image
+# start-up beside podman run).
 bench: build setup
     scripts/bench {{test_user}}
+
+# The network benchmark alone.
+bench-net: build setup
+    scripts/bench-net {{test_user}}
+
+# The storage benchmark alone.
+bench-storage: build setup
     scripts/bench-storage {{test_user}}
 
 # Package initialisation cost of rbox and rbox-image (GODEBUG=inittrace=1).

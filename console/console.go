@@ -15,9 +15,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func isTerminal(f *os.File) bool {
+// IsTerminal reports whether f is a terminal.
+func IsTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// IsForeground reports whether this process's group owns terminal f: only
+// then may it take the terminal over without being stopped by SIGTTOU.
+func IsForeground(f *os.File) bool {
+	pgrp, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP)
+	return err == nil && pgrp == unix.Getpgrp()
 }
 
 // Open allocates the terminal inside the sandbox, sends its master on the
@@ -45,7 +53,7 @@ func Open(stdio []*os.File, socket int, uid uint32, gid int) ([]*os.File, error)
 	any := false
 	for i, f := range stdio {
 		out[i] = f
-		if isTerminal(f) {
+		if IsTerminal(f) {
 			out[i], any = slave, true
 		}
 	}
@@ -75,7 +83,7 @@ func bindConsole(path string) error {
 // controlling terminal), or 0.
 func FirstTerminal(stdio []*os.File) int {
 	for i, f := range stdio {
-		if isTerminal(f) {
+		if IsTerminal(f) {
 			return i
 		}
 	}

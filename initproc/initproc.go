@@ -49,6 +49,8 @@ type Start struct {
 	// ConsoleSocket, when not zero, is the fd of a unix socket on which pid
 	// 1 sends the master side of the payload's pseudo-terminal.
 	ConsoleSocket int `json:"console_socket,omitempty"`
+	// Net is what pid 1 does to finish the network from inside.
+	Net slirp.ChildConfig `json:"net"`
 }
 
 // forwarded are the signals pid 1 passes on to the command.
@@ -119,6 +121,12 @@ func setup(s *spec.Spec, start *Start) error {
 		if err := slirp.LoopbackUp(); err != nil {
 			return err
 		}
+		// Before the filesystem: the port forwarder's agent is set up
+		// through the host's /proc. Its goroutines serve for the rest of
+		// pid 1's life.
+		if err := slirp.ConfigureChild(start.Net); err != nil {
+			return err
+		}
 	}
 	cfg := &fsetup.Config{
 		Mounts:   s.Mounts,
@@ -140,10 +148,26 @@ func setup(s *spec.Spec, start *Start) error {
 	if s.Overlay != nil {
 		cfg.Overlay, cfg.UpperDir, cfg.WorkDir = true, s.Overlay.UpperDir, s.Overlay.WorkDir
 	}
+	cfg.Files = networkFiles(s, &start.Net)
 	if err := fsetup.Build(cfg); err != nil {
 		return err
 	}
 	return nil
+}
+
+// networkFiles are the sandbox's own /etc/resolv.conf (pointing at the
+// helper's DNS forwarder, or --dns) and, with a user-mode network, /etc/hosts
+// naming this host; the host's files are never touched.
+func networkFiles(s *spec.Spec, n *slirp.ChildConfig) []fsetup.File {
+	var files []fsetup.File
+	if rc := n.ResolvConf(); rc != nil {
+		files = append(files, fsetup.File{Dest: "/etc/resolv.conf", Data: rc})
+	}
+	if n.Mode == spec.NetPasta || n.Mode == spec.NetSlirp4netns {
+		name, _ := os.Hostname()
+		files = append(files, fsetup.File{Dest: "/etc/hosts", Data: n.Hosts(name)})
+	}
+	return files
 }
 
 // mappedGID returns gid when the sandbox maps it, else -1.

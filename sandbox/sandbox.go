@@ -11,6 +11,7 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/rbox-dev/rbox/console"
 	"github.com/rbox-dev/rbox/initproc"
+	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
 )
@@ -114,19 +116,29 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 		return failf("start the sandbox: %v (see `rbox check`)", err)
 	}
 
-	// The spec goes out while the maps are written; the pipe buffer may
-	// be smaller than a large spec.
+	// The spec goes out and the network helper starts while the maps are
+	// written; the pipe buffer may be smaller than a large spec.
 	specSent := make(chan error, 1)
 	go func() { specSent <- s.Encode(specW) }()
+	netStarted := startNetwork(s, cmd.Process.Pid)
 	mapErr := plan.Write(cmd.Process.Pid)
 	if err := <-specSent; err != nil && mapErr == nil {
 		mapErr = fmt.Errorf("send the spec: %w", err)
+	}
+	netw, netErr := netStarted()
+	if netErr == nil {
+		// Closed once the sandbox has ended (or failed to start): stops
+		// the helper and the port forwarding.
+		defer netw.Close()
+	} else if mapErr == nil {
+		mapErr = netErr
 	}
 	if mapErr != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		return failf("%v", mapErr)
 	}
+	start.Net = netw.Child
 
 	if err := json.NewEncoder(specW).Encode(start); err != nil {
 		_ = cmd.Process.Kill()
@@ -168,6 +180,33 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 	return exitCode(cmd.ProcessState, err)
 }
 
+// startNetwork starts the sandbox's network for its pid 1 in the
+// background, at once, and returns a function that waits for it. The helper
+// (pasta or slirp4netns) and the port forwarding run as long as the
+// returned Network is open; the kernel ends the helper if rbox dies.
+func startNetwork(s *spec.Spec, pid int) func() (*slirp.Network, error) {
+	o := slirp.Options{Mode: s.Net, AllowHostLoopback: s.AllowHostLoopback, DNS: s.DNS}
+	for _, p := range s.Publish {
+		o.Publish = append(o.Publish, slirp.PortSpec(p))
+	}
+	type result struct {
+		n   *slirp.Network
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := slirp.Start(context.Background(), pid, o)
+		done <- result{n, err}
+	}()
+	return func() (*slirp.Network, error) {
+		r := <-done
+		if r.err != nil {
+			return nil, fmt.Errorf("network: %w", r.err)
+		}
+		return r.n, nil
+	}
+}
+
 func exitCode(ps *os.ProcessState, err error) int {
 	if ps == nil {
 		return failf("wait for the sandbox: %v", err)
@@ -200,15 +239,10 @@ type terminal struct {
 	copied chan struct{}
 }
 
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
-
 func newTerminal(master *os.File) *terminal {
 	t := &terminal{master: master, copied: make(chan struct{})}
 	for _, f := range []*os.File{os.Stdin, os.Stdout, os.Stderr} {
-		if isTerminal(f) {
+		if console.IsTerminal(f) {
 			t.host = f
 			break
 		}
@@ -227,7 +261,7 @@ func (t *terminal) resize() {
 // is put in raw mode only when stdin is that terminal: keys then reach the
 // payload's line discipline, so ^C and ^Z act inside.
 func (t *terminal) relay() {
-	if isTerminal(os.Stdin) {
+	if console.IsTerminal(os.Stdin) && console.IsForeground(os.Stdin) {
 		if tio, err := unix.IoctlGetTermios(0, unix.TCGETS); err == nil {
 			t.saved = tio
 			raw := *tio
@@ -242,11 +276,11 @@ func (t *terminal) relay() {
 	}
 	// Input goes to the pty when stdin is the terminal, or when -t made
 	// a terminal with none of stdio one.
-	if t.host == nil || isTerminal(os.Stdin) {
+	if t.host == nil || console.IsTerminal(os.Stdin) {
 		go func() { _, _ = io.Copy(t.master, os.Stdin) }()
 	}
 	out := os.Stdout
-	if t.host != nil && !isTerminal(os.Stdout) {
+	if t.host != nil && !console.IsTerminal(os.Stdout) {
 		out = os.Stderr
 	}
 	go func() {

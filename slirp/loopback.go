@@ -1,5 +1,3 @@
-// Package slirp gives the sandbox its network: loopback always, and
-// user-mode networking through pasta or slirp4netns when asked.
 package slirp
 
 import (

@@ -134,8 +134,26 @@ type Spec struct {
 	// TTY allocates a pseudo-terminal for the payload.
 	TTY bool `json:"tty,omitempty"`
 
-	// Net is one of the Net* modes.
+	// Net is one of the Net* modes; NetUser is resolved to NetPasta or
+	// NetSlirp4netns before the Spec is built.
 	Net string `json:"net"`
+	// Publish lists host ports forwarded into the sandbox (user-mode
+	// network only).
+	Publish []Port `json:"publish,omitempty"`
+	// AllowHostLoopback lets the sandbox reach the host's loopback at
+	// 10.0.2.2 (user-mode network only).
+	AllowHostLoopback bool `json:"allow_host_loopback,omitempty"`
+	// DNS, when set, is the sandbox's only nameserver.
+	DNS string `json:"dns,omitempty"`
+}
+
+// Port is one -p/--publish entry: HostIP:HostPort on the host reaches the
+// sandbox's ChildPort.
+type Port struct {
+	HostIP    string `json:"host_ip"`
+	HostPort  int    `json:"host_port"`
+	ChildPort int    `json:"child_port"`
+	Proto     string `json:"proto"` // "tcp" or "udp"
 }
 
 // Overlay says where an overlay's writes go.

@@ -94,6 +94,34 @@ func TestInteractiveShell(t *testing.T) {
 	}
 }
 
+// rbox started in the background of an interactive shell leaves the
+// terminal alone: taking it over would get rbox stopped by SIGTTOU.
+func TestBackgroundLeavesTerminal(t *testing.T) {
+	cmd := exec.Command("bash", "--norc", "--noprofile", "-i")
+	cmd.Env = append(os.Environ(), "TERM=dumb", "PS1=PROMPT$ ")
+	ptmx, _, out := interactive(t, cmd)
+	expect := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(out.String(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("terminal never showed %q; it shows:\n%s", what, out.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	expect("PROMPT$ ")
+	if _, err := ptmx.Write([]byte(rboxBin + " -- sh -c 'echo in-bg-$((40+2))' & wait $!; echo waited-$?\n")); err != nil {
+		t.Fatal(err)
+	}
+	expect("waited-0")
+	if !strings.Contains(out.String(), "in-bg-42") || strings.Contains(out.String(), "Stopped") {
+		t.Fatalf("background rbox:\n%s", out.String())
+	}
+	_, _ = ptmx.Write([]byte("exit\n"))
+	waitExit(t, cmd, 10*time.Second)
+}
+
 // A command that pushes keystrokes with TIOCSTI reaches only rbox's own
 // terminal, never the caller's, even with no seccomp filter. The same probe
 // run directly on the caller's terminal shows the attack works there.

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/rbox-dev/rbox/spec"
 )
 
@@ -198,11 +196,6 @@ func buildEnv(inherited []string, clear bool, unset, set []string) []string {
 		}
 	}
 	return out
-}
-
-func isTerminalFD(fd int) bool {
-	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	return err == nil
 }
 
 // hostNameMax is the kernel's limit on a host name (HOST_NAME_MAX).

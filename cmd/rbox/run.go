@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -11,8 +12,10 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/rbox-dev/rbox/caps"
+	"github.com/rbox-dev/rbox/console"
 	"github.com/rbox-dev/rbox/initproc"
 	"github.com/rbox-dev/rbox/sandbox"
+	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
 )
@@ -27,7 +30,10 @@ type RunCmd struct {
 	Chdir   string    `short:"w" placeholder:"DIR" help:"Working directory inside (default: where the caller's cwd is bound, else /)."`
 
 	Share      []string `sep:"," placeholder:"NS" help:"Keep these host namespaces: pid, net, uts, ipc, cgroup, time."`
-	Net        string   `default:"none" enum:"none,host" help:"Network: none (loopback only) or host (the host's network namespace)."`
+	Net        string   `default:"none" placeholder:"MODE" help:"Network: none (loopback only), user (outbound through pasta, else slirp4netns), pasta, slirp4netns, or host (the host's network namespace)."`
+	Publish    []string `short:"p" placeholder:"[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]" help:"Forward the host's HOSTIP:HOSTPORT (default 127.0.0.1) to PORT inside. Repeatable; needs a user-mode --net."`
+	HostLoop   bool     `name:"allow-host-loopback" help:"Let the sandbox reach the host's loopback services at 10.0.2.2 (user-mode --net only)."`
+	DNS        string   `name:"dns" placeholder:"IP" help:"Nameserver for the sandbox's /etc/resolv.conf (default: the helper's forwarder, 10.0.2.3)."`
 	Hostname   string   `help:"Host name inside (needs a new uts namespace)."`
 	TimeOffset string   `name:"time-offset" placeholder:"monotonic=D,boottime=D" help:"Shift the sandbox's monotonic and boot-time clocks (D: seconds or a Go duration like 1h)."`
 
@@ -93,12 +99,15 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if len(r.Command) == 0 && r.Storage.Image == "" {
 		return nil, nil, fmt.Errorf("missing command: give one after --, e.g. rbox -- sh")
 	}
-	s := &spec.Spec{Args: r.Command, Hostname: r.Hostname, Seccomp: spec.SeccompDefault, Net: r.Net, AllowNested: r.AllowNested, PreserveFDs: r.PreserveF}
+	s := &spec.Spec{Args: r.Command, Hostname: r.Hostname, Seccomp: spec.SeccompDefault, AllowNested: r.AllowNested, PreserveFDs: r.PreserveF}
 	share, err := parseShare(r.Share)
 	if err != nil {
 		return nil, nil, err
 	}
-	if r.Net == spec.NetHost && !contains(share, spec.NSNet) {
+	if err := r.network(s, share); err != nil {
+		return nil, nil, err
+	}
+	if s.Net == spec.NetHost && !contains(share, spec.NSNet) {
 		share = append(share, spec.NSNet)
 	}
 	s.Share = share
@@ -176,7 +185,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 			return nil, nil, fmt.Errorf("--seccomp %s: %v", r.Seccomp, err)
 		}
 	}
-	s.TTY = r.TTY || isTerminalFD(0)
+	// A terminal of its own when stdin is the caller's terminal, unless rbox
+	// runs in the background there: taking the terminal would stop it.
+	s.TTY = r.TTY || console.IsTerminal(os.Stdin) && console.IsForeground(os.Stdin)
 
 	if img != nil {
 		s.UID, s.GID = img.UID, img.GID
@@ -207,6 +218,43 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	}
 	s.UIDMap, s.GIDMap = plan.UIDMap, plan.GIDMap
 	return s, plan, nil
+}
+
+// network fills the Spec's network fields: the mode resolved to the helper
+// that will run, the published ports parsed and checked free, so that every
+// mistake fails here, before anything starts.
+func (r *RunCmd) network(s *spec.Spec, share []string) error {
+	mode, err := slirp.Resolve(r.Net)
+	if err != nil {
+		return err
+	}
+	s.Net = mode
+	user := mode == spec.NetPasta || mode == spec.NetSlirp4netns
+	if contains(share, spec.NSNet) && mode != spec.NetNone && mode != spec.NetHost {
+		return fmt.Errorf("--net %s needs a new network namespace: drop net from --share", r.Net)
+	}
+	if !user {
+		switch {
+		case len(r.Publish) > 0:
+			return fmt.Errorf("-p/--publish needs --net user, pasta or slirp4netns (not %s)", mode)
+		case r.HostLoop:
+			return fmt.Errorf("--allow-host-loopback needs --net user, pasta or slirp4netns (not %s)", mode)
+		}
+	}
+	if r.DNS != "" && net.ParseIP(r.DNS) == nil {
+		return fmt.Errorf("--dns %q: not an IP address", r.DNS)
+	}
+	s.DNS, s.AllowHostLoopback = r.DNS, r.HostLoop
+	var ports []slirp.PortSpec
+	for _, raw := range r.Publish {
+		p, err := slirp.ParsePublish(raw)
+		if err != nil {
+			return err
+		}
+		ports = append(ports, p)
+		s.Publish = append(s.Publish, spec.Port(p))
+	}
+	return slirp.CheckPorts(ports)
 }
 
 func currentCaller() (userns.Caller, error) {

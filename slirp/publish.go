@@ -1,0 +1,169 @@
+package slirp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// PortSpec is one -p/--publish entry: the host's HostIP:HostPort reaches the
+// sandbox's ChildPort on its loopback.
+type PortSpec struct {
+	HostIP    string `json:"host_ip"`
+	HostPort  int    `json:"host_port"`
+	ChildPort int    `json:"child_port"`
+	Proto     string `json:"proto"` // "tcp" or "udp"
+}
+
+// DefaultHostIP is where a published port listens when -p names no address:
+// the host's loopback, so that publishing never opens a port to the network
+// by accident. Pass 0.0.0.0 explicitly for that.
+const DefaultHostIP = "127.0.0.1"
+
+const publishForm = "[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]"
+
+func (p PortSpec) String() string {
+	return net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort)) + ":" + strconv.Itoa(p.ChildPort) + "/" + p.Proto
+}
+
+// hostAddr is "HOSTIP:HOSTPORT/proto", as used in messages.
+func (p PortSpec) hostAddr() string {
+	return net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort)) + "/" + p.Proto
+}
+
+// ParsePublish parses "[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]". An IPv6 HOSTIP is
+// written in brackets: "[::1]:8080:80".
+func ParsePublish(s string) (PortSpec, error) {
+	bad := func(why string) (PortSpec, error) {
+		return PortSpec{}, fmt.Errorf("invalid --publish %q: %s; want %s", s, why, publishForm)
+	}
+	rest := s
+	p := PortSpec{Proto: "tcp"}
+	if i := strings.LastIndexByte(rest, '/'); i >= 0 {
+		switch proto := rest[i+1:]; proto {
+		case "tcp", "udp":
+			p.Proto = proto
+		default:
+			return bad(fmt.Sprintf("protocol %q is neither tcp nor udp", proto))
+		}
+		rest = rest[:i]
+	}
+	// The container port is after the last colon; what is before it is
+	// [HOSTIP:]HOSTPORT, where HOSTIP may be a bracketed IPv6 address.
+	i := strings.LastIndexByte(rest, ':')
+	if i < 0 {
+		return bad("missing host port")
+	}
+	hostPart, childPart := rest[:i], rest[i+1:]
+	var err error
+	if p.ChildPort, err = parsePort(childPart); err != nil {
+		return bad("sandbox port " + err.Error())
+	}
+	p.HostIP = DefaultHostIP
+	portPart := hostPart
+	if j := strings.LastIndexByte(hostPart, ':'); j >= 0 {
+		ip := hostPart[:j]
+		portPart = hostPart[j+1:]
+		if strings.HasPrefix(ip, "[") && strings.HasSuffix(ip, "]") {
+			ip = ip[1 : len(ip)-1]
+		} else if strings.Contains(ip, ":") && net.ParseIP(ip) != nil {
+			return bad("an IPv6 host address must be in brackets, as in [::1]:8080:80")
+		}
+		parsed := net.ParseIP(ip)
+		if parsed == nil {
+			return bad(fmt.Sprintf("host address %q is not an IP address", ip))
+		}
+		p.HostIP = parsed.String()
+	}
+	if p.HostPort, err = parsePort(portPart); err != nil {
+		return bad("host port " + err.Error())
+	}
+	return p, nil
+}
+
+func parsePort(s string) (int, error) {
+	if s == "" {
+		return 0, errors.New("is empty")
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a number", s)
+	}
+	if n < 1 || n > 65535 {
+		return 0, fmt.Errorf("%d is out of range 1-65535", n)
+	}
+	return n, nil
+}
+
+// UnprivilegedPortStart reads net.ipv4.ip_unprivileged_port_start, the
+// lowest port an unprivileged user may bind (1024 when it cannot be read).
+func UnprivilegedPortStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+	if err != nil {
+		return 1024
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 1024
+	}
+	return n
+}
+
+// CheckPorts tells, before anything is started, whether every published
+// host port can be bound: a duplicate entry, a port already in use, or a
+// port below net.ipv4.ip_unprivileged_port_start that the caller may not
+// bind each fail with a message naming the port.
+func CheckPorts(ps []PortSpec) error {
+	seen := map[string]bool{}
+	for _, p := range ps {
+		key := p.hostAddr()
+		if seen[key] {
+			return fmt.Errorf("host port %s is published twice", key)
+		}
+		seen[key] = true
+		c, err := bindHost(p)
+		if err != nil {
+			return err
+		}
+		c.Close()
+	}
+	return nil
+}
+
+type closer interface{ Close() error }
+
+// bindHost binds p's host side, turning the usual failures into one clear
+// line.
+func bindHost(p PortSpec) (closer, error) {
+	addr := net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort))
+	var c closer
+	var err error
+	if p.Proto == "udp" {
+		c, err = net.ListenPacket("udp", addr)
+	} else {
+		c, err = net.Listen("tcp", addr)
+	}
+	if err == nil {
+		return c, nil
+	}
+	return nil, bindError(p, err)
+}
+
+func bindError(p PortSpec, err error) error {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("cannot publish host port %s: it is already in use", p.hostAddr())
+	case errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM):
+		if start := UnprivilegedPortStart(); p.HostPort < start {
+			return fmt.Errorf("cannot publish host port %s: ports below %d (net.ipv4.ip_unprivileged_port_start) need privilege; pick a port >= %d",
+				p.hostAddr(), start, start)
+		}
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Errorf("cannot publish host port %s: %s is not an address of this host", p.hostAddr(), p.HostIP)
+	}
+	return fmt.Errorf("cannot publish host port %s: %w", p.hostAddr(), err)
+}
