@@ -58,9 +58,36 @@ var forwarded = []os.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT
 // function, so it holds from the first line of main.
 func Lock() { runtime.LockOSThread() }
 
-// Main runs pid 1 and never returns. fdArg names the fd carrying the spec.
-func Main(fdArg string) {
-	os.Exit(run(fdArg))
+// Main runs pid 1 and never returns. args[0] names the fd carrying the
+// spec; args[1], when given, the pipe on which to tell the parent that it
+// may write the id maps (see sandbox/exe.go).
+func Main(args []string) {
+	if len(args) == 2 {
+		if err := readyForMaps(args[1]); err != nil {
+			os.Exit(fail(ExitSetupFailed, err))
+		}
+	}
+	os.Exit(run(args[0]))
+}
+
+// readyForMaps makes pid 1 dumpable again and tells the parent. Executing a
+// file it could not read (rbox's sealed copy) left it non-dumpable, which
+// makes /proc/PID root's and newuidmap refuse it. The payload does not
+// exist yet; limitThread makes pid 1 non-dumpable again before it starts.
+func readyForMaps(fdArg string) error {
+	fd, err := strconv.Atoi(fdArg)
+	if err != nil {
+		return fmt.Errorf("bad ready fd %q", fdArg)
+	}
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("set dumpable: %w", err)
+	}
+	ready := os.NewFile(uintptr(fd), "ready")
+	defer ready.Close()
+	if _, err := ready.Write([]byte{1}); err != nil {
+		return fmt.Errorf("tell the parent: %w", err)
+	}
+	return nil
 }
 
 func fail(code int, err error) int {
