@@ -152,7 +152,7 @@ func setup(s *spec.Spec, start *Start) error {
 		NewPID:   !s.Shares(spec.NSPID),
 		NewNet:   !s.Shares(spec.NSNet),
 		NewIPC:   !s.Shares(spec.NSIPC),
-		MaskProc: !s.AllowNested,
+		MaskProc: !s.AllowNested || mapsHostRoot(s),
 		Console:  s.TTY,
 		TTYGID:   mappedGID(s.GIDMap, 5),
 		Cwd:      s.Cwd,
@@ -161,6 +161,21 @@ func setup(s *spec.Spec, start *Start) error {
 		return err
 	}
 	return nil
+}
+
+// mapsHostRoot reports whether the host's uid or gid 0 is mapped in the
+// sandbox: when the caller is root. The host-wide files under /proc/sys
+// and /proc/sysrq-trigger are root's and checked by owner alone, so root
+// inside could write them even without capabilities; their read-only
+// mounts must stay, even when --allow-nested would leave /proc bare for a
+// nested sandbox's sake.
+func mapsHostRoot(s *spec.Spec) bool {
+	for _, m := range append(append([]spec.IDMap{}, s.UIDMap...), s.GIDMap...) {
+		if m.Outside == 0 && m.Count > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // mappedGID returns gid when the sandbox maps it, else -1.

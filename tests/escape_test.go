@@ -34,6 +34,30 @@ func probeInCmd(t *testing.T, prepare func(*exec.Cmd), flags []string, args ...s
 	return rboxCmd(t, prepare, append(all, args...)...)
 }
 
+// probeHost runs the probe directly on the host.
+func probeHost(t *testing.T, prepare func(*exec.Cmd), args ...string) result {
+	t.Helper()
+	return runDirect(t, prepare, probeBin(t), args...)
+}
+
+func runDirect(t *testing.T, prepare func(*exec.Cmd), bin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var out, errb syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if prepare != nil {
+		prepare(cmd)
+	}
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s %v: %v", bin, args, err)
+	}
+	return r
+}
+
 // items reads the probe's "ITEM: RESULT" lines.
 func items(r result) map[string]string {
 	m := map[string]string{}
@@ -137,4 +161,64 @@ func TestEscapePID1(t *testing.T) {
 	if err := unix.Fstat(ro, &st); err != nil || st.Mode&0o777 != 0o100 {
 		t.Errorf("pid 1's executable mode = %o (%v), want 0100", st.Mode&0o777, err)
 	}
+}
+
+var (
+	maskedProc   = []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/latency_stats", "/proc/timer_stats", "/proc/sched_debug", "/proc/kallsyms", "/proc/acpi", "/proc/asound", "/proc/scsi"}
+	readOnlyProc = []string{"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"}
+)
+
+// checkProc requires every path the host has to be masked or read-only
+// (want true), or to be visible or writable.
+func checkProc(t *testing.T, what string, r result, paths []string, state string) {
+	t.Helper()
+	got := items(r)
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			continue // the host kernel lacks it
+		}
+		if got[p] != state {
+			t.Errorf("%s: %s is %q, want %s\n%s", what, p, got[p], state, r)
+		}
+	}
+}
+
+// The sensitive /proc files are masked and the kernel-tuning trees are
+// read-only. --allow-nested leaves /proc bare for a nested sandbox, except
+// when the caller is root: root inside is then the host's root, whom the
+// kernel lets write /proc/sys by file owner alone. For other callers those
+// files are root's, whom the sandbox does not map, and opening one for
+// writing fails. Weakened: the host's /proc.
+func TestEscapeProcMasks(t *testing.T) {
+	masked := append([]string{"masked"}, maskedProc...)
+	ro := append([]string{"readonly"}, readOnlyProc...)
+	for _, flags := range [][]string{nil, {"--share", "pid"}} {
+		mustRefuse(t, fmt.Sprintf("masks, flags %v", flags), probeIn(t, flags, masked...), "")
+		mustRefuse(t, fmt.Sprintf("read-only, flags %v", flags), probeIn(t, flags, ro...), "")
+	}
+	nested := []string{"--allow-nested"}
+	if isRoot() {
+		mustRefuse(t, "masks, --allow-nested as root", probeIn(t, nested, masked...), "")
+		mustRefuse(t, "read-only, --allow-nested as root", probeIn(t, nested, ro...), "")
+	} else {
+		checkProc(t, "--allow-nested", probeIn(t, nested, ro...), readOnlyProc, "writable")
+		mustRefuse(t, "--allow-nested: open /proc/sys/vm/swappiness for writing", probeIn(t, nested, "open-write", "/proc/sys/vm/swappiness"), "EACCES")
+	}
+	r := probeHost(t, nil, masked...)
+	mustSucceed(t, "masks on the host", r)
+	checkProc(t, "on the host", r, maskedProc, "visible")
+	r = probeHost(t, nil, ro...)
+	mustSucceed(t, "read-only on the host", r)
+	checkProc(t, "on the host", r, readOnlyProc, "writable")
+}
+
+// /sys is read-only, a fresh one or the host's (--share net), and its
+// firmware and powercap trees are masked. No option makes it writable;
+// the host's /sys is.
+func TestEscapeSysReadOnly(t *testing.T) {
+	for _, flags := range [][]string{nil, {"--share", "net"}} {
+		mustRefuse(t, fmt.Sprintf("flags %v", flags), probeIn(t, flags, "readonly", "/sys", "/sys/kernel", "/sys/fs/cgroup"), "")
+		mustRefuse(t, fmt.Sprintf("masks, flags %v", flags), probeIn(t, flags, "masked", "/sys/firmware", "/sys/devices/virtual/powercap"), "")
+	}
+	mustSucceed(t, "on the host", probeHost(t, nil, "readonly", "/sys"))
 }
