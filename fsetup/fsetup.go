@@ -232,18 +232,19 @@ func (b *builder) proc() error {
 	if !b.cfg.MaskProc {
 		return nil
 	}
-	for _, f := range maskedProcFiles {
-		if err := b.maskFile("/proc/" + f); err != nil {
-			return err
-		}
+	if err := each("/proc/", maskedProcFiles, b.maskFile); err != nil {
+		return err
 	}
-	for _, d := range maskedProcDirs {
-		if err := b.maskDir("/proc/" + d); err != nil {
-			return err
-		}
+	if err := each("/proc/", maskedProcDirs, b.maskDir); err != nil {
+		return err
 	}
-	for _, p := range readOnlyProc {
-		if err := b.rebindReadOnly("/proc/" + p); err != nil {
+	return each("/proc/", readOnlyProc, b.rebindReadOnly)
+}
+
+// each applies fn to dir+name for every name, stopping at the first error.
+func each(dir string, names []string, fn func(string) error) error {
+	for _, n := range names {
+		if err := fn(dir + n); err != nil {
 			return err
 		}
 	}
@@ -274,12 +275,7 @@ func (b *builder) sys() error {
 	if !b.cfg.MaskProc {
 		return nil
 	}
-	for _, d := range maskedSysDirs {
-		if err := b.maskDir("/sys/" + d); err != nil {
-			return err
-		}
-	}
-	return nil
+	return each("/sys/", maskedSysDirs, b.maskDir)
 }
 
 // dev_ builds a minimal /dev: a tmpfs with the host's harmless device nodes,
