@@ -30,8 +30,10 @@ type Config struct {
 	// they decide between a fresh /proc, /sys, /dev/mqueue and the host's.
 	NewPID, NewNet, NewIPC bool
 	// MaskProc hides the sensitive /proc files and makes the kernel-tuning
-	// trees read-only. Off for nested use: the kernel refuses a fresh /proc
-	// in a nested sandbox while the outer one has locked mounts over /proc.
+	// trees read-only. The caller turns it off for nested use when it can:
+	// the kernel refuses a fresh /proc in a nested sandbox while the outer
+	// one has locked mounts over /proc (the nested one then gets the outer
+	// /proc, see proc).
 	MaskProc bool
 	// Console makes an empty /dev/console for the payload's terminal to be
 	// bound on once it exists.
@@ -232,34 +234,48 @@ func (b *builder) tmp() error {
 
 // proc mounts a /proc of the sandbox's pid namespace, or binds the host's
 // when the pid namespace is shared (the kernel allows no fresh one then).
+//
+// The kernel also refuses a fresh /proc (EPERM) when the /proc rbox runs
+// under has mounts over parts of it that a fresh one would uncover: the
+// masks of an enclosing rbox, bubblewrap or container. That /proc is bound
+// instead, masks and all. It lists the enclosing pid namespace's processes,
+// but the sandbox's own processes still live in their own pid namespace,
+// from which the others cannot be signalled or traced.
 func (b *builder) proc() error {
 	fd, err := b.mkdirIn("/proc")
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
+	fresh := false
 	if b.cfg.NewPID {
-		if err := mountNew(fd, "proc", nil, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC); err != nil {
+		err := mountNew(fd, "proc", nil, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+		if err != nil && !errors.Is(err, unix.EPERM) {
 			return err
 		}
-	} else if err := b.bind("/proc", "/proc", false, 0); err != nil {
-		return err
+		fresh = err == nil
+	}
+	if !fresh {
+		if err := b.bind("/proc", "/proc", false, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC); err != nil {
+			return err
+		}
 	}
 	if !b.cfg.MaskProc {
 		return nil
 	}
-	for _, f := range maskedProcFiles {
-		if err := b.maskFile("/proc/" + f); err != nil {
-			return err
-		}
+	if err := each("/proc/", maskedProcFiles, b.maskFile); err != nil {
+		return err
 	}
-	for _, d := range maskedProcDirs {
-		if err := b.maskDir("/proc/" + d); err != nil {
-			return err
-		}
+	if err := each("/proc/", maskedProcDirs, b.maskDir); err != nil {
+		return err
 	}
-	for _, p := range readOnlyProc {
-		if err := b.rebindReadOnly("/proc/" + p); err != nil {
+	return each("/proc/", readOnlyProc, b.rebindReadOnly)
+}
+
+// each applies fn to dir+name for every name, stopping at the first error.
+func each(dir string, names []string, fn func(string) error) error {
+	for _, n := range names {
+		if err := fn(dir + n); err != nil {
 			return err
 		}
 	}
@@ -290,12 +306,7 @@ func (b *builder) sys() error {
 	if !b.cfg.MaskProc {
 		return nil
 	}
-	for _, d := range maskedSysDirs {
-		if err := b.maskDir("/sys/" + d); err != nil {
-			return err
-		}
-	}
-	return nil
+	return each("/sys/", maskedSysDirs, b.maskDir)
 }
 
 // dev_ builds a minimal /dev: a tmpfs with the host's harmless device nodes,

@@ -60,9 +60,36 @@ var forwarded = []os.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT
 // function, so it holds from the first line of main.
 func Lock() { runtime.LockOSThread() }
 
-// Main runs pid 1 and never returns. fdArg names the fd carrying the spec.
-func Main(fdArg string) {
-	os.Exit(run(fdArg))
+// Main runs pid 1 and never returns. args[0] names the fd carrying the
+// spec; args[1], when given, the pipe on which to tell the parent that it
+// may write the id maps (see sandbox/exe.go).
+func Main(args []string) {
+	if len(args) == 2 {
+		if err := readyForMaps(args[1]); err != nil {
+			os.Exit(fail(ExitSetupFailed, err))
+		}
+	}
+	os.Exit(run(args[0]))
+}
+
+// readyForMaps makes pid 1 dumpable again and tells the parent. Executing a
+// file it could not read (rbox's sealed copy) left it non-dumpable, which
+// makes /proc/PID root's and newuidmap refuse it. The payload does not
+// exist yet; limitThread makes pid 1 non-dumpable again before it starts.
+func readyForMaps(fdArg string) error {
+	fd, err := strconv.Atoi(fdArg)
+	if err != nil {
+		return fmt.Errorf("bad ready fd %q", fdArg)
+	}
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("set dumpable: %w", err)
+	}
+	ready := os.NewFile(uintptr(fd), "ready")
+	defer ready.Close()
+	if _, err := ready.Write([]byte{1}); err != nil {
+		return fmt.Errorf("tell the parent: %w", err)
+	}
+	return nil
 }
 
 func fail(code int, err error) int {
@@ -133,7 +160,7 @@ func setup(s *spec.Spec, start *Start) error {
 		NewPID:   !s.Shares(spec.NSPID),
 		NewNet:   !s.Shares(spec.NSNet),
 		NewIPC:   !s.Shares(spec.NSIPC),
-		MaskProc: !s.AllowNested,
+		MaskProc: !s.AllowNested || mapsHostRoot(s),
 		Console:  s.TTY,
 		TTYGID:   mappedGID(s.GIDMap, 5),
 		Cwd:      s.Cwd,
@@ -168,6 +195,21 @@ func networkFiles(s *spec.Spec, n *slirp.ChildConfig) []fsetup.File {
 		files = append(files, fsetup.File{Dest: "/etc/hosts", Data: n.Hosts(name)})
 	}
 	return files
+}
+
+// mapsHostRoot reports whether the host's uid or gid 0 is mapped in the
+// sandbox: when the caller is root. The host-wide files under /proc/sys
+// and /proc/sysrq-trigger are root's and checked by owner alone, so root
+// inside could write them even without capabilities; their read-only
+// mounts must stay, even when --allow-nested would leave /proc bare for a
+// nested sandbox's sake.
+func mapsHostRoot(s *spec.Spec) bool {
+	for _, m := range append(append([]spec.IDMap{}, s.UIDMap...), s.GIDMap...) {
+		if m.Outside == 0 && m.Count > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // mappedGID returns gid when the sandbox maps it, else -1.

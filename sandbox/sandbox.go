@@ -93,9 +93,41 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 		start.ConsoleSocket = 3 + len(extra)
 		extra = append(extra, consoleChild)
 	}
+	exe, args := "/proc/self/exe", []string{initproc.Arg0, strconv.Itoa(3 + s.PreserveFDs + len(hold))}
+	// The child's ends: closed here once it has them.
+	childEnds := []*os.File{specR, consoleChild}
+	closeChildEnds := func() {
+		for _, f := range childEnds {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}
+	var readyR *os.File
+	if needsSealedInit(s) {
+		// See exe.go: pid 1 from a sealed copy, and a pipe on which it
+		// says it may be given its id maps.
+		sealed, err := sealedInit()
+		if err != nil {
+			closeChildEnds()
+			return failf("make a sealed copy of rbox for pid 1 (needed when the command holds CAP_SYS_PTRACE): %v", err)
+		}
+		exe = fmt.Sprintf("/proc/self/fd/%d", 3+len(extra))
+		extra = append(extra, sealed)
+		childEnds = append(childEnds, sealed)
+		var readyW *os.File
+		if readyR, readyW, err = os.Pipe(); err != nil {
+			closeChildEnds()
+			return failf("pipe: %v", err)
+		}
+		defer readyR.Close()
+		args = append(args, strconv.Itoa(3+len(extra)))
+		extra = append(extra, readyW)
+		childEnds = append(childEnds, readyW)
+	}
 	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe",
-		Args:       []string{initproc.Arg0, strconv.Itoa(3 + s.PreserveFDs + len(hold))},
+		Path:       exe,
+		Args:       args,
 		Env:        []string{},
 		Stdin:      os.Stdin,
 		Stdout:     os.Stdout,
@@ -108,10 +140,7 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 		},
 	}
 	err = cmd.Start()
-	specR.Close()
-	if consoleChild != nil {
-		consoleChild.Close()
-	}
+	closeChildEnds()
 	if err != nil {
 		return failf("start the sandbox: %v (see `rbox check`)", err)
 	}
@@ -121,7 +150,15 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 	specSent := make(chan error, 1)
 	go func() { specSent <- s.Encode(specW) }()
 	netStarted := startNetwork(s, cmd.Process.Pid)
-	mapErr := plan.Write(cmd.Process.Pid)
+	var mapErr error
+	if readyR != nil {
+		if _, err := readyR.Read(make([]byte, 1)); err != nil {
+			mapErr = fmt.Errorf("the sandbox's init ended before its id maps were written")
+		}
+	}
+	if mapErr == nil {
+		mapErr = plan.Write(cmd.Process.Pid)
+	}
 	if err := <-specSent; err != nil && mapErr == nil {
 		mapErr = fmt.Errorf("send the spec: %w", err)
 	}

@@ -51,16 +51,7 @@ func TestInteractiveShell(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	expect := func(what string) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(out.String(), what) {
-			if time.Now().After(deadline) {
-				t.Fatalf("terminal never showed %q; it shows:\n%s", what, out.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	expect := func(what string) { t.Helper(); expectOutput(t, out, what) }
 	expect("PROMPT$ ")
 	send("echo $((6*7))x; test -t 0 && echo is-a-tty\n")
 	expect("42x")
@@ -100,16 +91,7 @@ func TestBackgroundLeavesTerminal(t *testing.T) {
 	cmd := exec.Command("bash", "--norc", "--noprofile", "-i")
 	cmd.Env = append(os.Environ(), "TERM=dumb", "PS1=PROMPT$ ")
 	ptmx, _, out := interactive(t, cmd)
-	expect := func(what string) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(out.String(), what) {
-			if time.Now().After(deadline) {
-				t.Fatalf("terminal never showed %q; it shows:\n%s", what, out.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	expect := func(what string) { t.Helper(); expectOutput(t, out, what) }
 	expect("PROMPT$ ")
 	if _, err := ptmx.Write([]byte(rboxBin + " -- sh -c 'echo in-bg-$((40+2))' & wait $!; echo waited-$?\n")); err != nil {
 		t.Fatal(err)
@@ -160,4 +142,16 @@ func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration) int {
 	defer timer.Stop()
 	_ = cmd.Wait()
 	return cmd.ProcessState.ExitCode()
+}
+
+// expectOutput waits until the terminal has shown what.
+func expectOutput(t *testing.T, out *syncBuffer, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), what) {
+		if time.Now().After(deadline) {
+			t.Fatalf("terminal never showed %q; it shows:\n%s", what, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

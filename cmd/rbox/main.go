@@ -46,8 +46,8 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 func main() {
-	if len(os.Args) == 2 && os.Args[0] == initproc.Arg0 {
-		initproc.Main(os.Args[1])
+	if (len(os.Args) == 2 || len(os.Args) == 3) && os.Args[0] == initproc.Arg0 {
+		initproc.Main(os.Args[1:])
 	}
 	if len(os.Args) == 2 && os.Args[0] == hostcheck.ProbeArg0 {
 		hostcheck.ProbeMain(os.Args[1])
