@@ -15,22 +15,11 @@ func (st *Store) Import(path, name string) (info *Info, err error) {
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := st.writeLock()
+	op, tmp, end, err := st.beginWrite()
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	op, tmp, err := st.newOp()
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			st.abort(op)
-		} else {
-			st.finish(op)
-		}
-	}()
+	defer end(&err)
 	if path == "-" {
 		path = filepath.Join(tmp, "stdin.tar")
 		if err := st.saveStdin(path); err != nil {

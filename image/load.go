@@ -28,22 +28,11 @@ func (st *Store) Load(path, name string) (infos []*Info, err error) {
 			return nil, err
 		}
 	}
-	unlock, err := st.writeLock()
+	op, tmp, end, err := st.beginWrite()
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	op, tmp, err := st.newOp()
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			st.abort(op)
-		} else {
-			st.finish(op)
-		}
-	}()
+	defer end(&err)
 
 	plain, kind, err := st.prepareArchive(path, tmp)
 	if err != nil {

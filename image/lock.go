@@ -122,6 +122,29 @@ type pendingOp struct {
 	path   string
 }
 
+// beginWrite takes the store's write lock and opens a pending operation
+// with tmp as its scratch directory. end, deferred with the caller's named
+// error, finishes the operation when the caller succeeded and rolls it back
+// when it failed, then drops the lock.
+func (st *Store) beginWrite() (op *pendingOp, tmp string, end func(errp *error), err error) {
+	unlock, err := st.writeLock()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if op, tmp, err = st.newOp(); err != nil {
+		unlock()
+		return nil, "", nil, err
+	}
+	return op, tmp, func(errp *error) {
+		if *errp != nil {
+			st.abort(op)
+		} else {
+			st.finish(op)
+		}
+		unlock()
+	}, nil
+}
+
 func (st *Store) newOp() (*pendingOp, string, error) {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {

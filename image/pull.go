@@ -52,22 +52,11 @@ func (st *Store) Pull(ref string, opts PullOptions) (info *Info, err error) {
 		remote.WithUserAgent("rbox"),
 	}
 
-	unlock, err := st.writeLock()
+	op, tmp, end, err := st.beginWrite()
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	op, tmp, err := st.newOp()
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			st.abort(op)
-		} else {
-			st.finish(op)
-		}
-	}()
+	defer end(&err)
 
 	st.prog.Note("Pulling " + stored)
 	desc, err := remote.Get(r, ropts...)
