@@ -29,6 +29,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/rbox-dev/rbox/imagerun"
+	"github.com/rbox-dev/rbox/internal/imagetest"
 	"github.com/rbox-dev/rbox/internal/nsexec"
 	"github.com/rbox-dev/rbox/overlay"
 	"go.podman.io/storage/pkg/reexec"
@@ -376,7 +377,7 @@ func TestLoadOCIArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "oci.tar")
-	tarDir(t, dir, path)
+	imagetest.TarDir(t, dir, path)
 	st := newStore(t)
 	infos, err := st.Load(path, "")
 	if err != nil {
@@ -532,7 +533,7 @@ func TestBadArchivesRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	ociOdd := filepath.Join(tmp, "odd-oci.tar")
-	tarDir(t, oddDir, ociOdd)
+	imagetest.TarDir(t, oddDir, ociOdd)
 	// OCI archive carrying a symlink entry.
 	symDir := filepath.Join(tmp, "sym")
 	slp, err := layout.Write(symDir, empty.Index)
@@ -546,7 +547,7 @@ func TestBadArchivesRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	ociSym := filepath.Join(tmp, "sym-oci.tar")
-	tarDir(t, symDir, ociSym)
+	imagetest.TarDir(t, symDir, ociSym)
 	// docker-archive whose config lies about a layer's content.
 	good := testImage(t, false)
 	cf, _ := good.ConfigFile()
