@@ -57,7 +57,7 @@ func (p *lineProgress) Start(id, label string, total int64) {
 	defer p.mu.Unlock()
 	p.bars[id] = &bar{label: label, total: total}
 	if total > 0 {
-		fmt.Fprintf(p.w, "%s (%s)\n", label, humanSize(total))
+		fmt.Fprintf(p.w, "%s (%s)\n", label, HumanSize(total))
 	} else {
 		fmt.Fprintf(p.w, "%s\n", label)
 	}
@@ -79,7 +79,7 @@ func (p *lineProgress) Done(id, status string) {
 		return
 	}
 	delete(p.bars, id)
-	fmt.Fprintf(p.w, "%s: %s (%s)\n", b.label, status, humanSize(b.n))
+	fmt.Fprintf(p.w, "%s: %s (%s)\n", b.label, status, HumanSize(b.n))
 }
 
 func (p *lineProgress) Note(msg string) {
@@ -165,10 +165,10 @@ func renderBar(b *bar) string {
 		label = label[:39] + "…"
 	}
 	if b.done != "" {
-		return fmt.Sprintf("%-40s %s %s", label, b.done, humanSize(b.n))
+		return fmt.Sprintf("%-40s %s %s", label, b.done, HumanSize(b.n))
 	}
 	if b.total <= 0 {
-		return fmt.Sprintf("%-40s %s", label, humanSize(b.n))
+		return fmt.Sprintf("%-40s %s", label, HumanSize(b.n))
 	}
 	const width = 30
 	frac := float64(b.n) / float64(b.total)
@@ -177,10 +177,11 @@ func renderBar(b *bar) string {
 	}
 	fill := int(frac * width)
 	return fmt.Sprintf("%-40s [%s%s] %s / %s", label, strings.Repeat("=", fill), strings.Repeat(" ", width-fill),
-		humanSize(b.n), humanSize(b.total))
+		HumanSize(b.n), HumanSize(b.total))
 }
 
-func humanSize(n int64) string {
+// HumanSize renders a byte count as B, KiB, MiB or GiB.
+func HumanSize(n int64) string {
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))

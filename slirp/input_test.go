@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/rbox-dev/rbox/internal/nettest"
 )
 
 func TestParsePublish(t *testing.T) {
@@ -111,7 +113,7 @@ func TestCheckPorts(t *testing.T) {
 	defer pc.Close()
 	busyUDP := pc.LocalAddr().(*net.UDPAddr).Port
 
-	free := freePort(t, "tcp")
+	free := nettest.FreePort(t, "tcp")
 	if err := CheckPorts([]PortSpec{{"127.0.0.1", free, 80, "tcp"}, {"127.0.0.1", free, 80, "udp"}}); err != nil {
 		t.Errorf("free ports: %v", err)
 	}

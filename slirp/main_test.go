@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rbox-dev/rbox/internal/nettest"
 )
 
 // The test binary plays three roles, chosen by roleEnv:
@@ -113,9 +115,9 @@ func childCommand(f []string) string {
 	}
 	switch f[0] {
 	case "tcpdial":
-		return tcpPing(arg)
+		return nettest.TCPPing(arg)
 	case "udpdial":
-		return udpPing(arg)
+		return nettest.UDPPing(arg)
 	case "tcplisten":
 		ln, err := net.Listen("tcp", arg)
 		if err != nil {
@@ -359,46 +361,4 @@ func serveUDPEcho(c net.PacketConn, prefix string, h *hits) {
 		h.add()
 		c.WriteTo(append([]byte(prefix), buf[:n]...), addr)
 	}
-}
-
-func tcpPing(addr string) string {
-	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
-	if err != nil {
-		return "err " + err.Error()
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(3 * time.Second))
-	if _, err := io.WriteString(c, "ping\n"); err != nil {
-		return "err " + err.Error()
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return "err " + err.Error()
-	}
-	return "ok " + strings.TrimSpace(line)
-}
-
-func udpPing(addr string) string {
-	c, err := net.Dial("udp", addr)
-	if err != nil {
-		return "err " + err.Error()
-	}
-	defer c.Close()
-	buf := make([]byte, 2048)
-	// UDP may lose the first datagram while a forwarder sets up: try a
-	// few times within the deadline.
-	for i := 0; i < 4; i++ {
-		if _, err := c.Write([]byte("ping")); err != nil {
-			return "err " + err.Error()
-		}
-		c.SetReadDeadline(time.Now().Add(400 * time.Millisecond))
-		n, err := c.Read(buf)
-		if err == nil {
-			return "ok " + string(buf[:n])
-		}
-		if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
-			return "err " + err.Error()
-		}
-	}
-	return "err no reply"
 }

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rbox-dev/rbox/internal/nettest"
 )
 
 var helperModes = []string{ModePasta, ModeSlirp4netns}
@@ -34,25 +36,6 @@ func hostEcho(t *testing.T) (tcpPort, udpPort int, tcpHits, udpHits *hits) {
 	go serveTCPEcho(ln, "host:", tcpHits)
 	go serveUDPEcho(pc, "host:", udpHits)
 	return ln.Addr().(*net.TCPAddr).Port, pc.LocalAddr().(*net.UDPAddr).Port, tcpHits, udpHits
-}
-
-// freePort returns a port that was free on 127.0.0.1 for proto a moment ago.
-func freePort(t *testing.T, proto string) int {
-	t.Helper()
-	if proto == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // emptyStateDirs points TMPDIR and XDG_RUNTIME_DIR at empty directories and
@@ -95,7 +78,7 @@ func TestUserNetwork(t *testing.T) {
 func testUserNetwork(t *testing.T, mode string, allow bool) {
 	checkDirs := emptyStateDirs(t)
 	tcpPort, udpPort, tcpHits, udpHits := hostEcho(t)
-	pubTCP, pubUDP := freePort(t, "tcp"), freePort(t, "udp")
+	pubTCP, pubUDP := nettest.FreePort(t, "tcp"), nettest.FreePort(t, "udp")
 	o := Options{
 		Mode:              mode,
 		AllowHostLoopback: allow,
@@ -169,14 +152,14 @@ func testUserNetwork(t *testing.T, mode string, allow bool) {
 	if r := sb.send("udplisten 127.0.0.1:53"); r != "ok" {
 		t.Fatalf("udplisten: %s", r)
 	}
-	if r := tcpPing("127.0.0.1:" + strconv.Itoa(pubTCP)); r != "ok in:ping" {
+	if r := nettest.TCPPing("127.0.0.1:" + strconv.Itoa(pubTCP)); r != "ok in:ping" {
 		t.Errorf("published TCP port %d: %q", pubTCP, r)
 	}
-	if r := udpPing("127.0.0.1:" + strconv.Itoa(pubUDP)); r != "ok in:ping" {
+	if r := nettest.UDPPing("127.0.0.1:" + strconv.Itoa(pubUDP)); r != "ok in:ping" {
 		t.Errorf("published UDP port %d: %q", pubUDP, r)
 	}
 	// A second TCP connection, to be sure the forwarder keeps working.
-	if r := tcpPing("127.0.0.1:" + strconv.Itoa(pubTCP)); r != "ok in:ping" {
+	if r := nettest.TCPPing("127.0.0.1:" + strconv.Itoa(pubTCP)); r != "ok in:ping" {
 		t.Errorf("published TCP port %d, second connection: %q", pubTCP, r)
 	}
 
@@ -307,8 +290,8 @@ func TestKilledParent(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			checkDirs := emptyStateDirs(t)
 			o := Options{Mode: mode, Publish: []PortSpec{
-				{HostIP: "127.0.0.1", HostPort: freePort(t, "tcp"), ChildPort: 80, Proto: "tcp"},
-				{HostIP: "127.0.0.1", HostPort: freePort(t, "udp"), ChildPort: 53, Proto: "udp"},
+				{HostIP: "127.0.0.1", HostPort: nettest.FreePort(t, "tcp"), ChildPort: 80, Proto: "tcp"},
+				{HostIP: "127.0.0.1", HostPort: nettest.FreePort(t, "udp"), ChildPort: 53, Proto: "udp"},
 			}}
 			oj, _ := json.Marshal(o)
 			exe, err := os.Executable()

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rbox-dev/rbox/internal/nettest"
 )
 
 // The network tests need a TCP and UDP client and server inside the
@@ -34,8 +36,8 @@ func TestNetProbe(t *testing.T) {
 	f := strings.Fields(job)
 	switch f[0] {
 	case "dial": // dial TCPADDR UDPADDR
-		fmt.Println("tcp", tcpPing(f[1]))
-		fmt.Println("udp", udpPing(f[2]))
+		fmt.Println("tcp", nettest.TCPPing(f[1]))
+		fmt.Println("udp", nettest.UDPPing(f[2]))
 	case "serve": // serve: TCP echo on 127.0.0.1:80, UDP echo on 127.0.0.1:53
 		ln, err := net.Listen("tcp", "127.0.0.1:80")
 		if err != nil {
@@ -90,44 +92,6 @@ func echoUDP(pc net.PacketConn, prefix string, n *atomic.Int32) {
 	}
 }
 
-func tcpPing(addr string) string {
-	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
-	if err != nil {
-		return "err " + err.Error()
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(3 * time.Second))
-	io.WriteString(c, "ping\n")
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return "err " + err.Error()
-	}
-	return "ok " + strings.TrimSpace(line)
-}
-
-func udpPing(addr string) string {
-	c, err := net.Dial("udp", addr)
-	if err != nil {
-		return "err " + err.Error()
-	}
-	defer c.Close()
-	buf := make([]byte, 2048)
-	for i := 0; i < 4; i++ {
-		if _, err := c.Write([]byte("ping")); err != nil {
-			return "err " + err.Error()
-		}
-		c.SetReadDeadline(time.Now().Add(400 * time.Millisecond))
-		k, err := c.Read(buf)
-		if err == nil {
-			return "ok " + string(buf[:k])
-		}
-		if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
-			return "err " + err.Error()
-		}
-	}
-	return "err no reply"
-}
-
 // probeArgs are the rbox arguments that run the probe with job.
 func probeArgs(t *testing.T, job string) []string {
 	t.Helper()
@@ -136,24 +100,6 @@ func probeArgs(t *testing.T, job string) []string {
 		t.Fatal(err)
 	}
 	return []string{"--ro-bind", exe + ":/probe", "--env", probeEnv + "=" + job, "--", "/probe", "-test.run=^TestNetProbe$"}
-}
-
-func freeHostPort(t *testing.T, proto string) int {
-	t.Helper()
-	if proto == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // descendants lists rbox's children (from every thread: the helpers are
@@ -290,7 +236,7 @@ func TestNetworkOutbound(t *testing.T) {
 func TestNetworkPublish(t *testing.T) {
 	for _, mode := range helperModes {
 		t.Run(mode, func(t *testing.T) {
-			tcpPort, udpPort := freeHostPort(t, "tcp"), freeHostPort(t, "udp")
+			tcpPort, udpPort := nettest.FreePort(t, "tcp"), nettest.FreePort(t, "udp")
 			args := append([]string{"--net", mode, "-p", fmt.Sprintf("%d:80", tcpPort), "-p", fmt.Sprintf("127.0.0.1:%d:53/udp", udpPort)}, probeArgs(t, "serve")...)
 			cmd := exec.Command(rboxBin, args...)
 			out := &syncBuffer{}
@@ -313,10 +259,10 @@ func TestNetworkPublish(t *testing.T) {
 			if len(helpers) != 1 || commOf(helpers[0]) != mode {
 				t.Errorf("helpers of rbox: %v, want one %s", helpers, mode)
 			}
-			if got := tcpPing(fmt.Sprintf("127.0.0.1:%d", tcpPort)); got != "ok in:ping" {
+			if got := nettest.TCPPing(fmt.Sprintf("127.0.0.1:%d", tcpPort)); got != "ok in:ping" {
 				t.Errorf("published TCP port: %q\n%s", got, out)
 			}
-			if got := udpPing(fmt.Sprintf("127.0.0.1:%d", udpPort)); got != "ok in:ping" {
+			if got := nettest.UDPPing(fmt.Sprintf("127.0.0.1:%d", udpPort)); got != "ok in:ping" {
 				t.Errorf("published UDP port: %q\n%s", got, out)
 			}
 			stdin.Close()
@@ -336,7 +282,7 @@ func TestNetworkPublish(t *testing.T) {
 func TestNetworkKill9(t *testing.T) {
 	for _, mode := range helperModes {
 		t.Run(mode, func(t *testing.T) {
-			tcpPort := freeHostPort(t, "tcp")
+			tcpPort := nettest.FreePort(t, "tcp")
 			cmd := exec.Command(rboxBin, append([]string{"--net", mode, "-p", fmt.Sprintf("%d:80", tcpPort)}, probeArgs(t, "serve")...)...)
 			// Where rbox would keep state if it kept any: fresh, so that
 			// anything left there is rbox's.

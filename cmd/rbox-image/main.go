@@ -213,22 +213,10 @@ func (cmd *LsCmd) Run(cli *CLI) error {
 			names = []string{"<none>"}
 		}
 		for _, n := range names {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n, i.ID[:12], i.Created.Local().Format(time.DateTime), size(i.Size))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n, i.ID[:12], i.Created.Local().Format(time.DateTime), image.HumanSize(i.Size))
 		}
 	}
 	return tw.Flush()
-}
-
-func size(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // Run removes.

@@ -1,0 +1,76 @@
+// Package nettest holds the loopback clients and port helpers that the
+// slirp unit tests and the network integration tests both use.
+package nettest
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TCPPing sends "ping" to an echo server at addr and returns "ok REPLY" or
+// "err WHY".
+func TCPPing(addr string) string {
+	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	if err != nil {
+		return "err " + err.Error()
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.WriteString(c, "ping\n"); err != nil {
+		return "err " + err.Error()
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "err " + err.Error()
+	}
+	return "ok " + strings.TrimSpace(line)
+}
+
+// UDPPing is TCPPing over UDP. A forwarder may lose the first datagram
+// while it sets up, so it tries a few times within the deadline.
+func UDPPing(addr string) string {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		return "err " + err.Error()
+	}
+	defer c.Close()
+	buf := make([]byte, 2048)
+	for i := 0; i < 4; i++ {
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return "err " + err.Error()
+		}
+		c.SetReadDeadline(time.Now().Add(400 * time.Millisecond))
+		n, err := c.Read(buf)
+		if err == nil {
+			return "ok " + string(buf[:n])
+		}
+		if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			return "err " + err.Error()
+		}
+	}
+	return "err no reply"
+}
+
+// FreePort returns a port that was free on 127.0.0.1 for proto ("tcp" or
+// "udp") a moment ago.
+func FreePort(t testing.TB, proto string) int {
+	t.Helper()
+	if proto == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
