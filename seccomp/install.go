@@ -18,8 +18,46 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Install builds the filter with libseccomp and loads it on the calling OS
-// thread only (no TSYNC), after setting no_new_privs on that thread.
+// Compiled is a filter ready to load: its BPF program and seccomp(2) flags.
+type Compiled struct {
+	Program []unix.SockFilter
+	Flags   uintptr
+}
+
+// Compile builds the filter with libseccomp for a payload that holds the
+// capabilities caps ("CAP_..." names), which Docker profiles may test.
+func (p *Profile) Compile(caps []string) (*Compiled, error) {
+	h, err := currentHost()
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range caps {
+		h.caps[c] = true
+	}
+	filter, err := p.build(h)
+	if err != nil {
+		return nil, err
+	}
+	prog, err := bpfProgram(filter)
+	filter.Release()
+	if err != nil {
+		return nil, err
+	}
+	c := &Compiled{Program: prog}
+	// libseccomp-golang turns TSYNC on in every filter it makes and offers
+	// no way back, so the program is loaded by rbox rather than by its Load.
+	if slices.Contains(p.Flags, flagLog) {
+		c.Flags |= unix.SECCOMP_FILTER_FLAG_LOG
+	}
+	if slices.Contains(p.Flags, flagSpecAllow) {
+		c.Flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
+	}
+	return c, nil
+}
+
+// Install builds the filter for the calling thread's effective capabilities
+// and loads it on that thread only (no TSYNC), after setting no_new_privs
+// on it.
 //
 // It locks the calling goroutine to its thread for good: the filter belongs
 // to the thread, so the goroutine must not move off it and no other
@@ -31,34 +69,16 @@ import (
 // SysProcAttr asks for UseCgroupFD or CLONE_NEWTIME.
 func (p *Profile) Install() error {
 	runtime.LockOSThread()
-	h, err := currentHost()
-	if err != nil {
-		return err
-	}
-	filter, err := p.build(h)
-	if err != nil {
-		return err
-	}
-	prog, err := bpfProgram(filter)
-	filter.Release()
+	c, err := p.Compile(nil)
 	if err != nil {
 		return err
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("seccomp: set no_new_privs: %w", err)
 	}
-	// libseccomp-golang turns TSYNC on in every filter it makes and offers
-	// no way back, so the program is loaded here rather than by its Load.
-	var flags uintptr
-	if slices.Contains(p.Flags, flagLog) {
-		flags |= unix.SECCOMP_FILTER_FLAG_LOG
-	}
-	if slices.Contains(p.Flags, flagSpecAllow) {
-		flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
-	}
-	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	_, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(&fprog)))
-	runtime.KeepAlive(prog)
+	fprog := unix.SockFprog{Len: uint16(len(c.Program)), Filter: &c.Program[0]}
+	_, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, c.Flags, uintptr(unsafe.Pointer(&fprog)))
+	runtime.KeepAlive(c)
 	if errno != 0 {
 		return fmt.Errorf("seccomp: load filter: %w", errno)
 	}
