@@ -135,3 +135,30 @@ func LimitThread(keep []string) error {
 	}
 	return nil
 }
+
+// Added are the capabilities of set beyond Default: those only --cap-add
+// puts there, which a non-root payload keeps as ambient ones.
+func Added(set []string) []string {
+	def := map[string]bool{}
+	for _, c := range Default {
+		def[c] = true
+	}
+	var extra []string
+	for _, c := range set {
+		if !def[c] {
+			extra = append(extra, c)
+		}
+	}
+	return extra
+}
+
+// Last is the highest capability number the running kernel knows (read
+// from /proc/sys/kernel/cap_last_cap, once, by the library).
+func Last() int {
+	c, err := capability.LastCap()
+	if err != nil {
+		known := capability.ListKnown()
+		return int(known[len(known)-1])
+	}
+	return int(c)
+}

@@ -155,26 +155,7 @@ func setup(s *spec.Spec, start *Start) error {
 			return err
 		}
 	}
-	cfg := &fsetup.Config{
-		Mounts:   s.Mounts,
-		NewPID:   !s.Shares(spec.NSPID),
-		NewNet:   !s.Shares(spec.NSNet),
-		NewIPC:   !s.Shares(spec.NSIPC),
-		MaskProc: !s.AllowNested || mapsHostRoot(s),
-		Console:  s.TTY,
-		TTYGID:   mappedGID(s.GIDMap, 5),
-		Cwd:      s.Cwd,
-		Driver:   s.StorageDriver,
-	}
-	switch {
-	case len(s.Layers) > 0:
-		cfg.RootLowers = s.Layers
-	case s.RootFS != "":
-		cfg.RootLowers = []string{s.RootFS}
-	}
-	if s.Overlay != nil {
-		cfg.Overlay, cfg.UpperDir, cfg.WorkDir = true, s.Overlay.UpperDir, s.Overlay.WorkDir
-	}
+	cfg := fsetup.ConfigFor(s)
 	cfg.Files = networkFiles(s, &start.Net)
 	if err := fsetup.Build(cfg); err != nil {
 		return err
@@ -195,31 +176,6 @@ func networkFiles(s *spec.Spec, n *slirp.ChildConfig) []fsetup.File {
 		files = append(files, fsetup.File{Dest: "/etc/hosts", Data: n.Hosts(name)})
 	}
 	return files
-}
-
-// mapsHostRoot reports whether the host's uid or gid 0 is mapped in the
-// sandbox: when the caller is root. The host-wide files under /proc/sys
-// and /proc/sysrq-trigger are root's and checked by owner alone, so root
-// inside could write them even without capabilities; their read-only
-// mounts must stay, even when --allow-nested would leave /proc bare for a
-// nested sandbox's sake.
-func mapsHostRoot(s *spec.Spec) bool {
-	for _, m := range append(append([]spec.IDMap{}, s.UIDMap...), s.GIDMap...) {
-		if m.Outside == 0 && m.Count > 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// mappedGID returns gid when the sandbox maps it, else -1.
-func mappedGID(m []spec.IDMap, gid uint32) int {
-	for _, e := range m {
-		if gid >= e.Inside && gid-e.Inside < e.Count {
-			return int(gid)
-		}
-	}
-	return -1
 }
 
 // limitThread applies, on the locked main thread, every restriction the
@@ -280,7 +236,7 @@ func superviseCommand(s *spec.Spec, start *Start) int {
 	stdio := []*os.File{os.Stdin, os.Stdout, os.Stderr}
 	if s.TTY {
 		var err error
-		if stdio, err = console.Open(stdio, start.ConsoleSocket, s.UID, mappedGID(s.GIDMap, 5)); err != nil {
+		if stdio, err = console.Open(stdio, start.ConsoleSocket, s.UID, fsetup.ConfigFor(s).TTYGID); err != nil {
 			return fail(ExitSetupFailed, err)
 		}
 	}
@@ -321,7 +277,7 @@ func startPayload(s *spec.Spec, start *Start, stdio []*os.File) (int, int) {
 		if s.UID != 0 {
 			// A non-root uid loses every capability at setuid; what it
 			// was granted with --cap-add comes back as ambient.
-			sys.AmbientCaps = capsAdded(s)
+			sys.AmbientCaps = caps.Numbers(caps.Added(s.Caps))
 		}
 	}
 	p, err := os.StartProcess(path, s.Args, &os.ProcAttr{Env: s.Env, Files: files, Sys: sys})
@@ -332,22 +288,6 @@ func startPayload(s *spec.Spec, start *Start, stdio []*os.File) (int, int) {
 		return -1, fail(ExitCannotExecute, fmt.Errorf("%s: cannot execute: %v", s.Args[0], unwrapPathErr(err)))
 	}
 	return p.Pid, 0
-}
-
-// capsAdded are the capabilities a non-root payload keeps: those beyond the
-// default set, which only --cap-add puts there.
-func capsAdded(s *spec.Spec) []uintptr {
-	def := map[string]bool{}
-	for _, c := range caps.Default {
-		def[c] = true
-	}
-	var extra []string
-	for _, c := range s.Caps {
-		if !def[c] {
-			extra = append(extra, c)
-		}
-	}
-	return caps.Numbers(extra)
 }
 
 func unwrapPathErr(err error) error {

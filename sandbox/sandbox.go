@@ -25,6 +25,7 @@ import (
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
+	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/console"
 	"github.com/rbox-dev/rbox/initproc"
 	"github.com/rbox-dev/rbox/slirp"
@@ -51,13 +52,7 @@ func cloneFlags(s *spec.Spec) uintptr {
 // allCaps lists every capability number up to the kernel's last, for the
 // child's ambient set.
 func allCaps() []uintptr {
-	last := 40
-	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
-		if n, err := strconv.Atoi(string(b[:len(b)-1])); err == nil {
-			last = n
-		}
-	}
-	out := make([]uintptr, last+1)
+	out := make([]uintptr, caps.Last()+1)
 	for i := range out {
 		out[i] = uintptr(i)
 	}

@@ -13,8 +13,8 @@ import (
 
 	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/console"
-	"github.com/rbox-dev/rbox/initproc"
 	"github.com/rbox-dev/rbox/sandbox"
+	"github.com/rbox-dev/rbox/seccomp"
 	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
@@ -181,7 +181,7 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 			return nil, nil, fmt.Errorf("--seccomp: %v (give default, unconfined or a profile file)", err)
 		}
 		s.Seccomp, s.SeccompProfileJSON = spec.SeccompProfile, data
-		if _, err := initproc.Profile(s); err != nil {
+		if _, err := seccomp.ForSpec(s); err != nil {
 			return nil, nil, fmt.Errorf("--seccomp %s: %v", r.Seccomp, err)
 		}
 	}

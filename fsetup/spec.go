@@ -1,0 +1,54 @@
+package fsetup
+
+import "github.com/rbox-dev/rbox/spec"
+
+// ConfigFor is the filesystem s asks for; the caller adds the generated
+// Files.
+func ConfigFor(s *spec.Spec) *Config {
+	cfg := &Config{
+		Mounts:   s.Mounts,
+		NewPID:   !s.Shares(spec.NSPID),
+		NewNet:   !s.Shares(spec.NSNet),
+		NewIPC:   !s.Shares(spec.NSIPC),
+		MaskProc: !s.AllowNested || mapsHostRoot(s),
+		Console:  s.TTY,
+		TTYGID:   mappedGID(s.GIDMap, 5),
+		Cwd:      s.Cwd,
+		Driver:   s.StorageDriver,
+	}
+	switch {
+	case len(s.Layers) > 0:
+		cfg.RootLowers = s.Layers
+	case s.RootFS != "":
+		cfg.RootLowers = []string{s.RootFS}
+	}
+	if s.Overlay != nil {
+		cfg.Overlay, cfg.UpperDir, cfg.WorkDir = true, s.Overlay.UpperDir, s.Overlay.WorkDir
+	}
+	return cfg
+}
+
+// mapsHostRoot reports whether the host's uid or gid 0 is mapped in the
+// sandbox: when the caller is root. The host-wide files under /proc/sys
+// and /proc/sysrq-trigger are root's and checked by owner alone, so root
+// inside could write them even without capabilities; their read-only
+// mounts must stay, even when --allow-nested would leave /proc bare for a
+// nested sandbox's sake.
+func mapsHostRoot(s *spec.Spec) bool {
+	for _, m := range append(append([]spec.IDMap{}, s.UIDMap...), s.GIDMap...) {
+		if m.Outside == 0 && m.Count > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// mappedGID returns gid when the sandbox maps it, else -1.
+func mappedGID(m []spec.IDMap, gid uint32) int {
+	for _, e := range m {
+		if gid >= e.Inside && gid-e.Inside < e.Count {
+			return int(gid)
+		}
+	}
+	return -1
+}
