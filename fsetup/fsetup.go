@@ -4,23 +4,37 @@
 // The order follows bubblewrap's: stop mount propagation, mount a private
 // tmpfs and pivot into it so the host stays reachable at /oldroot, assemble
 // the new root from there, then pivot into the new root and detach
-// everything else. Every path inside the new root is resolved with openat2
-// and RESOLVE_IN_ROOT, and every mount is attached by file descriptor with
-// the new mount API (open_tree, fsmount, move_mount, mount_setattr), so a
-// symlink planted in a bound directory cannot redirect a mount outside the
-// sandbox, and nothing is ever looked up through /proc/self/fd.
+// everything else. Every path inside the new root and the old one is
+// resolved with openat2 and RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS, and every
+// mount is attached by file descriptor with the new mount API (open_tree,
+// fsopen/fsmount, move_mount, mount_setattr), so a symlink planted in a
+// bound directory cannot redirect a mount outside the sandbox, and nothing
+// is ever looked up through /proc/self/fd.
+//
+// The setup is not executed directly but emitted as a sysplan.Program (see
+// Plan): a list of system calls that runs in a child forked without exec,
+// where Go's runtime cannot be used, or in an ordinary Go process (Build).
+// Everything decided by looking at the host (which system directories are
+// symlinks) is decided when the Program is made; everything that depends on
+// what the setup finds is an op that jumps on an expected error (a mount
+// point that exists, a fresh /proc the kernel refuses, a /proc file to
+// mask that this kernel lacks).
+//
+// The Program's slots 0 to 9 are fsetup's; slots FirstCallerSlot (10) to
+// 15 are left to the caller, and keep their values across fsetup's ops.
+// fsetup's descriptors are all closed by the time its ops end.
 package fsetup
 
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"path"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/spec"
+	"github.com/rbox-dev/rbox/sysplan"
 )
 
 // Config is what the child knows when it builds the root.
@@ -86,150 +100,173 @@ var (
 // namespace. Any existing directory works; /tmp exists everywhere.
 const base = "/tmp"
 
-// builder holds the open roots while the sandbox is assembled.
-type builder struct {
-	cfg     *Config
-	sources *rootSources // host directories of a custom root
-	// keptUpper and keptWork are the bound --overlay-dir directories.
-	keptUpper, keptWork string
-	helperReady         bool // helperRoot is filled
-	host                int  // O_PATH fd of the host's root (/oldroot)
-	root                int  // O_PATH fd of the new root
-	dev                 int  // O_PATH fd of /dev/null of the host, used to mask files
-}
+// ErrCustomRoot is Plan's answer for a root other than the host view
+// (RootLowers or Overlay): mounting it needs Go code in the middle of the
+// setup (overlays, fuse-overlayfs), so only Build makes it.
+var ErrCustomRoot = errors.New("fsetup: a custom root (rootfs, image, overlay) is built by Build, not by a plan")
 
-// Build assembles the sandbox's root from the host's and pivots into it. It
-// must run in a new mount namespace with CAP_SYS_ADMIN in its user namespace.
-func Build(cfg *Config) error {
-	b := &builder{cfg: cfg, host: -1, root: -1, dev: -1}
-	defer b.close()
-	steps := []struct {
-		name string
-		fn   func() error
-	}{
-		{"enter setup root", b.enterSetupRoot},
-		{"bind host system directories", b.hostView},
-		{"mount /tmp", b.tmp},
-		{"mount /proc", b.proc},
-		{"mount /sys", b.sys},
-		{"populate /dev", b.dev_},
-		{"apply user mounts", b.userMounts},
-		{"place generated files", b.files},
-		{"make / read-only", b.sealRoot},
-		{"pivot into the new root", b.pivot},
+// Plan appends to p the ops that build the sandbox's root from the host's
+// view (the default root) and enter it, ending in the new root's working
+// directory. The ops must run in a new mount namespace with CAP_SYS_ADMIN in
+// its user namespace, and start with the host's root as / (Plan looks at
+// the host's system directories in the calling process's root now).
+//
+// A failing op is reported as a sysplan.Failure whose step names the setup
+// step, the path and the system call: "bind /src on /work: open_tree".
+func Plan(p *sysplan.Program, cfg *Config) error {
+	if cfg.customRoot() {
+		return ErrCustomRoot
 	}
-	for _, s := range steps {
-		if err := s.fn(); err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
-		}
-	}
-	return nil
-}
-
-func (b *builder) close() {
-	for _, fd := range []int{b.host, b.root, b.dev} {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-	}
-}
-
-// enterSetupRoot makes mounts private to the sandbox, pivots into a fresh
-// tmpfs (the host's root moving to /oldroot) and mounts the new root's own
-// tmpfs at /newroot.
-func (b *builder) enterSetupRoot() error {
-	// Slave, not private: unmounts on the host still reach us, so the
-	// sandbox never keeps a host filesystem busy.
-	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("make / a slave mount: %w", err)
-	}
-	if b.cfg.customRoot() {
-		if err := b.openRootSources(); err != nil {
-			return err
-		}
-	}
-	if err := unix.Mount("tmpfs", base, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
-		return fmt.Errorf("mount tmpfs on %s: %w", base, err)
-	}
-	if err := unix.Chdir(base); err != nil {
-		return err
-	}
-	for _, d := range []string{"newroot", "oldroot"} {
-		if err := unix.Mkdir(d, 0o755); err != nil {
-			return err
-		}
-	}
-	if b.cfg.customRoot() {
-		if err := b.prepareRoot(); err != nil {
-			return err
-		}
-	}
-	if err := unix.PivotRoot(".", "oldroot"); err != nil {
-		return fmt.Errorf("pivot_root: %w", err)
-	}
-	if err := unix.Chdir("/"); err != nil {
-		return err
-	}
-	var err error
-	if b.host, err = unix.Open("/oldroot", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
-		return err
-	}
-	if b.dev, err = b.openHost("/dev/null", unix.O_PATH); err != nil {
-		return err
-	}
-	newroot, err := unix.Open("/newroot", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	entries, err := hostEntries(hostSystemDirs)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(newroot)
-	if !b.cfg.customRoot() {
-		if err := mountNew(newroot, "tmpfs", map[string]string{"mode": "0755"}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV); err != nil {
-			return fmt.Errorf("mount the new root's tmpfs: %w", err)
+	g := newGen(p)
+	g.enterSetupRoot(cfg)
+	return g.afterSetupRoot(cfg, entries)
+}
+
+// Build assembles the sandbox's root and pivots into it, running the ops of
+// Plan in this process; for a custom root, the Go code that mounts it runs
+// between the ops that make the setup root and the rest. It must run in a
+// new mount namespace with CAP_SYS_ADMIN in its user namespace.
+func Build(cfg *Config) error {
+	if !cfg.customRoot() {
+		return run(func(p *sysplan.Program) error { return Plan(p, cfg) })
+	}
+	b := &builder{cfg: cfg}
+	defer func() { b.sources.close() }() // prepareRoot closes them as soon as it can
+	if err := b.openRootSources(); err != nil {
+		return fmt.Errorf("open the root's directories: %w", err)
+	}
+	if err := run(func(p *sysplan.Program) error { newGen(p).enterSetupRoot(cfg); return nil }); err != nil {
+		return err
+	}
+	if err := b.prepareRoot(); err != nil {
+		return fmt.Errorf("mount the root: %w", err)
+	}
+	return run(func(p *sysplan.Program) error { return newGen(p).afterSetupRoot(cfg, nil) })
+}
+
+// run makes a Program with plan and runs it in this process.
+func run(plan func(*sysplan.Program) error) error {
+	p := new(sysplan.Program)
+	if err := plan(p); err != nil {
+		return err
+	}
+	p.Finish()
+	return p.Run()
+}
+
+// hostEntry is a host system directory, or the symlink standing for it
+// when link is set.
+type hostEntry struct{ name, link string }
+
+// hostEntries looks at /name for each name as this process sees the host:
+// directories and symlinks are kept, missing ones and others left out.
+func hostEntries(names []string) ([]hostEntry, error) {
+	var out []hostEntry
+	for _, name := range names {
+		fi, err := os.Lstat("/" + name)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return nil, err
+		case fi.Mode()&fs.ModeSymlink != 0:
+			link, err := os.Readlink("/" + name)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, hostEntry{name, link})
+		case fi.IsDir():
+			out = append(out, hostEntry{name: name})
 		}
 	}
-	b.root, err = unix.Open("/newroot", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	return err
+	return out, nil
+}
+
+// enterSetupRoot makes mounts slaves of the host's, mounts the setup tmpfs
+// on base and enters it, and makes newroot and oldroot there. A root that
+// is a tmpfs of its own (every root but RootLowers) is mounted on newroot.
+func (g *gen) enterSetupRoot(cfg *Config) {
+	// Slave, not private: unmounts on the host still reach us, so the
+	// sandbox never keeps a host filesystem busy.
+	g.what = "make / a slave mount"
+	g.step("")
+	g.call(unix.SYS_MOUNT, sysplan.V(0), g.str("/"), sysplan.V(0), sysplan.V(unix.MS_SLAVE|unix.MS_REC), sysplan.V(0))
+	g.what = "mount the setup tmpfs on " + base
+	g.step("")
+	g.call(unix.SYS_MOUNT, g.str("tmpfs"), g.str(base), g.str("tmpfs"), sysplan.V(unix.MS_NOSUID|unix.MS_NODEV), g.str("mode=0755"))
+	g.step("chdir")
+	g.call(unix.SYS_CHDIR, g.str(base))
+	for _, d := range []string{"newroot", "oldroot"} {
+		g.step("mkdir " + d)
+		g.call(unix.SYS_MKDIRAT, atFDCWD, g.str(d), sysplan.V(0o755))
+	}
+	if len(cfg.RootLowers) == 0 {
+		g.what = "mount the new root's tmpfs"
+		g.step("open")
+		g.openat(atFDCWD, "newroot", unix.O_PATH|unix.O_DIRECTORY, 0, slotDst)
+		g.mountNew(slotDst, "tmpfs", []option{{"mode", "0755"}}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, nil)
+		g.close(slotDst)
+	}
+}
+
+// afterSetupRoot pivots into the setup root (the host's moving to
+// /oldroot), fills the new root at /newroot, and enters it. entries are
+// the host system directories of the default view (nil for a custom root,
+// which prepareRoot filled).
+func (g *gen) afterSetupRoot(cfg *Config, entries []hostEntry) error {
+	g.what = "pivot into the setup root"
+	g.step("pivot_root")
+	g.call(unix.SYS_PIVOT_ROOT, g.str("."), g.str("oldroot"))
+	g.step("chdir /")
+	g.call(unix.SYS_CHDIR, g.str("/"))
+	g.step("open /oldroot")
+	g.openat(atFDCWD, "/oldroot", unix.O_PATH|unix.O_DIRECTORY, 0, slotHost)
+	g.step("open /newroot")
+	g.openat(atFDCWD, "/newroot", unix.O_PATH|unix.O_DIRECTORY, 0, slotRoot)
+	g.what = "open the host's /dev/null"
+	g.step("")
+	g.openat2(slotHost.FD(), "/dev/null", unix.O_PATH, slotDevNull)
+
+	g.hostView(entries)
+	g.tmp()
+	g.proc(cfg.NewPID, cfg.MaskProc)
+	g.sys(cfg.NewNet, cfg.MaskProc)
+	g.dev(cfg)
+	if err := g.userMounts(cfg.Mounts); err != nil {
+		return err
+	}
+	g.files(cfg.Files)
+	if !cfg.Overlay { // else a writable root was asked for
+		g.what = "make / read-only"
+		g.step("mount_setattr")
+		g.mountSetattr(slotRoot, 0, unix.MOUNT_ATTR_RDONLY)
+	}
+	g.pivot(cfg.Cwd)
+	return nil
 }
 
 // hostView binds the host's system directories read-only and recreates the
 // merged-/usr symlinks as they are on the host.
-func (b *builder) hostView() error {
-	if b.cfg.customRoot() {
-		return nil // prepareRoot made the root
-	}
-	for _, name := range hostSystemDirs {
-		var st unix.Stat_t
-		if err := unix.Fstatat(b.host, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				continue
-			}
-			return fmt.Errorf("stat /%s: %w", name, err)
+func (g *gen) hostView(entries []hostEntry) {
+	for _, e := range entries {
+		if e.link == "" {
+			g.bind("bind", "/"+e.name, "/"+e.name, srcDir, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+			continue
 		}
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFLNK:
-			target, err := readlinkat(b.host, name)
-			if err != nil {
-				return err
-			}
-			if err := unix.Symlinkat(target, b.root, name); err != nil {
-				return fmt.Errorf("symlink /%s: %w", name, err)
-			}
-		case unix.S_IFDIR:
-			if err := b.bind("/"+name, "/"+name, true, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV); err != nil {
-				return err
-			}
-		}
+		g.what = "symlink /" + e.name + " -> " + e.link
+		g.step("")
+		g.call(unix.SYS_SYMLINKAT, g.str(e.link), slotRoot.FD(), g.str(e.name))
 	}
-	return nil
 }
 
-func (b *builder) tmp() error {
-	fd, err := b.mkdirIn("/tmp")
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	return mountNew(fd, "tmpfs", map[string]string{"mode": "1777"}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+func (g *gen) tmp() {
+	g.what = "mount /tmp"
+	g.mkdirs("/tmp", slotDst)
+	g.mountNew(slotDst, "tmpfs", []option{{"mode", "1777"}}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, nil)
+	g.close(slotDst)
 }
 
 // proc mounts a /proc of the sandbox's pid namespace, or binds the host's
@@ -241,478 +278,214 @@ func (b *builder) tmp() error {
 // instead, masks and all. It lists the enclosing pid namespace's processes,
 // but the sandbox's own processes still live in their own pid namespace,
 // from which the others cannot be signalled or traced.
-func (b *builder) proc() error {
-	fd, err := b.mkdirIn("/proc")
-	if err != nil {
-		return err
+func (g *gen) proc(newPID, mask bool) {
+	const attrs = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
+	g.fresh("/proc", "proc", newPID, &orElse{errno: unix.EPERM}, attrs, attrs)
+	if !mask {
+		return
 	}
-	defer unix.Close(fd)
-	fresh := false
-	if b.cfg.NewPID {
-		err := mountNew(fd, "proc", nil, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
-		if err != nil && !errors.Is(err, unix.EPERM) {
-			return err
-		}
-		fresh = err == nil
+	for _, n := range maskedProcFiles {
+		g.maskFile("/proc/" + n)
 	}
-	if !fresh {
-		if err := b.bind("/proc", "/proc", false, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC); err != nil {
-			return err
-		}
+	for _, n := range maskedProcDirs {
+		g.maskDir("/proc/" + n)
 	}
-	if !b.cfg.MaskProc {
-		return nil
+	for _, n := range readOnlyProc {
+		g.rebindReadOnly("/proc/" + n)
 	}
-	if err := each("/proc/", maskedProcFiles, b.maskFile); err != nil {
-		return err
-	}
-	if err := each("/proc/", maskedProcDirs, b.maskDir); err != nil {
-		return err
-	}
-	return each("/proc/", readOnlyProc, b.rebindReadOnly)
-}
-
-// each applies fn to dir+name for every name, stopping at the first error.
-func each(dir string, names []string, fn func(string) error) error {
-	for _, n := range names {
-		if err := fn(dir + n); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // sys mounts a read-only sysfs of the sandbox's network namespace (so
 // /sys/class/net lists only its interfaces), else binds the host's
-// read-only.
-func (b *builder) sys() error {
-	fd, err := b.mkdirIn("/sys")
-	if err != nil {
-		return err
+// read-only. A nested sandbox may be refused a fresh sysfs; the bind then
+// gives the same files, read-only.
+func (g *gen) sys(newNet, mask bool) {
+	const attrs = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
+	g.fresh("/sys", "sysfs", newNet, &orElse{}, attrs, attrs)
+	if !mask {
+		return
 	}
-	defer unix.Close(fd)
-	attrs := uint64(unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC)
-	fresh := false
-	if b.cfg.NewNet {
-		// A nested sandbox may be refused a fresh sysfs; the bind below
-		// then gives the same files, read-only.
-		fresh = mountNew(fd, "sysfs", nil, attrs) == nil
+	for _, n := range maskedSysDirs {
+		g.maskDir("/sys/" + n)
 	}
-	if !fresh {
-		if err := b.bind("/sys", "/sys", true, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC); err != nil {
-			return err
-		}
-	}
-	if !b.cfg.MaskProc {
-		return nil
-	}
-	return each("/sys/", maskedSysDirs, b.maskDir)
 }
 
-// dev_ builds a minimal /dev: a tmpfs with the host's harmless device nodes,
+// fresh mounts a new fstype on dir when own, else or when that fails as
+// orElse says, binds the host's dir there. attrs are the new mount's,
+// bindAttrs the bind's.
+func (g *gen) fresh(dir, fstype string, own bool, fallback *orElse, attrs, bindAttrs uint64) {
+	g.what = "mount " + dir
+	g.mkdirs(dir, slotDst)
+	bindHost, done := g.p.NewLabel(), g.p.NewLabel()
+	if own {
+		fallback.to = bindHost
+		g.mountNew(slotDst, fstype, nil, attrs, fallback)
+		g.p.Jump(done)
+	}
+	g.p.Mark(bindHost)
+	g.what = "bind the host's " + dir + " on " + dir
+	g.step("open " + dir)
+	g.openat2(slotHost.FD(), dir, unix.O_PATH|unix.O_DIRECTORY, slotSrc)
+	g.attachTree(slotSrc, slotDst, bindAttrs)
+	g.close(slotSrc)
+	g.p.Mark(done)
+	g.close(slotDst)
+}
+
+// dev builds a minimal /dev: a tmpfs with the host's harmless device nodes,
 // a private devpts instance, /dev/shm, /dev/mqueue and the usual links.
-func (b *builder) dev_() error {
-	fd, err := b.mkdirIn("/dev")
-	if err != nil {
-		return err
-	}
-	err = mountNew(fd, "tmpfs", map[string]string{"mode": "0755"}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC)
-	unix.Close(fd)
-	if err != nil {
-		return err
-	}
+func (g *gen) dev(cfg *Config) {
+	g.what = "mount /dev"
+	g.mkdirs("/dev", slotDst)
+	g.mountNew(slotDst, "tmpfs", []option{{"mode", "0755"}}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC, nil)
+	g.close(slotDst)
 	for _, d := range hostDevices {
-		if err := b.bind("/dev/"+d, "/dev/"+d, false, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC); err != nil {
-			return err
-		}
+		g.bind("bind", "/dev/"+d, "/dev/"+d, srcFile, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC)
 	}
-	pts, err := b.mkdirIn("/dev/pts")
-	if err != nil {
-		return err
+	opts := []option{{"newinstance", ""}, {"ptmxmode", "0666"}, {"mode", "0620"}}
+	if cfg.TTYGID >= 0 {
+		opts = append(opts, option{"gid", fmt.Sprint(cfg.TTYGID)})
 	}
-	opts := map[string]string{"newinstance": "", "ptmxmode": "0666", "mode": "0620"}
-	if b.cfg.TTYGID >= 0 {
-		opts["gid"] = fmt.Sprint(b.cfg.TTYGID)
-	}
-	err = mountNew(pts, "devpts", opts, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC)
-	unix.Close(pts)
-	if err != nil {
-		return err
-	}
-	shm, err := b.mkdirIn("/dev/shm")
-	if err != nil {
-		return err
-	}
-	defer unix.Close(shm)
-	if b.cfg.NewIPC {
-		if err := mountNew(shm, "tmpfs", map[string]string{"mode": "1777"}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV); err != nil {
-			return err
-		}
-		mq, err := b.mkdirIn("/dev/mqueue")
-		if err != nil {
-			return err
-		}
-		err = mountNew(mq, "mqueue", nil, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
-		unix.Close(mq)
-		if err != nil {
-			return err
-		}
-	} else if err := b.bind("/dev/shm", "/dev/shm", false, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV); err != nil {
-		return err
+	g.newMount("/dev/pts", "devpts", opts, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC)
+	if cfg.NewIPC {
+		g.newMount("/dev/shm", "tmpfs", []option{{"mode", "1777"}}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+		g.newMount("/dev/mqueue", "mqueue", nil, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+	} else {
+		g.bind("bind", "/dev/shm", "/dev/shm", srcDir, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
 	}
 	links := [][2]string{
 		{"pts/ptmx", "/dev/ptmx"}, {"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"},
 		{"/proc/self/fd/1", "/dev/stdout"}, {"/proc/self/fd/2", "/dev/stderr"}, {"/proc/kcore", "/dev/core"},
 	}
 	for _, l := range links {
-		if err := b.symlinkIn(l[0], l[1]); err != nil {
-			return err
-		}
+		g.symlinkIn(l[0], l[1])
 	}
-	if b.cfg.Console {
-		fd, err := b.createFileIn("/dev/console")
-		if err != nil {
-			return err
-		}
-		unix.Close(fd)
+	if cfg.Console {
+		g.what = "create /dev/console"
+		g.createFile("/dev/console", slotDst)
+		g.close(slotDst)
 	}
-	return nil
+}
+
+// newMount mounts a new fstype on dir (made if missing) in the new root.
+func (g *gen) newMount(dir, fstype string, opts []option, attrs uint64) {
+	g.what = "mount " + fstype + " on " + dir
+	g.mkdirs(dir, slotDst)
+	g.mountNew(slotDst, fstype, opts, attrs, nil)
+	g.close(slotDst)
 }
 
 // userMounts applies --bind, --ro-bind, --tmpfs, --dir and --symlink in the
-// order given, so a later entry may sit inside an earlier one.
-func (b *builder) userMounts() error {
-	for _, m := range b.cfg.Mounts {
-		var err error
+// order given, so a later entry may sit inside an earlier one. A bind's
+// source is looked at when the ops run: a directory gets a directory as
+// mount point, anything else a file.
+func (g *gen) userMounts(mounts []spec.Mount) error {
+	for _, m := range mounts {
 		switch m.Kind {
-		case spec.MountBind, spec.MountROBind:
-			err = b.bind(m.Source, m.Dest, m.Kind == spec.MountROBind, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+		case spec.MountBind:
+			g.bind(string(m.Kind), m.Source, m.Dest, srcAny, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+		case spec.MountROBind:
+			g.bind(string(m.Kind), m.Source, m.Dest, srcAny, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
 		case spec.MountTmpfs:
-			err = b.userTmpfs(m)
-		case spec.MountDir:
-			var fd int
-			if fd, err = b.mkdirIn(m.Dest); err == nil {
-				unix.Close(fd)
+			opts := []option{{"mode", "0755"}}
+			if m.Mode != 0 {
+				opts[0].value = fmt.Sprintf("%o", m.Mode)
 			}
+			if m.SizeBytes > 0 {
+				opts = append(opts, option{"size", fmt.Sprint(m.SizeBytes)})
+			}
+			g.newMount(m.Dest, "tmpfs", opts, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+		case spec.MountDir:
+			g.what = "dir " + m.Dest
+			g.mkdirs(m.Dest, slotDst)
+			g.close(slotDst)
 		case spec.MountSymlink:
-			err = b.symlinkIn(m.Source, m.Dest)
+			g.symlinkIn(m.Source, m.Dest)
 		default:
-			err = fmt.Errorf("unknown mount kind %q", m.Kind)
-		}
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", m.Kind, m.Dest, err)
+			return fmt.Errorf("%s: unknown mount kind %q", m.Dest, m.Kind)
 		}
 	}
 	return nil
 }
 
-func (b *builder) userTmpfs(m spec.Mount) error {
-	fd, err := b.mkdirIn(m.Dest)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	opts := map[string]string{"mode": "0755"}
-	if m.Mode != 0 {
-		opts["mode"] = fmt.Sprintf("%o", m.Mode)
-	}
-	if m.SizeBytes > 0 {
-		opts["size"] = fmt.Sprint(m.SizeBytes)
-	}
-	return mountNew(fd, "tmpfs", opts, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
-}
-
-// files writes each generated file into a tmpfs of its own and binds it
+// files writes each generated file into the setup tmpfs and binds it
 // read-only over its destination.
-func (b *builder) files() error {
-	for i, f := range b.cfg.Files {
+func (g *gen) files(files []File) {
+	for i, f := range files {
+		g.what = "generated file " + f.Dest
 		tmp := fmt.Sprintf("/file%d", i)
-		if err := os.WriteFile(tmp, f.Data, 0o644); err != nil {
-			return err
+		g.step("create " + tmp)
+		g.openat(atFDCWD, tmp, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY, 0o644, slotSrc)
+		if len(f.Data) > 0 {
+			// A tmpfs writes a small file whole or fails (ENOSPC).
+			g.step("write " + tmp)
+			g.call(unix.SYS_WRITE, slotSrc.FD(), sysplan.V(g.p.Bytes(f.Data)), sysplan.V(uintptr(len(f.Data))))
 		}
-		src, err := unix.Open(tmp, unix.O_PATH|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		dst, err := b.createFileIn(f.Dest)
-		if err == nil {
-			err = attachTree(src, "", dst, true, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
-			unix.Close(dst)
-		}
-		unix.Close(src)
-		if err != nil {
-			return fmt.Errorf("%s: %w", f.Dest, err)
-		}
+		g.createFile(f.Dest, slotDst)
+		g.attachTree(slotSrc, slotDst, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+		g.close(slotSrc)
+		g.close(slotDst)
 	}
-	return nil
-}
-
-// sealRoot makes the new root's own tmpfs read-only: only the mounts the
-// sandbox was given are writable.
-func (b *builder) sealRoot() error {
-	if b.cfg.Overlay {
-		return nil // a writable root was asked for
-	}
-	return unix.MountSetattr(b.root, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
 }
 
 // pivot enters the new root and detaches the setup root with the host's
-// root under it, so nothing of the host stays reachable.
-func (b *builder) pivot() error {
-	if err := unix.Fchdir(b.root); err != nil {
-		return err
-	}
+// root under it, so nothing of the host stays reachable, then enters cwd.
+func (g *gen) pivot(cwd string) {
+	g.what = "enter the new root"
+	g.step("")
+	g.close(slotHost)
+	g.close(slotDevNull)
+	g.step("fchdir")
+	g.call(unix.SYS_FCHDIR, slotRoot.FD())
+	g.close(slotRoot)
 	// pivot_root(".", ".") stacks the old root on top of the new one; the
 	// lazy unmount then removes it without needing a directory for it.
-	if err := unix.PivotRoot(".", "."); err != nil {
-		return fmt.Errorf("pivot_root: %w", err)
+	g.step("pivot_root")
+	g.call(unix.SYS_PIVOT_ROOT, g.str("."), g.str("."))
+	g.step("detach the old root")
+	g.call(unix.SYS_UMOUNT2, g.str("."), sysplan.V(unix.MNT_DETACH))
+	g.step("chdir /")
+	g.call(unix.SYS_CHDIR, g.str("/"))
+	if cwd == "" || cwd == "/" {
+		return
 	}
-	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("detach the old root: %w", err)
-	}
-	if err := unix.Chdir("/"); err != nil {
-		return err
-	}
-	return EnterDir(b.cfg.Cwd)
+	// Resolved inside the root, following no magic link, so -w
+	// /proc/self/fd/N or /proc/1/cwd cannot lead out of the sandbox.
+	g.what = "working directory " + cwd
+	g.step("")
+	g.openat2(atFDCWD, cwd, unix.O_PATH|unix.O_DIRECTORY, slotDst)
+	g.step("fchdir")
+	g.call(unix.SYS_FCHDIR, slotDst.FD())
+	g.close(slotDst)
 }
 
-// EnterDir changes to dir inside the current root without following magic
-// links, so /proc/self/fd/N or /proc/1/cwd cannot lead out of the sandbox.
-func EnterDir(dir string) error {
-	if dir == "" || dir == "/" {
-		return nil
-	}
-	fd, err := unix.Openat2(unix.AT_FDCWD, dir, &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-	})
-	if err != nil {
-		return fmt.Errorf("working directory %s: %w", dir, err)
-	}
-	defer unix.Close(fd)
-	return unix.Fchdir(fd)
+// maskFile binds the host's /dev/null read-only over p, if p exists.
+func (g *gen) maskFile(p string) {
+	g.what = "mask " + p
+	skip := g.p.NewLabel()
+	g.openIn(p, 0, slotDst, skip)
+	g.attachTree(slotDevNull, slotDst, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC)
+	g.close(slotDst)
+	g.p.Mark(skip)
 }
 
-// bind clones the host tree at src (recursively) onto dst in the new root.
-func (b *builder) bind(src, dst string, readOnly bool, attrs uint64) error {
-	sfd, err := b.openHost(src, unix.O_PATH)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(sfd)
-	var st unix.Stat_t
-	if err := unix.Fstat(sfd, &st); err != nil {
-		return err
-	}
-	var dfd int
-	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		dfd, err = b.mkdirIn(dst)
-	} else {
-		dfd, err = b.createFileIn(dst)
-	}
-	if err != nil {
-		return err
-	}
-	defer unix.Close(dfd)
-	if err := attachTree(sfd, "", dfd, readOnly, attrs); err != nil {
-		return fmt.Errorf("bind %s on %s: %w", src, dst, err)
-	}
-	return nil
+// maskDir mounts an empty read-only tmpfs over the directory p, if p exists.
+func (g *gen) maskDir(p string) {
+	g.what = "mask " + p
+	skip := g.p.NewLabel()
+	g.openIn(p, unix.O_DIRECTORY, slotDst, skip)
+	g.mountNew(slotDst, "tmpfs", []option{{"size", "0"}, {"mode", "0555"}},
+		unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC, nil)
+	g.close(slotDst)
+	g.p.Mark(skip)
 }
 
-// rebindReadOnly stacks a read-only copy of a new-root path over itself.
-func (b *builder) rebindReadOnly(p string) error {
-	fd, err := b.openIn(p, unix.O_PATH)
-	if errors.Is(err, unix.ENOENT) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	return attachTree(fd, "", fd, true, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
-}
-
-func (b *builder) maskFile(p string) error {
-	fd, err := b.openIn(p, unix.O_PATH)
-	if errors.Is(err, unix.ENOENT) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	return attachTree(b.dev, "", fd, true, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC)
-}
-
-func (b *builder) maskDir(p string) error {
-	fd, err := b.openIn(p, unix.O_PATH|unix.O_DIRECTORY)
-	if errors.Is(err, unix.ENOENT) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	return mountNew(fd, "tmpfs", map[string]string{"size": "0", "mode": "0555"},
-		unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
-}
-
-// attachTree clones the mount tree at (dirfd, name) and attaches the clone
-// on the object dst refers to. The attributes are added to every mount of
-// the clone; locked ones the kernel keeps as they are.
-func attachTree(dirfd int, name string, dst int, readOnly bool, attrs uint64) error {
-	tree, err := unix.OpenTree(dirfd, name, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE|unix.AT_EMPTY_PATH)
-	if err != nil {
-		return fmt.Errorf("open_tree: %w", err)
-	}
-	defer unix.Close(tree)
-	if readOnly {
-		attrs |= unix.MOUNT_ATTR_RDONLY
-	}
-	if attrs != 0 {
-		if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attrs}); err != nil {
-			return fmt.Errorf("mount_setattr: %w", err)
-		}
-	}
-	if err := unix.MoveMount(tree, "", dst, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
-		return fmt.Errorf("move_mount: %w", err)
-	}
-	return nil
-}
-
-// mountNew creates a filesystem of type fstype and attaches it on dst.
-func mountNew(dst int, fstype string, opts map[string]string, attrs uint64) error {
-	fsfd, err := unix.Fsopen(fstype, unix.FSOPEN_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("fsopen %s: %w", fstype, err)
-	}
-	defer unix.Close(fsfd)
-	for k, v := range opts {
-		if v == "" {
-			err = unix.FsconfigSetFlag(fsfd, k)
-		} else {
-			err = unix.FsconfigSetString(fsfd, k, v)
-		}
-		if err != nil {
-			return fmt.Errorf("%s option %s=%s: %w", fstype, k, v, err)
-		}
-	}
-	if err := unix.FsconfigCreate(fsfd); err != nil {
-		return fmt.Errorf("create %s: %w", fstype, err)
-	}
-	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, int(attrs))
-	if err != nil {
-		return fmt.Errorf("fsmount %s: %w", fstype, err)
-	}
-	defer unix.Close(mfd)
-	if err := unix.MoveMount(mfd, "", dst, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
-		return fmt.Errorf("attach %s: %w", fstype, err)
-	}
-	return nil
-}
-
-// openHost opens a host path, resolving symlinks as the host would.
-func (b *builder) openHost(p string, flags int) (int, error) {
-	fd, err := unix.Openat2(b.host, p, &unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
-	if err != nil {
-		return -1, fmt.Errorf("%s: %w", p, err)
-	}
-	return fd, nil
-}
-
-// openIn opens p inside the new root; symlinks resolve as if the new root
-// were /, so they cannot point out of it.
-func (b *builder) openIn(p string, flags int) (int, error) {
-	return unix.Openat2(b.root, p, &unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
-}
-
-// mkdirIn makes every missing directory of p inside the new root and returns
-// an O_PATH fd of the last one.
-func (b *builder) mkdirIn(p string) (int, error) {
-	p = path.Clean("/" + p)
-	if fd, err := b.openIn(p, unix.O_PATH|unix.O_DIRECTORY); err == nil {
-		return fd, nil
-	}
-	parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
-	cur := "/"
-	for _, part := range parts {
-		parent, err := b.openIn(cur, unix.O_PATH|unix.O_DIRECTORY)
-		if err != nil {
-			if target, lerr := b.linkTarget(cur); lerr == nil {
-				return -1, fmt.Errorf("%s is a symlink to %s, which is not a directory in the sandbox: %w", cur, target, err)
-			}
-			return -1, fmt.Errorf("%s: %w", cur, err)
-		}
-		next := path.Join(cur, part)
-		if err := unix.Mkdirat(parent, part, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
-			unix.Close(parent)
-			return -1, fmt.Errorf("mkdir %s: %w", next, err)
-		}
-		unix.Close(parent)
-		cur = next
-	}
-	fd, err := b.openIn(p, unix.O_PATH|unix.O_DIRECTORY)
-	if err != nil {
-		return -1, fmt.Errorf("%s: %w", p, err)
-	}
-	return fd, nil
-}
-
-// createFileIn makes an empty file at p (and its parents) inside the new root
-// to serve as a mount point, and returns an O_PATH fd of it.
-func (b *builder) createFileIn(p string) (int, error) {
-	p = path.Clean("/" + p)
-	if fd, err := b.openIn(p, unix.O_PATH); err == nil {
-		return fd, nil
-	}
-	dir, err := b.mkdirIn(path.Dir(p))
-	if err != nil {
-		return -1, err
-	}
-	defer unix.Close(dir)
-	fd, err := unix.Openat(dir, path.Base(p), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
-	if err != nil && !errors.Is(err, unix.EEXIST) {
-		return -1, fmt.Errorf("create %s: %w", p, err)
-	}
-	if err == nil {
-		unix.Close(fd)
-	}
-	fd, err = b.openIn(p, unix.O_PATH)
-	if err != nil {
-		return -1, fmt.Errorf("%s: %w", p, err)
-	}
-	return fd, nil
-}
-
-func (b *builder) symlinkIn(target, link string) error {
-	link = path.Clean("/" + link)
-	dir, err := b.mkdirIn(path.Dir(link))
-	if err != nil {
-		return err
-	}
-	defer unix.Close(dir)
-	if err := unix.Symlinkat(target, dir, path.Base(link)); err != nil {
-		return fmt.Errorf("symlink %s -> %s: %w", link, target, err)
-	}
-	return nil
-}
-
-// linkTarget reads p inside the new root when it is a symlink.
-func (b *builder) linkTarget(p string) (string, error) {
-	dir, err := b.openIn(path.Dir(p), unix.O_PATH|unix.O_DIRECTORY)
-	if err != nil {
-		return "", err
-	}
-	defer unix.Close(dir)
-	return readlinkat(dir, path.Base(p))
-}
-
-func readlinkat(dirfd int, name string) (string, error) {
-	buf := make([]byte, unix.PathMax)
-	n, err := unix.Readlinkat(dirfd, name, buf)
-	if err != nil {
-		return "", fmt.Errorf("readlink %s: %w", name, err)
-	}
-	return string(buf[:n]), nil
+// rebindReadOnly stacks a read-only copy of p over itself, if p exists.
+func (g *gen) rebindReadOnly(p string) {
+	g.what = "make " + p + " read-only"
+	skip := g.p.NewLabel()
+	g.openIn(p, 0, slotDst, skip)
+	g.attachTree(slotDst, slotDst, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+	g.close(slotDst)
+	g.p.Mark(skip)
 }

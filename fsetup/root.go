@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/overlay"
+	"github.com/rbox-dev/rbox/sysplan"
 )
 
 // A root other than the default host view — a rootfs directory, an image's
@@ -35,6 +36,16 @@ const scratchDir = helperRoot + "/overlay"
 // sourcesDir holds binds of the host directories an overlay is made of.
 const sourcesDir = helperRoot + "/sources"
 
+// builder holds what the Go code that mounts a custom root keeps between
+// its steps.
+type builder struct {
+	cfg     *Config
+	sources *rootSources // host directories of the root
+	// keptUpper and keptWork are the bound --overlay-dir directories.
+	keptUpper, keptWork string
+	helperReady         bool // helperRoot is filled
+}
+
 // rootSources are O_PATH descriptors of the host directories of the root,
 // opened before the setup tmpfs hides base.
 type rootSources struct {
@@ -42,12 +53,17 @@ type rootSources struct {
 	upperParent int // parent of the kept upper and work directories, or -1
 }
 
+// close closes the descriptors (once: it may be called again).
 func (r *rootSources) close() {
+	if r == nil {
+		return
+	}
 	for _, fd := range append(r.lowers, r.upperParent) {
 		if fd >= 0 {
 			unix.Close(fd)
 		}
 	}
+	r.lowers, r.upperParent = nil, -1
 }
 
 // openRootSources opens the host directories of a custom root.
@@ -93,7 +109,7 @@ func attachSource(fd int, name string) (string, error) {
 		return "", err
 	}
 	defer unix.Close(dst)
-	if err := attachTree(fd, "", dst, false, 0); err != nil {
+	if err := attachTree(fd, dst, 0); err != nil {
 		return "", fmt.Errorf("bind an overlay directory: %w", err)
 	}
 	return p, nil
@@ -135,31 +151,20 @@ func (b *builder) prepareRoot() error {
 		}
 		return nil
 	}
-	// The host view made writable: a tmpfs root with an overlay on each
-	// host system directory, the merged-/usr symlinks as on the host.
-	if err := unix.Mount("tmpfs", setupNewRoot, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
-		return fmt.Errorf("mount the new root's tmpfs: %w", err)
+	// The host view made writable: an overlay on each host system
+	// directory in the new root's tmpfs (enterSetupRoot mounted it), the
+	// merged-/usr symlinks as on the host.
+	entries, err := hostEntries(hostSystemDirs)
+	if err != nil {
+		return err
 	}
-	for _, name := range hostSystemDirs {
-		fi, err := os.Lstat("/" + name)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
+	for _, e := range entries {
+		name := e.name
 		target := filepath.Join(setupNewRoot, name)
-		if fi.Mode()&os.ModeSymlink != 0 {
-			link, err := os.Readlink("/" + name)
-			if err != nil {
+		if e.link != "" {
+			if err := os.Symlink(e.link, target); err != nil {
 				return err
 			}
-			if err := os.Symlink(link, target); err != nil {
-				return err
-			}
-			continue
-		}
-		if !fi.IsDir() {
 			continue
 		}
 		if err := os.Mkdir(target, 0o755); err != nil {
@@ -231,57 +236,49 @@ func (b *builder) overlayOptions() overlay.Options {
 	}}
 }
 
-// makeHelperRoot fills helperRoot (called with the host's root as /).
+// helperSystemDirs are the host directories fuse-overlayfs needs.
+var helperSystemDirs = []string{"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"}
+
+// makeHelperRoot fills helperRoot (called with the host's root as /): the
+// ops of the default view's system directories and /proc, with the host's
+// root and helperRoot in their slots.
 func (b *builder) makeHelperRoot() error {
-	dirFD := func(p string) (int, error) {
-		if err := os.MkdirAll(p, 0o755); err != nil {
-			return -1, err
-		}
-		return unix.Open(p, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	}
-	for _, name := range []string{"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"} {
-		fi, err := os.Lstat("/" + name)
-		if err != nil {
-			continue
-		}
-		dst := filepath.Join(helperRoot, name)
-		if fi.Mode()&os.ModeSymlink != 0 {
-			link, err := os.Readlink("/" + name)
-			if err != nil {
-				return err
-			}
-			if err := os.Symlink(link, dst); err != nil {
-				return err
-			}
-			continue
-		}
-		src, err := unix.Open("/"+name, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		d, err := dirFD(dst)
-		if err == nil {
-			err = attachTree(src, "", d, true, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
-			unix.Close(d)
-		}
-		unix.Close(src)
-		if err != nil {
-			return fmt.Errorf("/%s: %w", name, err)
-		}
-	}
-	// fuse-overlayfs reaches its directories through /proc/self/fd.
-	proc, err := dirFD(filepath.Join(helperRoot, "proc"))
+	entries, err := hostEntries(helperSystemDirs)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(proc)
-	if b.cfg.NewPID {
-		return mountNew(proc, "proc", nil, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+	if err := os.MkdirAll(helperRoot, 0o755); err != nil {
+		return err
 	}
-	src, err := unix.Open("/proc", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	host, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(src)
-	return attachTree(src, "", proc, false, 0)
+	defer unix.Close(host)
+	root, err := unix.Open(helperRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(root)
+	return run(func(p *sysplan.Program) error {
+		p.Slots[slotHost], p.Slots[slotRoot] = uintptr(host), uintptr(root)
+		g := newGen(p)
+		g.hostView(entries)
+		// fuse-overlayfs reaches its directories through /proc/self/fd.
+		g.proc(b.cfg.NewPID, false)
+		return nil
+	})
+}
+
+// attachTree clones the mount tree at the descriptor src (recursively) and
+// attaches the clone on dst, with the attributes attrs added: gen's
+// attachTree run on its own, with src and dst in their slots.
+func attachTree(src, dst int, attrs uint64) error {
+	return run(func(p *sysplan.Program) error {
+		p.Slots[slotSrc], p.Slots[slotDst] = uintptr(src), uintptr(dst)
+		g := newGen(p)
+		g.what = "bind"
+		g.attachTree(slotSrc, slotDst, attrs)
+		return nil
+	})
 }
