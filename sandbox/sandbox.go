@@ -27,6 +27,7 @@ import (
 
 	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/console"
+	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/initproc"
 	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
@@ -65,6 +66,9 @@ func allCaps() []uintptr {
 // stay open in pid 1, and so alive, for the sandbox's whole life without
 // reaching the command (an image's in-use lock).
 func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
+	if len(hold) == 0 && forkinit.Eligible(s) {
+		return runFast(s, plan)
+	}
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return failf("pipe: %v", err)

@@ -50,6 +50,9 @@ type Arg struct {
 // V is a literal argument.
 func V(v uintptr) Arg { return Arg{v: v, slot: noSlot} }
 
+// Int is a literal signed argument (AT_FDCWD, -1).
+func Int(v int) Arg { return V(uintptr(v)) }
+
 // FD reads the argument from slot s when the op runs.
 func (s Slot) FD() Arg { return Arg{slot: s} }
 

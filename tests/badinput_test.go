@@ -69,10 +69,42 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// A failure inside the sandbox's setup is one line and exit 125 too.
+// A failure inside the sandbox's setup is one line naming the step and
+// the path, and exit 125 too, on both kinds of pid 1: the one forked
+// without exec (a plain run) and the re-executed one (a user-mode network).
 func TestSetupFailureExit125(t *testing.T) {
-	r := rbox(t, "-w", "/no/such/dir", "--", "true")
-	if r.code != 125 || !strings.Contains(r.stderr, "working directory /no/such/dir") {
-		t.Fatalf("want exit 125 naming the working directory:\n%s", r)
+	dir := hostDir(t)
+	for _, extra := range [][]string{nil, {"--net", "slirp4netns"}} {
+		cases := []struct {
+			args []string
+			says []string
+		}{
+			{[]string{"-w", "/no/such/dir"}, []string{"working directory /no/such/dir", "no such file or directory"}},
+			// /usr is the host's, read-only: no mount point can be made there.
+			{[]string{"--ro-bind", dir + ":/usr/rbox-new"}, []string{"ro-bind " + dir + " on /usr/rbox-new", "read-only file system"}},
+		}
+		for _, c := range cases {
+			before := tmpEntries(t)
+			r := rbox(t, append(append(extra, c.args...), "--", "true")...)
+			var lines []string
+			for _, l := range strings.Split(strings.TrimRight(r.stderr, "\n"), "\n") {
+				if !strings.HasPrefix(l, "rbox: warning: ") { // root's single mapping
+					lines = append(lines, l)
+				}
+			}
+			if r.code != 125 || len(lines) != 1 {
+				t.Fatalf("%v: want exit 125 and one line:\n%s", c.args, r)
+			}
+			for _, w := range c.says {
+				if !strings.Contains(lines[0], w) {
+					t.Errorf("%v %v: %q does not say %q", extra, c.args, lines[0], w)
+				}
+			}
+			for e := range tmpEntries(t) {
+				if !before[e] {
+					t.Errorf("left %s in /tmp", e)
+				}
+			}
+		}
 	}
 }

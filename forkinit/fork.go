@@ -1,0 +1,282 @@
+package forkinit
+
+import (
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/seccomp"
+)
+
+// The runtime's own hooks around a fork, which package syscall uses for
+// ForkExec. They block signals and mark the stack so that nothing between
+// fork and exec can grow it; the runtime keeps them for this use
+// (go.dev/issue/67401).
+//
+//go:linkname beforeFork syscall.runtime_BeforeFork
+func beforeFork()
+
+//go:linkname afterFork syscall.runtime_AfterFork
+func afterFork()
+
+//go:linkname afterForkInChild syscall.runtime_AfterForkInChild
+func afterForkInChild()
+
+// pipes makes the start and report pipes. The parent's read end of the
+// report pipe is non-blocking: it is read once pid 1 has ended.
+func (in *Init) pipes() error {
+	var sp, rp [2]int
+	if err := unix.Pipe2(sp[:], unix.O_CLOEXEC); err != nil {
+		return fmt.Errorf("pipe: %w", err)
+	}
+	if err := unix.Pipe2(rp[:], unix.O_CLOEXEC); err != nil {
+		unix.Close(sp[0])
+		unix.Close(sp[1])
+		return fmt.Errorf("pipe: %w", err)
+	}
+	in.startR, in.startW, in.reportR, in.reportW = sp[0], sp[1], rp[0], rp[1]
+	return unix.SetNonblock(in.reportR, true)
+}
+
+// Start forks pid 1 with clone flags (the new namespaces) and returns its
+// pid. It must be called on the main thread, locked: the child's
+// parent-death signal fires when the thread that forked it exits.
+func (in *Init) Start(flags uintptr) (int, error) {
+	var mask unix.Sigset_t
+	if err := unix.PthreadSigmask(unix.SIG_SETMASK, nil, &mask); err != nil {
+		return 0, fmt.Errorf("sigprocmask: %w", err)
+	}
+	in.oldMask = mask.Val[0]
+	if sharesMemory {
+		flags |= unix.CLONE_VM
+		in.stack = make([]byte, childStack)
+		in.payloadStack = make([]byte, childStack)
+	}
+	syscall.ForkLock.Lock()
+	forked = in
+	beforeFork()
+	pid, errno := cloneInit(flags|uintptr(unix.SIGCHLD), stackTop(in.stack))
+	afterFork()
+	syscall.ForkLock.Unlock()
+	// The child's ends. The fields stay as they are: pid 1 may share this
+	// memory and reads them.
+	unix.Close(in.startR)
+	unix.Close(in.reportW)
+	if errno != 0 {
+		return 0, syscall.Errno(errno)
+	}
+	return int(pid), nil
+}
+
+// childStack is the size of pid 1's stack when it shares the parent's
+// memory: the nosplit functions below need well under a page.
+const childStack = 64 << 10
+
+// forked is the Init that the child started by cloneVM runs.
+var forked *Init
+
+// stackTop is the initial stack pointer for a child on stack, 16-byte
+// aligned, or 0 when it runs on a copy of its parent's stack.
+func stackTop(stack []byte) uintptr {
+	if stack == nil {
+		return 0
+	}
+	return uintptr(unsafe.Pointer(&stack[len(stack)-64])) &^ 15
+}
+
+// Wait waits for pid 1 to end. Its memory (when shared) stays in use
+// until then.
+func (in *Init) Wait(pid int) (unix.WaitStatus, error) {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if err != unix.EINTR {
+			runtime.KeepAlive(in)
+			return ws, err
+		}
+	}
+}
+
+// Send lets pid 1 go on, once its id maps are written, with the seccomp
+// program c (nil for none).
+func (in *Init) Send(c *seccomp.Compiled) error {
+	var msg []byte
+	var n, flags uint32
+	if c != nil && in.hasBPF {
+		n, flags = uint32(len(c.Program)), uint32(c.Flags)
+	}
+	msg = binary.NativeEndian.AppendUint32(msg, n)
+	msg = binary.NativeEndian.AppendUint32(msg, flags)
+	if n > 0 {
+		msg = append(msg, unsafe.Slice((*byte)(unsafe.Pointer(&c.Program[0])), len(c.Program)*8)...)
+	}
+	// A pipe holds 64 KiB and the largest program 32 KiB: one write.
+	_, err := unix.Write(in.startW, msg)
+	in.closeStart()
+	if err != nil {
+		return fmt.Errorf("start the sandbox's init: %w", err)
+	}
+	return nil
+}
+
+// The code below runs in the forked children: only system calls, on the
+// memory the parent prepared. Every function is nosplit and calls nothing
+// that is not.
+
+// childEntry is where pid 1 starts.
+//
+//go:nosplit
+//go:norace
+func childEntry() { forked.child() }
+
+// payloadEntry is where the payload's process starts.
+//
+//go:nosplit
+//go:norace
+func payloadEntry() { forked.startPayload() }
+
+// child is pid 1.
+//
+//go:nosplit
+//go:norace
+func (in *Init) child() {
+	syscall.RawSyscall(unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0)
+	syscall.RawSyscall(unix.SYS_CLOSE, uintptr(in.startW), 0, 0)
+	syscall.RawSyscall(unix.SYS_CLOSE, uintptr(in.reportR), 0, 0)
+	// EOF: the parent failed (and said why) or died.
+	if !readFull(in.startR, uintptr(unsafe.Pointer(&in.buf[0])), 8) {
+		exit(exitSetupFailed)
+	}
+	n := uint32(in.buf[0]) | uint32(in.buf[1])<<8 | uint32(in.buf[2])<<16 | uint32(in.buf[3])<<24
+	seccompFlags := uint32(in.buf[4]) | uint32(in.buf[5])<<8 | uint32(in.buf[6])<<16 | uint32(in.buf[7])<<24
+	if n > 0 {
+		if n > maxFilter || !readFull(in.startR, uintptr(unsafe.Pointer(&in.filter[0])), uintptr(n)*8) {
+			exit(exitSetupFailed)
+		}
+		in.fprog.Len = uint16(n)
+		in.payload.Slots[slotSeccompFlags] = uintptr(seccompFlags)
+	}
+	syscall.RawSyscall(unix.SYS_CLOSE, uintptr(in.startR), 0, 0)
+	if at, errno := in.setup.Exec(); at >= 0 {
+		in.fail(reportInit, at, errno, exitSetupFailed)
+	}
+	// With shared memory, pid 1 waits (CLONE_VFORK) until the payload
+	// has exec'd or failed: until then they share one memory.
+	flags := uintptr(unix.SIGCHLD)
+	if sharesMemory {
+		flags |= unix.CLONE_VM | unix.CLONE_VFORK
+	}
+	pid, errno := clonePayload(flags, stackTop(in.payloadStack))
+	if errno != 0 {
+		in.fail(reportInit, -1, syscall.Errno(errno), exitSetupFailed)
+	}
+	syscall.RawSyscall(unix.SYS_CLOSE, uintptr(in.reportW), 0, 0)
+	in.supervise(pid, in.setup.Slots[slotSignalFD])
+}
+
+// startPayload runs in the payload's process: its limits, then exec.
+//
+//go:nosplit
+//go:norace
+func (in *Init) startPayload() {
+	if at, errno := in.payload.Exec(); at >= 0 {
+		in.fail(reportPayload, at, errno, exitSetupFailed)
+	}
+	// Go's signal handlers back to the defaults, as after ForkExec, and
+	// the signal mask rbox was started with.
+	afterForkInChild()
+	syscall.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&in.oldMask)), 0, 8, 0, 0)
+	// execvp's search: a missing file or directory moves on to the next
+	// PATH entry, a denied one too but is remembered, anything else stops.
+	failure := syscall.Errno(unix.ENOENT)
+	for i := 0; i < len(in.exe); i++ {
+		_, _, errno := syscall.RawSyscall(unix.SYS_EXECVE, in.exe[i], uintptr(unsafe.Pointer(&in.argv[0])), uintptr(unsafe.Pointer(&in.envv[0])))
+		if errno == unix.ENOENT || errno == unix.ENOTDIR {
+			continue
+		}
+		failure = errno
+		if errno != unix.EACCES {
+			break
+		}
+	}
+	code := exitCannotExecute
+	if failure == unix.ENOENT {
+		code = exitNotFound
+	}
+	in.fail(reportExec, -1, failure, code)
+}
+
+// supervise is init's loop: forward signals to the payload, reap every
+// child, and end with the payload's status. pid 1's death then ends every
+// other process of the pid namespace.
+//
+//go:nosplit
+//go:norace
+func (in *Init) supervise(payload, sigfd uintptr) {
+	for {
+		_, _, errno := syscall.RawSyscall(unix.SYS_READ, sigfd, uintptr(unsafe.Pointer(&in.sigbuf[0])), uintptr(len(in.sigbuf)))
+		if errno == unix.EINTR || errno == unix.EAGAIN {
+			continue
+		}
+		if errno != 0 {
+			exit(exitSetupFailed)
+		}
+		signo := uintptr(in.sigbuf[0]) | uintptr(in.sigbuf[1])<<8
+		if signo != uintptr(unix.SIGCHLD) {
+			syscall.RawSyscall(unix.SYS_KILL, payload, signo, 0)
+			continue
+		}
+		for {
+			pid, _, errno := syscall.RawSyscall6(unix.SYS_WAIT4, ^uintptr(0), uintptr(unsafe.Pointer(&in.status)), unix.WNOHANG, 0, 0, 0)
+			if errno != 0 || pid == 0 {
+				break
+			}
+			if pid != payload {
+				continue
+			}
+			if sig := in.status & 0x7f; sig != 0 {
+				exit(128 + uintptr(sig))
+			}
+			exit(uintptr(in.status>>8) & 0xff)
+		}
+	}
+}
+
+// fail reports (kind, op, errno) to the parent and exits with code.
+//
+//go:nosplit
+//go:norace
+func (in *Init) fail(kind int32, at int, errno syscall.Errno, code int) {
+	in.report[0], in.report[1], in.report[2] = kind, int32(at), int32(errno)
+	syscall.RawSyscall(unix.SYS_WRITE, uintptr(in.reportW), uintptr(unsafe.Pointer(&in.report[0])), 12)
+	exit(uintptr(code))
+}
+
+//go:nosplit
+//go:norace
+func readFull(fd int, buf, n uintptr) bool {
+	for n > 0 {
+		r, _, errno := syscall.RawSyscall(unix.SYS_READ, uintptr(fd), buf, n)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 || r == 0 {
+			return false
+		}
+		buf += r
+		n -= r
+	}
+	return true
+}
+
+//go:nosplit
+//go:norace
+func exit(code uintptr) {
+	for {
+		syscall.RawSyscall(unix.SYS_EXIT_GROUP, code, 0, 0)
+	}
+}

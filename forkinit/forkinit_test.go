@@ -1,0 +1,60 @@
+package forkinit
+
+import (
+	"testing"
+
+	"github.com/rbox-dev/rbox/caps"
+	"github.com/rbox-dev/rbox/spec"
+)
+
+func TestEligible(t *testing.T) {
+	plain := func() *spec.Spec {
+		return &spec.Spec{Args: []string{"true"}, Net: spec.NetNone, Caps: caps.Default, Seccomp: spec.SeccompDefault}
+	}
+	cases := []struct {
+		name string
+		edit func(*spec.Spec)
+		want bool
+	}{
+		{"plain", func(*spec.Spec) {}, true},
+		{"host network", func(s *spec.Spec) { s.Net = spec.NetHost }, true},
+		{"binds and uid", func(s *spec.Spec) {
+			s.Mounts = []spec.Mount{{Kind: spec.MountBind, Source: "/tmp", Dest: "/work"}}
+			s.UID, s.GID = 1000, 1000
+		}, true},
+		{"pasta", func(s *spec.Spec) { s.Net = spec.NetPasta }, false},
+		{"dns", func(s *spec.Spec) { s.DNS = "1.1.1.1" }, false},
+		{"rootfs", func(s *spec.Spec) { s.RootFS = "/srv/root" }, false},
+		{"overlay", func(s *spec.Spec) { s.Overlay = &spec.Overlay{} }, false},
+		{"image", func(s *spec.Spec) { s.Layers = []string{"/l"} }, false},
+		{"tty", func(s *spec.Spec) { s.TTY = true }, false},
+		{"shared pid", func(s *spec.Spec) { s.Share = []string{spec.NSPID} }, false},
+		{"ptrace", func(s *spec.Spec) { s.Caps = append(s.Caps, "CAP_SYS_PTRACE") }, false},
+		{"non-root with added caps", func(s *spec.Spec) {
+			s.UID = 1000
+			s.Caps = append(s.Caps, "CAP_NET_RAW")
+		}, false},
+		{"root with added caps", func(s *spec.Spec) { s.Caps = append(s.Caps, "CAP_NET_RAW") }, true},
+	}
+	for _, c := range cases {
+		s := plain()
+		c.edit(s)
+		if got := Eligible(s); got != c.want {
+			t.Errorf("%s: Eligible = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// The payload's process tries PATH in order, as execvp does.
+func TestCommandCandidates(t *testing.T) {
+	in := &Init{}
+	in.command(&spec.Spec{Args: []string{"make", "-j2"}, Env: []string{"PATH=/usr/local/bin::/usr/bin"}})
+	if len(in.exe) != 3 || len(in.argv) != 3 || in.argv[2] != 0 || in.slashCmd {
+		t.Fatalf("candidates %d, argv %d", len(in.exe), len(in.argv))
+	}
+	in = &Init{}
+	in.command(&spec.Spec{Args: []string{"./run"}})
+	if len(in.exe) != 1 || !in.slashCmd {
+		t.Fatalf("a path is tried alone: %d candidates", len(in.exe))
+	}
+}

@@ -1,0 +1,76 @@
+package sandbox
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/forkinit"
+	"github.com/rbox-dev/rbox/seccomp"
+	"github.com/rbox-dev/rbox/spec"
+	"github.com/rbox-dev/rbox/userns"
+)
+
+// runFast runs s with a pid 1 forked without exec (see package forkinit):
+// the child is prepared here, forked into its namespaces, given its id maps
+// and its seccomp program, and waited for.
+func runFast(s *spec.Spec, plan *userns.Plan) int {
+	in, err := forkinit.Prepare(s, plan.SetgroupsDenied)
+	if err != nil {
+		return failf("%v", err)
+	}
+	defer in.Close()
+	// libseccomp builds the program while the child is cloned and the
+	// maps are written.
+	type compiled struct {
+		c   *seccomp.Compiled
+		err error
+	}
+	filter := make(chan compiled, 1)
+	go func() {
+		c, err := forkinit.Compile(s)
+		filter <- compiled{c, err}
+	}()
+	// Signals that arrive from now on are passed on to pid 1, which
+	// forwards them to the command once it runs.
+	signals := make(chan os.Signal, 16)
+	signal.Notify(signals, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
+	defer signal.Stop(signals)
+
+	pid, err := in.Start(cloneFlags(s))
+	if err != nil {
+		return failf("start the sandbox: %v (see `rbox check`)", err)
+	}
+	go func() {
+		for sig := range signals {
+			_ = unix.Kill(pid, sig.(unix.Signal))
+		}
+	}()
+	err = plan.Write(pid)
+	f := <-filter
+	if err == nil && f.err != nil {
+		err = f.err
+	}
+	if err == nil {
+		err = in.Send(f.c)
+	}
+	if err != nil {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		_, _ = in.Wait(pid)
+		return failf("%v", err)
+	}
+	ws, err := in.Wait(pid)
+	if err != nil {
+		return failf("wait for the sandbox: %v", err)
+	}
+	if msg, code, ok := in.Describe(); ok {
+		fmt.Fprintf(os.Stderr, "rbox: %s\n", msg)
+		return code
+	}
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
