@@ -42,24 +42,20 @@ func (in *Init) pipes() error {
 	return unix.SetNonblock(in.reportR, true)
 }
 
-// Start forks pid 1 with clone flags (the new namespaces) and returns its
-// pid. It must be called on the main thread, locked: the child's
-// parent-death signal fires when the thread that forked it exits.
+// Start clones pid 1 with clone flags (the new namespaces) and returns its
+// pid; pid 1 waits for Send. It must be called on the main thread, locked:
+// the child's parent-death signal fires when the thread that cloned it
+// exits.
 func (in *Init) Start(flags uintptr) (int, error) {
 	var mask unix.Sigset_t
 	if err := unix.PthreadSigmask(unix.SIG_SETMASK, nil, &mask); err != nil {
 		return 0, fmt.Errorf("sigprocmask: %w", err)
 	}
 	in.oldMask = mask.Val[0]
-	if sharesMemory {
-		flags |= unix.CLONE_VM
-		in.stack = make([]byte, childStack)
-		in.payloadStack = make([]byte, childStack)
-	}
 	syscall.ForkLock.Lock()
 	forked = in
 	beforeFork()
-	pid, errno := cloneInit(flags|uintptr(unix.SIGCHLD), stackTop(in.stack))
+	pid, errno := cloneInit(flags|unix.CLONE_VM|uintptr(unix.SIGCHLD), stackTop(in.stack))
 	afterFork()
 	syscall.ForkLock.Unlock()
 	// The child's ends. The fields stay as they are: pid 1 may share this
@@ -72,19 +68,16 @@ func (in *Init) Start(flags uintptr) (int, error) {
 	return int(pid), nil
 }
 
-// childStack is the size of pid 1's stack when it shares the parent's
-// memory: the nosplit functions below need well under a page.
+// childStack is the size of pid 1's and the payload process's stacks: the
+// nosplit functions below need well under a page.
 const childStack = 64 << 10
 
 // forked is the Init that the child started by cloneVM runs.
 var forked *Init
 
 // stackTop is the initial stack pointer for a child on stack, 16-byte
-// aligned, or 0 when it runs on a copy of its parent's stack.
+// aligned.
 func stackTop(stack []byte) uintptr {
-	if stack == nil {
-		return 0
-	}
 	return uintptr(unsafe.Pointer(&stack[len(stack)-64])) &^ 15
 }
 
@@ -164,13 +157,9 @@ func (in *Init) child() {
 	if at, errno := in.setup.Exec(); at >= 0 {
 		in.fail(reportInit, at, errno, exitSetupFailed)
 	}
-	// With shared memory, pid 1 waits (CLONE_VFORK) until the payload
-	// has exec'd or failed: until then they share one memory.
-	flags := uintptr(unix.SIGCHLD)
-	if sharesMemory {
-		flags |= unix.CLONE_VM | unix.CLONE_VFORK
-	}
-	pid, errno := clonePayload(flags, stackTop(in.payloadStack))
+	// pid 1 waits (CLONE_VFORK) until the payload has exec'd or failed:
+	// until then they share one memory.
+	pid, errno := clonePayload(unix.CLONE_VM|unix.CLONE_VFORK|uintptr(unix.SIGCHLD), stackTop(in.payloadStack))
 	if errno != 0 {
 		in.fail(reportInit, -1, syscall.Errno(errno), exitSetupFailed)
 	}

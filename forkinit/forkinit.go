@@ -2,13 +2,14 @@
 // that the parent forks into the new namespaces without exec, so a run pays
 // for one Go start-up, not two.
 //
-// A child forked without exec has one thread and a copy of the parent's
-// memory; Go's runtime cannot run there (no allocation, no stack growth, no
-// scheduler). So the parent prepares everything as sysplan Programs before
-// the fork — the filesystem (fsetup.Plan), host name, loopback, time
-// namespace, capability limits, no_new_privs — and the child only executes
-// them, then forks the payload and serves as init with raw system calls:
-// a signalfd for the signals to forward and for SIGCHLD, wait4 to reap.
+// The child shares the parent's memory (CLONE_VM) and runs on a stack of
+// its own; Go's runtime cannot run there (no allocation, no stack growth,
+// no scheduler). So the parent prepares everything as sysplan Programs —
+// the filesystem (fsetup.Plan), host name, loopback, time namespace,
+// capability limits, no_new_privs — while the child waits for its id maps,
+// and the child only executes them, then starts the payload and serves as
+// init with raw system calls: a signalfd for the signals to forward and for
+// SIGCHLD, wait4 to reap.
 //
 // What needs Go inside the sandbox — the port forwarder's agent, overlays
 // and fuse-overlayfs, a terminal, a shared pid namespace — goes through
@@ -47,6 +48,9 @@ const (
 // Eligible reports whether s can run on the fast path: everything its pid 1
 // does can be prepared as system calls in advance.
 func Eligible(s *spec.Spec) bool {
+	if !sharesMemory {
+		return false // see clone_other.go
+	}
 	if s.Net != spec.NetNone && s.Net != spec.NetHost || s.DNS != "" {
 		return false // the user-mode network's agent runs in Go inside
 	}
@@ -73,7 +77,8 @@ const (
 	reportExec    = 3 // no candidate could be executed
 )
 
-// Init is a prepared pid 1: its programs and the memory they use.
+// Init is pid 1: its programs and the memory they use, which it shares
+// with the parent.
 type Init struct {
 	setup   sysplan.Program // run by pid 1 before the payload starts
 	payload sysplan.Program // run by the payload's process before exec
@@ -112,14 +117,21 @@ const maxFilter = 4096
 // forwarded are the signals pid 1 passes on to the command.
 var forwarded = []unix.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH}
 
-// Prepare builds pid 1 for s. setgroupsDenied mirrors the id-map plan:
-// setgroups(2) fails then. Host paths are looked at now, in the parent's
-// mount namespace, which the child's is a copy of.
-func Prepare(s *spec.Spec, setgroupsDenied bool) (*Init, error) {
-	in := &Init{}
+// New makes a pid 1 to be started with Start: its pipes and stacks.
+func New() (*Init, error) {
+	in := &Init{stack: make([]byte, childStack), payloadStack: make([]byte, childStack)}
 	if err := in.pipes(); err != nil {
 		return nil, err
 	}
+	return in, nil
+}
+
+// Prepare fills in what pid 1 runs for s, after Start: pid 1 shares this
+// memory and reads it only once Send has let it go on, so the programs are
+// built while the id-map helpers run. setgroupsDenied mirrors the id-map
+// plan: setgroups(2) fails then. Host paths are looked at now, in this
+// mount namespace, which pid 1's is a copy of.
+func (in *Init) Prepare(s *spec.Spec, setgroupsDenied bool) error {
 	for _, sig := range append(forwarded, unix.SIGCHLD) {
 		in.sigs |= 1 << (uint(sig) - 1)
 	}
@@ -129,17 +141,11 @@ func Prepare(s *spec.Spec, setgroupsDenied bool) (*Init, error) {
 		in.hasBPF = true
 	}
 	in.command(s)
-	err := in.planSetup(s, setgroupsDenied)
-	if err == nil {
-		in.planPayload(s, setgroupsDenied)
+	if err := in.planSetup(s, setgroupsDenied); err != nil {
+		return err
 	}
-	if err != nil {
-		unix.Close(in.startR)
-		unix.Close(in.reportW)
-		in.Close()
-		return nil, err
-	}
-	return in, nil
+	in.planPayload(s, setgroupsDenied)
+	return nil
 }
 
 // command prepares argv, envp and the paths execvp would try.

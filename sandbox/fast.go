@@ -13,26 +13,15 @@ import (
 	"github.com/rbox-dev/rbox/userns"
 )
 
-// runFast runs s with a pid 1 forked without exec (see package forkinit):
-// the child is prepared here, forked into its namespaces, given its id maps
-// and its seccomp program, and waited for.
+// runFast runs s with a pid 1 forked without exec (see package forkinit).
+// pid 1 is cloned first; while newuidmap and newgidmap write its id maps,
+// this process prepares its programs and libseccomp compiles the filter.
 func runFast(s *spec.Spec, plan *userns.Plan) int {
-	in, err := forkinit.Prepare(s, plan.SetgroupsDenied)
+	in, err := forkinit.New()
 	if err != nil {
 		return failf("%v", err)
 	}
 	defer in.Close()
-	// libseccomp builds the program while the child is cloned and the
-	// maps are written.
-	type compiled struct {
-		c   *seccomp.Compiled
-		err error
-	}
-	filter := make(chan compiled, 1)
-	go func() {
-		c, err := forkinit.Compile(s)
-		filter <- compiled{c, err}
-	}()
 	// Signals that arrive from now on are passed on to pid 1, which
 	// forwards them to the command once it runs.
 	signals := make(chan os.Signal, 16)
@@ -48,10 +37,24 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 			_ = unix.Kill(pid, sig.(unix.Signal))
 		}
 	}()
-	err = plan.Write(pid)
+	mapped := make(chan error, 1)
+	go func() { mapped <- plan.Write(pid) }()
+	type compiled struct {
+		c   *seccomp.Compiled
+		err error
+	}
+	filter := make(chan compiled, 1)
+	go func() {
+		c, err := forkinit.Compile(s)
+		filter <- compiled{c, err}
+	}()
+	err = in.Prepare(s, plan.SetgroupsDenied)
 	f := <-filter
-	if err == nil && f.err != nil {
+	if err == nil {
 		err = f.err
+	}
+	if mapErr := <-mapped; err == nil {
+		err = mapErr
 	}
 	if err == nil {
 		err = in.Send(f.c)
