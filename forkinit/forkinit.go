@@ -11,9 +11,9 @@
 // init with raw system calls: a signalfd for the signals to forward and for
 // SIGCHLD, wait4 to reap.
 //
-// What needs Go inside the sandbox — the port forwarder's agent, overlays
-// and fuse-overlayfs, a terminal, a shared pid namespace — goes through
-// initproc, the re-executed pid 1 (see Eligible).
+// What needs Go inside the sandbox — the port forwarder's agent for
+// published ports, overlays and fuse-overlayfs, a terminal, a shared pid
+// namespace — goes through initproc, the re-executed pid 1 (see Eligible).
 //
 // The handover: the child blocks on the start pipe until the parent has
 // written its id maps and sends the seccomp program; a failure in the
@@ -24,6 +24,7 @@ package forkinit
 import (
 	"encoding/binary"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -34,6 +35,7 @@ import (
 	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/fsetup"
 	"github.com/rbox-dev/rbox/seccomp"
+	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/sysplan"
 )
@@ -51,8 +53,8 @@ func Eligible(s *spec.Spec) bool {
 	if !sharesMemory {
 		return false // see clone_other.go
 	}
-	if s.Net != spec.NetNone && s.Net != spec.NetHost || s.DNS != "" {
-		return false // the user-mode network's agent runs in Go inside
+	if len(s.Publish) > 0 {
+		return false // the port forwarder's agent runs in Go inside
 	}
 	if s.RootFS != "" || len(s.Layers) > 0 || s.Overlay != nil {
 		return false // overlays and fuse-overlayfs are set up in Go
@@ -131,7 +133,11 @@ func New() (*Init, error) {
 // built while the id-map helpers run. setgroupsDenied mirrors the id-map
 // plan: setgroups(2) fails then. Host paths are looked at now, in this
 // mount namespace, which pid 1's is a copy of.
-func (in *Init) Prepare(s *spec.Spec, setgroupsDenied bool) error {
+//
+// n is the network as the helper (pasta, slirp4netns) leaves it: pid 1
+// checks the interface is there and adds what the helper left to the
+// inside, and the sandbox gets its own resolv.conf and hosts.
+func (in *Init) Prepare(s *spec.Spec, setgroupsDenied bool, n slirp.ChildConfig) error {
 	for _, sig := range append(forwarded, unix.SIGCHLD) {
 		in.sigs |= 1 << (uint(sig) - 1)
 	}
@@ -141,7 +147,7 @@ func (in *Init) Prepare(s *spec.Spec, setgroupsDenied bool) error {
 		in.hasBPF = true
 	}
 	in.command(s)
-	if err := in.planSetup(s, setgroupsDenied); err != nil {
+	if err := in.planSetup(s, setgroupsDenied, n); err != nil {
 		return err
 	}
 	in.planPayload(s, setgroupsDenied)
@@ -191,7 +197,7 @@ const (
 // planSetup prepares what pid 1 does before the payload starts, in the
 // order initproc does it: identity, host name, loopback, filesystem, then
 // the time namespace and keyring the payload inherits.
-func (in *Init) planSetup(s *spec.Spec, setgroupsDenied bool) error {
+func (in *Init) planSetup(s *spec.Spec, setgroupsDenied bool, n slirp.ChildConfig) error {
 	p := &in.setup
 	// Nothing the parent had open reaches the sandbox but stdio, the
 	// preserved fds and the report pipe (close-on-exec: the payload's
@@ -227,9 +233,22 @@ func (in *Init) planSetup(s *spec.Spec, setgroupsDenied bool) error {
 		binary.NativeEndian.PutUint16(ifr[unix.IFNAMSIZ:], unix.IFF_UP|unix.IFF_LOOPBACK|unix.IFF_RUNNING)
 		p.Call(unix.SYS_SOCKET, sysplan.V(unix.AF_INET), sysplan.V(unix.SOCK_DGRAM|unix.SOCK_CLOEXEC), sysplan.V(0)).Into(slotSock)
 		p.Call(unix.SYS_IOCTL, slotSock.FD(), sysplan.V(unix.SIOCSIFFLAGS), sysplan.V(sysplan.Keep(p, ifr)))
+		if n.Device != "" {
+			p.Step("configure network: %s did not create %s", n.Mode, n.Device)
+			dev := new([unix.IFNAMSIZ + 24]byte)
+			copy(dev[:], n.Device)
+			p.Call(unix.SYS_IOCTL, slotSock.FD(), sysplan.V(unix.SIOCGIFINDEX), sysplan.V(sysplan.Keep(p, dev)))
+		}
 		p.Call(unix.SYS_CLOSE, slotSock.FD())
+		if n.BlockGateway && n.Gateway != "" {
+			if err := in.planBlockGateway(n.Gateway); err != nil {
+				return err
+			}
+		}
 	}
-	if err := fsetup.Plan(p, fsetup.ConfigFor(s)); err != nil {
+	cfg := fsetup.ConfigFor(s)
+	cfg.Files = fsetup.NetworkFiles(s, n)
+	if err := fsetup.Plan(p, cfg); err != nil {
 		return err
 	}
 	if !s.Shares(spec.NSTime) {
@@ -257,6 +276,36 @@ func (in *Init) planSetup(s *spec.Spec, setgroupsDenied bool) error {
 	p.Step("signalfd")
 	p.Call(unix.SYS_SIGNALFD4, sysplan.V(^uintptr(0)), sysplan.V(uintptr(unsafe.Pointer(&in.sigs))), sysplan.V(8), sysplan.V(unix.SFD_CLOEXEC)).Into(slotSignalFD)
 	p.Finish()
+	return nil
+}
+
+// netlinkAck is room for rtnetlink's answer to one request: a header, then
+// the error (0 for success, else a negative errno).
+type netlinkAck struct {
+	header [unix.SizeofNlMsghdr]byte
+	errno  int32
+	rest   [1024]byte
+}
+
+// planBlockGateway makes the gateway unreachable from inside: pasta, unlike
+// slirp4netns, would pass traffic for it on to the host's network (see
+// slirp.ChildConfig.BlockGateway).
+func (in *Init) planBlockGateway(gateway string) error {
+	gw := net.ParseIP(gateway).To4()
+	if gw == nil {
+		return fmt.Errorf("configure network: bad gateway %q", gateway)
+	}
+	p := &in.setup
+	req := slirp.UnreachableRouteRequest(gw)
+	addr := &unix.RawSockaddrNetlink{Family: unix.AF_NETLINK}
+	ack := new(netlinkAck)
+	p.Step("configure network: block gateway %s", gateway)
+	p.Call(unix.SYS_SOCKET, sysplan.V(unix.AF_NETLINK), sysplan.V(unix.SOCK_RAW|unix.SOCK_CLOEXEC), sysplan.V(unix.NETLINK_ROUTE)).Into(slotSock)
+	p.Call(unix.SYS_BIND, slotSock.FD(), sysplan.V(sysplan.Keep(p, addr)), sysplan.V(unix.SizeofSockaddrNetlink))
+	p.Call(unix.SYS_SENDTO, slotSock.FD(), sysplan.V(p.Bytes(req)), sysplan.V(uintptr(len(req))), sysplan.V(0), sysplan.V(sysplan.Keep(p, addr)), sysplan.V(unix.SizeofSockaddrNetlink))
+	p.Call(unix.SYS_RECVFROM, slotSock.FD(), sysplan.V(sysplan.Keep(p, ack)), sysplan.V(unsafe.Sizeof(*ack)), sysplan.V(0), sysplan.V(0), sysplan.V(0))
+	p.FailOnNegative(&ack.errno)
+	p.Call(unix.SYS_CLOSE, slotSock.FD())
 	return nil
 }
 

@@ -22,8 +22,12 @@ func TestEligible(t *testing.T) {
 			s.Mounts = []spec.Mount{{Kind: spec.MountBind, Source: "/tmp", Dest: "/work"}}
 			s.UID, s.GID = 1000, 1000
 		}, true},
-		{"pasta", func(s *spec.Spec) { s.Net = spec.NetPasta }, false},
-		{"dns", func(s *spec.Spec) { s.DNS = "1.1.1.1" }, false},
+		{"pasta", func(s *spec.Spec) { s.Net = spec.NetPasta }, true},
+		{"dns", func(s *spec.Spec) { s.DNS = "1.1.1.1" }, true},
+		{"published port", func(s *spec.Spec) {
+			s.Net = spec.NetPasta
+			s.Publish = []spec.Port{{HostPort: 8080, ChildPort: 80, Proto: "tcp"}}
+		}, false},
 		{"rootfs", func(s *spec.Spec) { s.RootFS = "/srv/root" }, false},
 		{"overlay", func(s *spec.Spec) { s.Overlay = &spec.Overlay{} }, false},
 		{"image", func(s *spec.Spec) { s.Layers = []string{"/l"} }, false},

@@ -1,6 +1,12 @@
 package fsetup
 
-import "github.com/rbox-dev/rbox/spec"
+import (
+	"os"
+	"sort"
+
+	"github.com/rbox-dev/rbox/slirp"
+	"github.com/rbox-dev/rbox/spec"
+)
 
 // ConfigFor is the filesystem s asks for; the caller adds the generated
 // Files.
@@ -26,6 +32,24 @@ func ConfigFor(s *spec.Spec) *Config {
 		cfg.Overlay, cfg.UpperDir, cfg.WorkDir = true, s.Overlay.UpperDir, s.Overlay.WorkDir
 	}
 	return cfg
+}
+
+// NetworkFiles are the generated /etc files for the sandbox's network n
+// (see slirp.ChildConfig.EtcFiles), naming the sandbox's host name in
+// /etc/hosts.
+func NetworkFiles(s *spec.Spec, n slirp.ChildConfig) []File {
+	name := s.Hostname
+	if name == "" || s.Shares(spec.NSUTS) {
+		// A new UTS namespace starts with the host's name.
+		name, _ = os.Hostname()
+	}
+	etc := n.EtcFiles(name)
+	var files []File
+	for dest, data := range etc {
+		files = append(files, File{Dest: dest, Data: data})
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Dest < files[j].Dest })
+	return files
 }
 
 // mapsHostRoot reports whether the host's uid or gid 0 is mapped in the

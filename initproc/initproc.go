@@ -156,27 +156,13 @@ func setup(s *spec.Spec, start *Start) error {
 		}
 	}
 	cfg := fsetup.ConfigFor(s)
-	cfg.Files = networkFiles(s, &start.Net)
+	cfg.Files = fsetup.NetworkFiles(s, start.Net)
 	if err := fsetup.Build(cfg); err != nil {
 		return err
 	}
 	return nil
 }
 
-// networkFiles are the sandbox's own /etc/resolv.conf (pointing at the
-// helper's DNS forwarder, or --dns) and, with a user-mode network, /etc/hosts
-// naming this host; the host's files are never touched.
-func networkFiles(s *spec.Spec, n *slirp.ChildConfig) []fsetup.File {
-	var files []fsetup.File
-	if rc := n.ResolvConf(); rc != nil {
-		files = append(files, fsetup.File{Dest: "/etc/resolv.conf", Data: rc})
-	}
-	if n.Mode == spec.NetPasta || n.Mode == spec.NetSlirp4netns {
-		name, _ := os.Hostname()
-		files = append(files, fsetup.File{Dest: "/etc/hosts", Data: n.Hosts(name)})
-	}
-	return files
-}
 
 // limitThread applies, on the locked main thread, every restriction the
 // payload inherits. The order matters: the time namespace and keyring need

@@ -9,13 +9,15 @@ import (
 
 	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/seccomp"
+	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
 )
 
 // runFast runs s with a pid 1 forked without exec (see package forkinit).
-// pid 1 is cloned first; while newuidmap and newgidmap write its id maps,
-// this process prepares its programs and libseccomp compiles the filter.
+// pid 1 is cloned first; while newuidmap and newgidmap write its id maps
+// and the network helper starts, this process prepares pid 1's programs
+// and libseccomp compiles the filter.
 func runFast(s *spec.Spec, plan *userns.Plan) int {
 	in, err := forkinit.New()
 	if err != nil {
@@ -39,6 +41,7 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 	}()
 	mapped := make(chan error, 1)
 	go func() { mapped <- plan.Write(pid) }()
+	netStarted := startNetwork(s, pid)
 	type compiled struct {
 		c   *seccomp.Compiled
 		err error
@@ -48,13 +51,23 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 		c, err := forkinit.Compile(s)
 		filter <- compiled{c, err}
 	}()
-	err = in.Prepare(s, plan.SetgroupsDenied)
+	child, err := slirp.ChildFor(netOptions(s))
+	if err == nil {
+		err = in.Prepare(s, plan.SetgroupsDenied, child)
+	}
 	f := <-filter
 	if err == nil {
 		err = f.err
 	}
 	if mapErr := <-mapped; err == nil {
 		err = mapErr
+	}
+	netw, netErr := netStarted()
+	if netErr == nil {
+		// Closed once the sandbox has ended: stops the helper.
+		defer netw.Close()
+	} else if err == nil {
+		err = netErr
 	}
 	if err == nil {
 		err = in.Send(f.c)

@@ -221,10 +221,7 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 // (pasta or slirp4netns) and the port forwarding run as long as the
 // returned Network is open; the kernel ends the helper if rbox dies.
 func startNetwork(s *spec.Spec, pid int) func() (*slirp.Network, error) {
-	o := slirp.Options{Mode: s.Net, AllowHostLoopback: s.AllowHostLoopback, DNS: s.DNS}
-	for _, p := range s.Publish {
-		o.Publish = append(o.Publish, slirp.PortSpec(p))
-	}
+	o := netOptions(s)
 	type result struct {
 		n   *slirp.Network
 		err error
@@ -241,6 +238,15 @@ func startNetwork(s *spec.Spec, pid int) func() (*slirp.Network, error) {
 		}
 		return r.n, nil
 	}
+}
+
+// netOptions is the network s asks for.
+func netOptions(s *spec.Spec) slirp.Options {
+	o := slirp.Options{Mode: s.Net, AllowHostLoopback: s.AllowHostLoopback, DNS: s.DNS}
+	for _, p := range s.Publish {
+		o.Publish = append(o.Publish, slirp.PortSpec(p))
+	}
+	return o
 }
 
 func exitCode(ps *os.ProcessState, err error) int {

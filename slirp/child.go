@@ -69,27 +69,10 @@ func addUnreachableRoute(dst net.IP) error {
 	if err := unix.Bind(s, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return err
 	}
-	const attrLen = unix.SizeofRtAttr + 4
-	msg := make([]byte, unix.SizeofNlMsghdr+unix.SizeofRtMsg+attrLen)
-	le := binary.NativeEndian
-	le.PutUint32(msg[0:], uint32(len(msg)))
-	le.PutUint16(msg[4:], unix.RTM_NEWROUTE)
-	le.PutUint16(msg[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_CREATE|unix.NLM_F_EXCL)
-	le.PutUint32(msg[8:], 1) // seq
-	rt := msg[unix.SizeofNlMsghdr:]
-	rt[0] = unix.AF_INET       // family
-	rt[1] = 32                 // dst_len
-	rt[4] = unix.RT_TABLE_MAIN // table
-	rt[5] = unix.RTPROT_STATIC // protocol
-	rt[6] = unix.RT_SCOPE_UNIVERSE
-	rt[7] = unix.RTN_UNREACHABLE // type
-	a := rt[unix.SizeofRtMsg:]
-	le.PutUint16(a[0:], attrLen)
-	le.PutUint16(a[2:], unix.RTA_DST)
-	copy(a[unix.SizeofRtAttr:], dst.To4())
-	if err := unix.Sendto(s, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	if err := unix.Sendto(s, UnreachableRouteRequest(dst), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return err
 	}
+	le := binary.NativeEndian
 	buf := make([]byte, 4096)
 	for {
 		nr, _, err := unix.Recvfrom(s, buf, 0)
@@ -113,4 +96,28 @@ func addUnreachableRoute(dst net.IP) error {
 			return nil
 		}
 	}
+}
+
+// UnreachableRouteRequest is the rtnetlink request (acknowledged) that adds
+// "unreachable DST/32" to the main table.
+func UnreachableRouteRequest(dst net.IP) []byte {
+	const attrLen = unix.SizeofRtAttr + 4
+	msg := make([]byte, unix.SizeofNlMsghdr+unix.SizeofRtMsg+attrLen)
+	le := binary.NativeEndian
+	le.PutUint32(msg[0:], uint32(len(msg)))
+	le.PutUint16(msg[4:], unix.RTM_NEWROUTE)
+	le.PutUint16(msg[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_CREATE|unix.NLM_F_EXCL)
+	le.PutUint32(msg[8:], 1) // seq
+	rt := msg[unix.SizeofNlMsghdr:]
+	rt[0] = unix.AF_INET       // family
+	rt[1] = 32                 // dst_len
+	rt[4] = unix.RT_TABLE_MAIN // table
+	rt[5] = unix.RTPROT_STATIC // protocol
+	rt[6] = unix.RT_SCOPE_UNIVERSE
+	rt[7] = unix.RTN_UNREACHABLE // type
+	a := rt[unix.SizeofRtMsg:]
+	le.PutUint16(a[0:], attrLen)
+	le.PutUint16(a[2:], unix.RTA_DST)
+	copy(a[unix.SizeofRtAttr:], dst.To4())
+	return msg
 }

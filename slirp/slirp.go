@@ -112,6 +112,20 @@ func (c ChildConfig) ResolvConf() []byte {
 	return []byte(b.String())
 }
 
+// EtcFiles are the sandbox's own /etc/resolv.conf (pointing at the
+// helper's DNS forwarder, or --dns) and, with a user-mode network,
+// /etc/hosts naming hostname; the host's files are never touched.
+func (c ChildConfig) EtcFiles(hostname string) map[string][]byte {
+	files := map[string][]byte{}
+	if rc := c.ResolvConf(); rc != nil {
+		files["/etc/resolv.conf"] = rc
+	}
+	if c.Mode == ModePasta || c.Mode == ModeSlirp4netns {
+		files["/etc/hosts"] = c.Hosts(hostname)
+	}
+	return files
+}
+
 // Hosts is the content of the sandbox's /etc/hosts for the given hostname:
 // localhost, and the hostname on the sandbox's address (or a loopback
 // address when it has none).
@@ -142,6 +156,44 @@ type Network struct {
 	closeFile []io.Closer
 }
 
+// ChildFor is what the sandbox's pid 1 is told about the network o asks
+// for, known before any helper starts: the interface, addresses and DNS the
+// helper will set up, and what pid 1 must do itself (the gateway route).
+// Published ports add the port agent's descriptor (Start sets it).
+func ChildFor(o Options) (ChildConfig, error) {
+	mode, err := Resolve(o.Mode)
+	if err != nil {
+		return ChildConfig{}, err
+	}
+	c := ChildConfig{Mode: mode, DNS: o.DNS}
+	if o.DNS != "" && net.ParseIP(o.DNS) == nil {
+		return c, fmt.Errorf("--dns %q is not an IP address", o.DNS)
+	}
+	if mode == ModeNone || mode == ModeHost {
+		if len(o.Publish) > 0 {
+			return c, fmt.Errorf("publishing ports needs --net user, pasta or slirp4netns (not %s)", mode)
+		}
+		if o.AllowHostLoopback && mode == ModeNone {
+			return c, errors.New("--allow-host-loopback needs --net user, pasta or slirp4netns")
+		}
+		return c, nil
+	}
+	if o.MTU < 0 {
+		return c, fmt.Errorf("invalid MTU %d", o.MTU)
+	}
+	c.MTU = o.MTU
+	if c.MTU == 0 {
+		c.MTU = DefaultMTU
+	}
+	c.Device, c.IP, c.PrefixLen, c.Gateway = DeviceName, SandboxIP, PrefixLen, GatewayIP
+	if c.DNS == "" {
+		c.DNS = DNSIP
+		c.Search = hostSearchDomains()
+	}
+	c.BlockGateway = mode == ModePasta && !o.AllowHostLoopback
+	return c, nil
+}
+
 // Start gives the network namespace of childPID (the sandbox's pid 1) the
 // network o asks for, and returns what pid 1 must do from inside.
 //
@@ -156,39 +208,16 @@ type Network struct {
 // bound here, so a port in use fails Start. On error nothing is left
 // running.
 func Start(ctx context.Context, childPID int, o Options) (*Network, error) {
-	mode, err := Resolve(o.Mode)
+	child, err := ChildFor(o)
 	if err != nil {
 		return nil, err
 	}
-	n := &Network{Child: ChildConfig{Mode: mode, DNS: o.DNS}}
-	if o.DNS != "" && net.ParseIP(o.DNS) == nil {
-		return nil, fmt.Errorf("--dns %q is not an IP address", o.DNS)
-	}
+	n := &Network{Child: child}
+	mode := child.Mode
 	if mode == ModeNone || mode == ModeHost {
-		if len(o.Publish) > 0 {
-			return nil, fmt.Errorf("publishing ports needs --net user, pasta or slirp4netns (not %s)", mode)
-		}
-		if o.AllowHostLoopback && mode == ModeNone {
-			return nil, errors.New("--allow-host-loopback needs --net user, pasta or slirp4netns")
-		}
 		return n, nil
 	}
-	if o.MTU < 0 {
-		return nil, fmt.Errorf("invalid MTU %d", o.MTU)
-	}
-	mtu := o.MTU
-	if mtu == 0 {
-		mtu = DefaultMTU
-	}
-	n.Child.Device = DeviceName
-	n.Child.IP = SandboxIP
-	n.Child.PrefixLen = PrefixLen
-	n.Child.Gateway = GatewayIP
-	n.Child.MTU = mtu
-	if n.Child.DNS == "" {
-		n.Child.DNS = DNSIP
-		n.Child.Search = hostSearchDomains()
-	}
+	mtu := child.MTU
 	ok := false
 	defer func() {
 		if !ok {
@@ -206,7 +235,6 @@ func Start(ctx context.Context, childPID int, o Options) (*Network, error) {
 	switch mode {
 	case ModePasta:
 		err = n.startPasta(ctx, childPID, mtu, o)
-		n.Child.BlockGateway = !o.AllowHostLoopback
 	case ModeSlirp4netns:
 		err = n.startSlirp4netns(ctx, childPID, mtu, o)
 	}

@@ -35,9 +35,9 @@ const noSlot Slot = -1
 const (
 	// opJump continues at the op in the first argument.
 	opJump = 1<<20 + iota
-	// opPoke stores the second argument as an int32 at the address
-	// pokes[first argument] (a descriptor into a control message).
-	opPoke
+	// opCheck fails with errno -*cells[first argument] when that is
+	// negative (a netlink acknowledgement's error field).
+	opCheck
 )
 
 // Arg is an op's argument: a value, or the content of a slot when the op
@@ -83,7 +83,7 @@ type Program struct {
 	step   int32
 	labels []int // op index of each label, -1 until marked
 	keep   []any // everything ops point into
-	pokes  []*int32
+	cells  []*int32 // what opCheck ops read
 	Slots  [NumSlots]uintptr
 }
 
@@ -171,11 +171,13 @@ func (p *Program) Jump(l Label) {
 	p.ops[o.i].jumpTo = int(l)
 }
 
-// Poke stores the content of slot s in *dst when it runs; dst must live in
-// the heap (a field of an object given to Keep).
-func (p *Program) Poke(dst *int32, s Slot) {
-	p.pokes = append(p.pokes, dst)
-	p.Call(opPoke, V(uintptr(len(p.pokes)-1)), s.FD())
+// FailOnNegative makes the program fail with errno -*src when, as it runs,
+// *src holds a negative number: the error field of a netlink
+// acknowledgement that an earlier op received. src must live in the heap
+// (a field of an object given to Keep).
+func (p *Program) FailOnNegative(src *int32) {
+	p.cells = append(p.cells, src)
+	p.Call(opCheck, V(uintptr(len(p.cells)-1)))
 }
 
 // Finish resolves the labels; the Program must not be changed afterwards.
@@ -244,8 +246,10 @@ func (p *Program) Exec() (int, syscall.Errno) {
 		case opJump:
 			i = o.jumpTo
 			continue
-		case opPoke:
-			*p.pokes[a[0]] = int32(a[1])
+		case opCheck:
+			if v := *p.cells[a[0]]; v < 0 {
+				return i, syscall.Errno(-v)
+			}
 			i++
 			continue
 		}

@@ -79,19 +79,21 @@ func TestJumps(t *testing.T) {
 	}
 }
 
-func TestPoke(t *testing.T) {
-	var p Program
-	dst := new(int32)
-	Keep(&p, dst)
-	p.Call(unix.SYS_OPENAT, Int(unix.AT_FDCWD), V(p.Str("/")), V(unix.O_PATH|unix.O_CLOEXEC)).Into(0)
-	p.Poke(dst, 0)
-	p.Finish()
-	if err := p.Run(); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(int(p.Slots[0]))
-	if *dst != int32(p.Slots[0]) || *dst < 3 {
-		t.Fatalf("poked %d, slot holds %d", *dst, p.Slots[0])
+func TestFailOnNegative(t *testing.T) {
+	for _, v := range []int32{0, 5, -int32(unix.EEXIST)} {
+		var p Program
+		cell := new(int32)
+		Keep(&p, cell)
+		p.Step("check")
+		// The cell is written after the program is built, as a recv op
+		// would write it while the program runs.
+		p.FailOnNegative(cell)
+		p.Finish()
+		*cell = v
+		err := p.Run()
+		if v < 0 && !errors.Is(err, unix.EEXIST) || v >= 0 && err != nil {
+			t.Errorf("cell %d: err = %v", v, err)
+		}
 	}
 }
 

@@ -71,10 +71,10 @@ func TestBadInput(t *testing.T) {
 
 // A failure inside the sandbox's setup is one line naming the step and
 // the path, and exit 125 too, on both kinds of pid 1: the one forked
-// without exec (a plain run) and the re-executed one (a user-mode network).
+// without exec (a plain run) and the re-executed one (see TestInitKinds).
 func TestSetupFailureExit125(t *testing.T) {
 	dir := hostDir(t)
-	for _, extra := range [][]string{nil, {"--net", "slirp4netns"}} {
+	for _, extra := range [][]string{nil, {"--cap-add", "SYS_PTRACE"}} {
 		cases := []struct {
 			args []string
 			says []string

@@ -43,16 +43,19 @@ func TestPIDNamespace(t *testing.T) {
 }
 
 // A plain run's pid 1 is forked from rbox without exec (it still has rbox's
-// command line); a run that needs Go inside the sandbox, like a user-mode
-// network, re-executes rbox as pid 1.
+// command line), with or without a user-mode network; a run that needs Go
+// inside the sandbox, like one whose pid 1 must run from a sealed copy of
+// rbox, re-executes rbox as pid 1.
 func TestInitKinds(t *testing.T) {
-	forked := rbox(t, "--", "cat", "/proc/1/cmdline")
-	if args := strings.Split(forked.stdout, "\x00"); forked.code != 0 || len(args) < 4 || args[1] != "--" || args[2] != "cat" {
-		t.Fatalf("plain run: pid 1's command line is %q, want rbox's own\n%s", forked.stdout, forked)
+	for _, net := range []string{"none", "pasta", "slirp4netns"} {
+		forked := rbox(t, "--net", net, "--", "cat", "/proc/1/cmdline")
+		if args := strings.Split(forked.stdout, "\x00"); forked.code != 0 || len(args) < 6 || args[3] != "--" || args[4] != "cat" {
+			t.Fatalf("--net %s: pid 1's command line is %q, want rbox's own\n%s", net, forked.stdout, forked)
+		}
 	}
-	reexec := rbox(t, "--net", "slirp4netns", "--", "cat", "/proc/1/cmdline")
+	reexec := rbox(t, "--cap-add", "SYS_PTRACE", "--", "cat", "/proc/1/cmdline")
 	if reexec.code != 0 || !strings.HasPrefix(reexec.stdout, "rbox-init\x00") {
-		t.Fatalf("--net slirp4netns: pid 1's command line is %q, want rbox-init\n%s", reexec.stdout, reexec)
+		t.Fatalf("--cap-add SYS_PTRACE: pid 1's command line is %q, want rbox-init\n%s", reexec.stdout, reexec)
 	}
 }
 
