@@ -163,7 +163,6 @@ func setup(s *spec.Spec, start *Start) error {
 	return nil
 }
 
-
 // limitThread applies, on the locked main thread, every restriction the
 // payload inherits. The order matters: the time namespace and keyring need
 // privileges the later steps take away, and the seccomp filter comes last.

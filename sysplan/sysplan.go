@@ -81,8 +81,8 @@ type Program struct {
 	ops    []op
 	steps  []string
 	step   int32
-	labels []int // op index of each label, -1 until marked
-	keep   []any // everything ops point into
+	labels []int    // op index of each label, -1 until marked
+	keep   []any    // everything ops point into
 	cells  []*int32 // what opCheck ops read
 	Slots  [NumSlots]uintptr
 }
