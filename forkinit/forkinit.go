@@ -282,9 +282,9 @@ func (in *Init) planSetup(s *spec.Spec, setgroupsDenied bool, n slirp.ChildConfi
 // netlinkAck is room for rtnetlink's answer to one request: a header, the
 // error (0 for success, else a negative errno), then the request echoed.
 type netlinkAck struct {
-	header [unix.SizeofNlMsghdr]byte
-	errno  int32
-	_      [1024]byte
+	_     [unix.SizeofNlMsghdr]byte
+	errno int32
+	_     [1024]byte
 }
 
 // planBlockGateway makes the gateway unreachable from inside: pasta, unlike
