@@ -106,25 +106,30 @@ type Program struct {
 // A step is the name of the ops added after it, in pieces or as a format
 // and its arguments, put together by Describe.
 type step struct {
+	pre    Prefix
 	off, n int32 // parts[off:off+n]: the pieces, or the format when args >= 0
 	args   int32 // index into Program.args, or -1 for pieces
 }
+
+// A Prefix is the beginning of the names of steps, kept once for all of
+// them (see StepUnder).
+type Prefix struct{ off, n int32 }
 
 // chunkSize is the size of an arena chunk; a string larger than a quarter
 // of it gets an allocation of its own.
 const chunkSize = 4096
 
-// Grow makes room for n more ops, and for their steps and labels in the
-// proportions fsetup's ops have, so that a Program whose size is known in
-// advance is built without reallocating.
+// Grow makes room for n more ops, and for their steps, names and labels
+// in the proportions fsetup's ops have, so that a Program whose size is
+// known in advance is built without reallocating.
 func (p *Program) Grow(n int) {
 	if n <= 0 {
 		return
 	}
 	p.ops = slices.Grow(p.ops, n)
-	p.steps = slices.Grow(p.steps, n/2)
+	p.steps = slices.Grow(p.steps, n*3/4)
 	p.parts = slices.Grow(p.parts, 2*n)
-	p.labels = slices.Grow(p.labels, n/4)
+	p.labels = slices.Grow(p.labels, n/6)
 }
 
 // Step names the ops added from now on, for error messages: "bind %s".
@@ -160,9 +165,21 @@ func plain(v any) bool {
 // StepText names the ops added from now on with the concatenation of
 // parts, which Describe joins when an op fails; it allocates nothing but
 // room for the pieces.
-func (p *Program) StepText(parts ...string) {
+func (p *Program) StepText(parts ...string) { p.StepUnder(Prefix{}, parts...) }
+
+// Prefix keeps the concatenation of parts, in pieces, to begin the names
+// of steps with.
+func (p *Program) Prefix(parts ...string) Prefix {
 	p.parts = append(p.parts, parts...)
-	p.steps = append(p.steps, step{off: int32(len(p.parts) - len(parts)), n: int32(len(parts)), args: -1})
+	return Prefix{off: int32(len(p.parts) - len(parts)), n: int32(len(parts))}
+}
+
+// StepUnder names the ops added from now on with pre, then, when parts are
+// given, ": " and their concatenation: a part of what pre names ("bind /a
+// on /b: open_tree").
+func (p *Program) StepUnder(pre Prefix, parts ...string) {
+	p.parts = append(p.parts, parts...)
+	p.steps = append(p.steps, step{pre: pre, off: int32(len(p.parts) - len(parts)), n: int32(len(parts)), args: -1})
 	p.step = int32(len(p.steps) - 1)
 }
 
@@ -313,7 +330,15 @@ func (p *Program) stepName(s step) string {
 	if s.args >= 0 {
 		return fmt.Sprintf(parts[0], p.args[s.args]...)
 	}
-	return strings.Join(parts, "")
+	name := strings.Join(parts, "")
+	if s.pre.n == 0 {
+		return name
+	}
+	pre := strings.Join(p.parts[s.pre.off:s.pre.off+s.pre.n], "")
+	if name == "" {
+		return pre
+	}
+	return pre + ": " + name
 }
 
 // Run executes the Program in the calling process (an ordinary Go process,
