@@ -3,6 +3,7 @@ package fsetup
 import (
 	"testing"
 
+	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/sysplan"
 )
 
@@ -14,6 +15,8 @@ func defaultConfig() Config {
 	return c
 }
 
+// BenchmarkPlan measures building the Program of a default run, which the
+// fast path does while the id maps are written.
 func BenchmarkPlan(b *testing.B) {
 	cfg := defaultConfig()
 	b.ReportAllocs()
@@ -26,6 +29,11 @@ func BenchmarkPlan(b *testing.B) {
 	}
 }
 
+// maxDefaultOps bounds the ops of a default plan (588 before the setup's
+// own tmpfs mounts were filled relative to their descriptors), so that
+// they do not creep back up.
+const maxDefaultOps = 280
+
 func TestPlanOpCount(t *testing.T) {
 	cfg := defaultConfig()
 	var p sysplan.Program
@@ -33,4 +41,29 @@ func TestPlanOpCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("default plan: %d ops", p.Len())
+	if p.Len() > maxDefaultOps {
+		t.Errorf("a default plan has %d ops, more than %d", p.Len(), maxDefaultOps)
+	}
+}
+
+// planSize, which Plan grows the Program by, covers the ops Plan makes.
+func TestPlanSize(t *testing.T) {
+	bind := func(dst string) spec.Mount { return spec.Mount{Kind: spec.MountBind, Source: "/src", Dest: dst} }
+	for _, mounts := range [][]spec.Mount{
+		nil,
+		{bind("/work")},
+		{bind("/work"), bind("/work/sub"), bind("/data")},
+		{bind("/a/b/c"), {Kind: spec.MountTmpfs, Dest: "/a/b/c/d"}, {Kind: spec.MountSymlink, Source: "/a", Dest: "/l"}},
+		{bind("/usr/local/x/y"), {Kind: spec.MountDir, Dest: "/etc/x/y"}},
+	} {
+		cfg := defaultConfig()
+		cfg.Mounts = mounts
+		var p sysplan.Program
+		if err := Plan(&p, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if n := planSize(&cfg); p.Len() > n-10 {
+			t.Errorf("%v: %d ops, planSize says %d", mounts, p.Len(), n)
+		}
+	}
 }
