@@ -35,6 +35,8 @@
 package fsetup
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -189,23 +191,83 @@ func run(plan func(*sysplan.Program) error) error {
 type hostEntry struct{ name, link string }
 
 // hostEntries looks at /name for each name as this process sees the host:
-// directories and symlinks are kept, missing ones and others left out.
+// directories and symlinks are kept, missing ones and others left out. The
+// types come from one read of /, not a system call per name.
 func hostEntries(names []string) ([]hostEntry, error) {
-	var out []hostEntry
-	for _, name := range names {
-		fi, err := os.Lstat("/" + name)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-		case err != nil:
-			return nil, err
-		case fi.Mode()&fs.ModeSymlink != 0:
-			link, err := os.Readlink("/" + name)
-			if err != nil {
-				return nil, err
+	const missing = 0xff
+	types := make([]uint8, len(names))
+	for i := range types {
+		types[i] = missing
+	}
+	fd, err := unix.Open("/", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: "/", Err: err}
+	}
+	// maxDirent is the size of a linux_dirent64 with the longest name: a
+	// read that leaves that much room reached the end.
+	const maxDirent = 19 + 256 + 5
+	var buf [8192]byte
+	for {
+		n, err := unix.Getdents(fd, buf[:])
+		if err != nil {
+			unix.Close(fd)
+			return nil, &fs.PathError{Op: "getdents", Path: "/", Err: err}
+		}
+		for b := buf[:max(n, 0)]; len(b) >= 19; {
+			// linux_dirent64: ino, off, reclen, type, name.
+			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+			if reclen < 19 || reclen > len(b) {
+				break
 			}
-			out = append(out, hostEntry{name, link})
-		case fi.IsDir():
+			name := b[19:reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			for i, want := range names {
+				if string(name) == want {
+					types[i] = b[18]
+				}
+			}
+			b = b[reclen:]
+		}
+		if n <= 0 || len(buf)-n >= maxDirent {
+			break
+		}
+	}
+	unix.Close(fd)
+	out := make([]hostEntry, 0, len(names))
+	var st unix.Stat_t
+	var link [256]byte
+	for i, name := range names {
+		t := types[i]
+		if t == unix.DT_UNKNOWN { // the filesystem does not say
+			p := "/" + name
+			if err := unix.Lstat(p, &st); err != nil {
+				return nil, &fs.PathError{Op: "lstat", Path: p, Err: err}
+			}
+			switch st.Mode & unix.S_IFMT {
+			case unix.S_IFDIR:
+				t = unix.DT_DIR
+			case unix.S_IFLNK:
+				t = unix.DT_LNK
+			}
+		}
+		switch t {
+		case unix.DT_DIR:
 			out = append(out, hostEntry{name: name})
+		case unix.DT_LNK:
+			p := "/" + name
+			n, err := unix.Readlink(p, link[:])
+			if err != nil {
+				return nil, &fs.PathError{Op: "readlink", Path: p, Err: err}
+			}
+			target := string(link[:n])
+			if n == len(link) { // maybe cut short: os grows its buffer
+				if target, err = os.Readlink(p); err != nil {
+					return nil, err
+				}
+			}
+			out = append(out, hostEntry{name, target})
 		}
 	}
 	return out, nil

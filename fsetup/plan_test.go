@@ -1,6 +1,9 @@
 package fsetup
 
 import (
+	"io/fs"
+	"os"
+	"slices"
 	"testing"
 
 	"github.com/rbox-dev/rbox/spec"
@@ -65,5 +68,34 @@ func TestPlanSize(t *testing.T) {
 		if n := planSize(&cfg); p.Len() > n-10 {
 			t.Errorf("%v: %d ops, planSize says %d", mounts, p.Len(), n)
 		}
+	}
+}
+
+// hostEntries, which reads / once, sees what lstat sees.
+func TestHostEntries(t *testing.T) {
+	names := append([]string{"proc", "no-such-entry", "dev", "tmp"}, hostSystemDirs...)
+	if es, err := os.ReadDir("/"); err == nil {
+		for _, e := range es {
+			names = append(names, e.Name()) // regular files too
+		}
+	}
+	got, err := hostEntries(names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []hostEntry
+	for _, n := range names {
+		fi, err := os.Lstat("/" + n)
+		switch {
+		case err != nil:
+		case fi.Mode()&fs.ModeSymlink != 0:
+			link, _ := os.Readlink("/" + n)
+			want = append(want, hostEntry{n, link})
+		case fi.IsDir():
+			want = append(want, hostEntry{name: n})
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("hostEntries:\n%v\nlstat:\n%v", got, want)
 	}
 }
