@@ -36,7 +36,7 @@ const noSlot Slot = -1
 // Pseudo system call numbers for ops the executor does itself.
 const (
 	// opJump continues at the op in the first argument.
-	opJump = 1<<20 + iota
+	opJump = 0xfff0 + iota
 	// opPoke stores the second argument as an int32 at the address
 	// pokes[first argument] (a descriptor into a control message).
 	opPoke
@@ -61,12 +61,11 @@ func (s Slot) FD() Arg { return Arg{slot: s} }
 // Label is a position in a Program, bound later with Mark.
 type Label int
 
+// An op takes 64 bytes, a cache line (the fields are in the order that
+// leaves no padding).
 type op struct {
 	args [6]uintptr
-	nr   uint32
-	// jumpTo is the op to continue at (a label until Finish), or -1.
-	jumpTo int32
-	step   int32 // index into Program.steps, or -1
+	nr   uint16 // system call numbers are below opJump on every architecture
 	// allow is an errno treated as success (mkdir's EEXIST).
 	allow uint16
 	// onErr and jumpTo: an error equal to onErr (any error when onErr is
@@ -74,6 +73,9 @@ type op struct {
 	onErr uint16
 	from  uint8 // bit i set: args[i] is a slot, whose content is the argument
 	into  Slot  // the result goes to this slot unless noSlot
+	// jumpTo is the op to continue at (a label until Finish), or -1.
+	jumpTo int32
+	step   int32 // index into Program.steps, or -1
 }
 
 // anyErrno as onErr matches every error (errnos are below 4096).
@@ -238,7 +240,10 @@ func (p *Program) Call(nr uintptr, args ...Arg) Op {
 	if len(args) > 6 {
 		panic("sysplan: more than six arguments")
 	}
-	o := op{nr: uint32(nr), into: noSlot, jumpTo: -1, step: p.step}
+	if nr >= opJump && nr != opJump && nr != opPoke {
+		panic("sysplan: system call number out of range")
+	}
+	o := op{nr: uint16(nr), into: noSlot, jumpTo: -1, step: p.step}
 	for i, a := range args {
 		if a.slot >= 0 {
 			o.args[i], o.from = uintptr(a.slot), o.from|1<<i

@@ -200,3 +200,10 @@ func TestGrow(t *testing.T) {
 
 // bytePtr turns an address the Program handed out back into a pointer.
 func bytePtr(u uintptr) *byte { return *(**byte)(unsafe.Pointer(&u)) }
+
+// An op is a cache line: a Program of a few hundred ops stays small.
+func TestOpSize(t *testing.T) {
+	if n := unsafe.Sizeof(op{}); n != 64 {
+		t.Errorf("an op takes %d bytes", n)
+	}
+}
