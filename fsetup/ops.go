@@ -1,8 +1,8 @@
 package fsetup
 
 import (
-	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"syscall"
 	"unsafe"
@@ -21,7 +21,7 @@ const (
 	slotSrc                         // what a step binds
 	slotFS                          // a filesystem context (fsopen)
 	slotMnt                         // a detached mount (fsmount, open_tree)
-	slotDir                         // the parent of a file or symlink being made
+	slotDir                         // the parent of a file or symlink being made; /proc, /sys or /dev while they are filled
 	slotWalkA                       // directories mkdirs walks through,
 	slotWalkB                       // alternately
 
@@ -30,62 +30,88 @@ const (
 	FirstCallerSlot
 )
 
+// none is no slot: nothing to close.
+const none sysplan.Slot = -1
+
 // atFDCWD is AT_FDCWD as a system call argument.
 var atFDCWD = func() sysplan.Arg { fd := unix.AT_FDCWD; return sysplan.V(uintptr(fd)) }()
 
 // gen emits ops into a Program. Every op belongs to a step named
 // "what: op", what being the step of the setup ("bind /a on /b") and op the
 // system call or part of it ("open_tree", "mkdir /b"): that string is the
-// user's only error message.
+// user's only error message. Both are kept in pieces, which the Program
+// joins only to report a failure.
 type gen struct {
 	p    *sysplan.Program
-	what string
-	strs map[string]uintptr
-	hows map[uint64]uintptr
-	// attrs are mount_setattr arguments by the attributes they set.
-	attrs map[uint64]uintptr
+	what sysplan.Prefix
+	// empty is "", the path of the *_EMPTY_PATH calls.
+	empty sysplan.Arg
+	// hows and attrs are openat2's and mount_setattr's arguments by the
+	// flags or attributes they carry.
+	hows, attrs []cached
 	// linkBuf receives readlinkat's answer, which is never read: only
 	// whether it succeeds matters.
 	linkBuf uintptr
+
+	// own says the new root is a tmpfs of the setup's own that only these
+	// ops have written to, and rootNames are the names they made in it.
+	// Any other name cannot exist there: a mount point under it is made
+	// with plain *at calls, without looking first (see newPath). own ends
+	// with the first mount point made the general way, which may have
+	// reached the root through a symlink of a bound directory.
+	own       bool
+	rootNames []string
+	// rootOpen says slotRoot holds the new root already.
+	rootOpen bool
+}
+
+type cached struct {
+	key uint64
+	ptr uintptr
 }
 
 func newGen(p *sysplan.Program) *gen {
-	return &gen{p: p, strs: map[string]uintptr{}, hows: map[uint64]uintptr{}, attrs: map[uint64]uintptr{}}
+	return &gen{p: p, empty: sysplan.V(p.Str(""))}
 }
 
-// step names the ops emitted from now on: g.what, then op if not empty.
-func (g *gen) step(op string) {
-	if op == "" {
-		g.p.Step("%s", g.what)
-	} else {
-		g.p.Step("%s: %s", g.what, op)
-	}
-}
+// setWhat names the step of the setup the next ops belong to: the
+// concatenation of parts.
+func (g *gen) setWhat(parts ...string) { g.what = g.p.Prefix(parts...) }
 
-// str is a NUL-terminated copy of s kept by the Program (one per string).
+// step names the ops emitted from now on: g.what, then ": " and the
+// concatenation of op if there is one.
+func (g *gen) step(op ...string) { g.p.StepUnder(g.what, op...) }
+
+// str is a NUL-terminated copy of s kept by the Program.
 func (g *gen) str(s string) sysplan.Arg {
-	a, ok := g.strs[s]
-	if !ok {
-		a = g.p.Str(s)
-		g.strs[s] = a
+	if s == "" {
+		return g.empty
 	}
-	return sysplan.V(a)
+	return sysplan.V(g.p.Str(s))
 }
 
 func (g *gen) call(nr uintptr, args ...sysplan.Arg) sysplan.Op { return g.p.Call(nr, args...) }
 
 func (g *gen) close(s sysplan.Slot) { g.call(unix.SYS_CLOSE, s.FD()) }
 
+// closeIf closes s unless it is none.
+func (g *gen) closeIf(s sysplan.Slot) {
+	if s != none {
+		g.close(s)
+	}
+}
+
 // openat2 opens name with flags (plus O_CLOEXEC) resolved inside dir as if
 // dir were the root, following no magic link, and puts the fd in into.
 func (g *gen) openat2(dir sysplan.Arg, name string, flags int, into sysplan.Slot) sysplan.Op {
 	f := uint64(flags | unix.O_CLOEXEC)
-	how, ok := g.hows[f]
-	if !ok {
-		how = sysplan.Keep(g.p, &unix.OpenHow{Flags: f, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
-		g.hows[f] = how
+	i := slices.IndexFunc(g.hows, func(c cached) bool { return c.key == f })
+	if i < 0 {
+		how := sysplan.Keep(g.p, &unix.OpenHow{Flags: f, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
+		g.hows = append(g.hows, cached{f, how})
+		i = len(g.hows) - 1
 	}
-	return g.call(unix.SYS_OPENAT2, dir, g.str(name), sysplan.V(how), sysplan.V(unsafe.Sizeof(unix.OpenHow{}))).Into(into)
+	return g.call(unix.SYS_OPENAT2, dir, g.str(name), sysplan.V(g.hows[i].ptr), sysplan.V(unsafe.Sizeof(unix.OpenHow{}))).Into(into)
 }
 
 // openat opens name relative to dir the classic way (the setup's own
@@ -97,19 +123,128 @@ func (g *gen) openat(dir sysplan.Arg, name string, flags, mode int, into sysplan
 // mountSetattr sets attrs on the mount fd refers to (and every mount below
 // it when flags has AT_RECURSIVE).
 func (g *gen) mountSetattr(fd sysplan.Slot, flags int, attrs uint64) {
-	a, ok := g.attrs[attrs]
-	if !ok {
-		a = sysplan.Keep(g.p, &unix.MountAttr{Attr_set: attrs})
-		g.attrs[attrs] = a
+	i := slices.IndexFunc(g.attrs, func(c cached) bool { return c.key == attrs })
+	if i < 0 {
+		a := sysplan.Keep(g.p, &unix.MountAttr{Attr_set: attrs})
+		g.attrs = append(g.attrs, cached{attrs, a})
+		i = len(g.attrs) - 1
 	}
-	g.call(unix.SYS_MOUNT_SETATTR, fd.FD(), g.str(""), sysplan.V(uintptr(flags|unix.AT_EMPTY_PATH)), sysplan.V(a), sysplan.V(unsafe.Sizeof(unix.MountAttr{})))
+	g.call(unix.SYS_MOUNT_SETATTR, fd.FD(), g.empty, sysplan.V(uintptr(flags|unix.AT_EMPTY_PATH)), sysplan.V(g.attrs[i].ptr), sysplan.V(unsafe.Sizeof(unix.MountAttr{})))
 }
 
-// openIn opens p inside the new root into slot into; a missing p continues
-// at skip.
-func (g *gen) openIn(p string, flags int, into sysplan.Slot, skip sysplan.Label) {
-	g.step("open " + p)
-	g.openat2(slotRoot.FD(), p, unix.O_PATH|flags, into).OnError(unix.ENOENT, skip)
+// A place is where a mount is attached or a file made: the file a slot
+// holds when name is empty, else name in the directory dir.
+//
+// A name is looked up by the kernel relative to dir without openat2's
+// confinement, so it is only ever one component in a directory no symlink
+// can have been planted in: one of the setup's own fresh tmpfs mounts
+// (the new root, /dev) or a kernel filesystem (/proc, /sys). And move_mount
+// never follows a symlink in the last component.
+type place struct {
+	dir  sysplan.Arg
+	name string
+}
+
+// at is the place a slot holds.
+func at(s sysplan.Slot) place { return place{dir: s.FD()} }
+
+// in is the place name in the directory dir.
+func in(dir sysplan.Arg, name string) place { return place{dir, name} }
+
+// Kinds of files to make.
+const (
+	mkDir  = iota // a directory
+	mkFile        // an empty regular file
+	mkLink        // a symlink
+)
+
+// newPath returns the components of dst (a clean absolute path) when it
+// cannot exist yet: its first one is not a name made in the new root,
+// which is the setup's own (see gen.own); else nil.
+func (g *gen) newPath(dst string) []string {
+	if !g.own || dst == "/" {
+		return nil
+	}
+	parts := strings.Split(dst[1:], "/")
+	if slices.Contains(g.rootNames, parts[0]) {
+		return nil
+	}
+	return parts
+}
+
+// made records that dst's mount point (or file) was made, parts being
+// what newPath said of it: a name more in the new root, or the end of
+// knowing its names.
+func (g *gen) made(parts []string) {
+	if parts == nil {
+		g.own = false
+		return
+	}
+	g.rootNames = append(g.rootNames, parts[0])
+}
+
+// makeNew makes dst, whose components newPath returned: the directories
+// and, as kind says, a directory, an empty file or a symlink to target at
+// the end, without looking for any first. It returns the place of the
+// last one and the slot to close once it is used (none, for the root's).
+//
+// Each component is new in a directory this program made in the new
+// root's own tmpfs, where nothing else writes and nothing is mounted: a
+// plain *at call relative to its parent meets no symlink, and mkdirat and
+// mknodat fail (EEXIST) rather than follow one.
+func (g *gen) makeNew(dst string, parts []string, kind int, target string) (place, sysplan.Slot) {
+	dir, end := slotRoot, 0
+	for _, name := range parts[:len(parts)-1] {
+		end += 1 + len(name)
+		g.step("mkdir ", dst[:end])
+		g.call(unix.SYS_MKDIRAT, dir.FD(), g.str(name), sysplan.V(0o755))
+		next := slotWalkA
+		if dir == slotWalkA {
+			next = slotWalkB
+		}
+		g.step("open ", dst[:end])
+		g.openat(dir.FD(), name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0, next)
+		if dir != slotRoot {
+			g.close(dir)
+		}
+		dir = next
+	}
+	name := parts[len(parts)-1]
+	switch kind {
+	case mkDir:
+		g.step("mkdir ", dst)
+		g.call(unix.SYS_MKDIRAT, dir.FD(), g.str(name), sysplan.V(0o755))
+	case mkFile:
+		g.step("create ", dst)
+		g.call(unix.SYS_MKNODAT, dir.FD(), g.str(name), sysplan.V(unix.S_IFREG|0o644), sysplan.V(0))
+	case mkLink:
+		g.step("symlinkat")
+		g.call(unix.SYS_SYMLINKAT, g.str(target), dir.FD(), g.str(name))
+	}
+	if dir == slotRoot {
+		return in(slotRoot.FD(), name), none
+	}
+	return in(dir.FD(), name), dir
+}
+
+// mountPoint makes dst (a clean absolute path) inside the new root to
+// attach a mount on, a directory or with file an empty file, unless it
+// exists, and returns where it is and the slot to close once it is used.
+// parts is what newPath said of dst.
+func (g *gen) mountPoint(dst string, parts []string, file bool) (place, sysplan.Slot) {
+	kind := mkDir
+	if file {
+		kind = mkFile
+	}
+	if parts != nil {
+		return g.makeNew(dst, parts, kind, "")
+	}
+	if file {
+		g.createFile(dst, slotDst)
+	} else {
+		g.mkdirs(dst, slotDst)
+	}
+	return at(slotDst), slotDst
 }
 
 // mkdirs makes every missing directory of dir inside the new root and puts
@@ -138,9 +273,10 @@ func (g *gen) mkdirs(dir string, into sysplan.Slot) {
 	}
 	var diag []failed
 	parts := strings.Split(dir[1:], "/")
-	parent, cur := slotRoot, "/"
+	parent, end := slotRoot, 0
 	for i, name := range parts {
-		next := path.Join(cur, name)
+		end += 1 + len(name)
+		next := dir[:end]
 		result := slotWalkA
 		if i%2 == 1 {
 			result = slotWalkB
@@ -148,17 +284,17 @@ func (g *gen) mkdirs(dir string, into sysplan.Slot) {
 		if i == len(parts)-1 {
 			result = into
 		}
-		g.step("mkdir " + next)
+		g.step("mkdir ", next)
 		g.call(unix.SYS_MKDIRAT, parent.FD(), g.str(name), sysplan.V(0o755)).Allow(unix.EEXIST)
 		f := failed{at: p.NewLabel(), back: p.NewLabel(), parent: parent, result: result, name: name, path: next}
-		g.step("open " + next)
+		g.step("open ", next)
 		g.openat2(slotRoot.FD(), next, dirFlags, result).OnAnyError(f.at)
 		p.Mark(f.back)
 		if parent != slotRoot {
 			g.close(parent)
 		}
 		diag = append(diag, f)
-		parent, cur = result, next
+		parent = result
 	}
 	p.Jump(done)
 	// A directory that exists (mkdir said EEXIST) and does not open is a
@@ -172,11 +308,11 @@ func (g *gen) mkdirs(dir string, into sysplan.Slot) {
 		plain := p.NewLabel()
 		p.Mark(f.at)
 		g.call(unix.SYS_READLINKAT, f.parent.FD(), g.str(f.name), sysplan.V(g.linkBuf), sysplan.V(1)).OnAnyError(plain)
-		g.step(f.path + " is a symlink to a path that is not a directory in the sandbox")
+		g.p.StepText(f.path, " is a symlink to a path that is not a directory in the sandbox")
 		g.openat2(slotRoot.FD(), f.path, dirFlags, f.result)
 		p.Jump(f.back)
 		p.Mark(plain)
-		g.step("open " + f.path)
+		g.step("open ", f.path)
 		g.openat2(slotRoot.FD(), f.path, dirFlags, f.result)
 		p.Jump(f.back)
 	}
@@ -194,7 +330,7 @@ func (g *gen) createFile(file string, into sysplan.Slot) {
 	p.Jump(done)
 	p.Mark(create)
 	g.mkdirs(path.Dir(file), slotDir)
-	g.step("create " + file)
+	g.step("create ", file)
 	// O_NOFOLLOW|O_EXCL: a symlink there is left alone (EEXIST) and
 	// resolved inside the new root below.
 	g.openat(slotDir.FD(), path.Base(file), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW, 0o644, slotWalkA).
@@ -202,7 +338,7 @@ func (g *gen) createFile(file string, into sysplan.Slot) {
 	g.close(slotWalkA)
 	p.Mark(exists)
 	g.close(slotDir)
-	g.step("open " + file)
+	g.step("open ", file)
 	g.openat2(slotRoot.FD(), file, unix.O_PATH, into)
 	p.Mark(done)
 }
@@ -210,11 +346,19 @@ func (g *gen) createFile(file string, into sysplan.Slot) {
 // symlinkIn makes the symlink link -> target inside the new root.
 func (g *gen) symlinkIn(target, link string) {
 	link = path.Clean("/" + link)
-	g.what = "symlink " + link + " -> " + target
+	g.setWhat("symlink ", link, " -> ", target)
+	parts := g.newPath(link)
+	if parts != nil {
+		_, c := g.makeNew(link, parts, mkLink, target)
+		g.closeIf(c)
+		g.made(parts)
+		return
+	}
 	g.mkdirs(path.Dir(link), slotDir)
 	g.step("symlinkat")
 	g.call(unix.SYS_SYMLINKAT, g.str(target), slotDir.FD(), g.str(path.Base(link)))
 	g.close(slotDir)
+	g.made(nil)
 }
 
 // What a bind's source is, for its mount point.
@@ -230,50 +374,63 @@ const (
 // adding attrs to every mount of the clone. verb names the step ("bind",
 // "ro-bind").
 func (g *gen) bind(verb, src, dst string, kind srcKind, attrs uint64) {
-	g.what = fmt.Sprintf("%s %s on %s", verb, src, dst)
-	g.step("open " + src)
+	g.setWhat(verb, " ", src, " on ", dst)
+	dst = path.Clean("/" + dst)
+	parts := g.newPath(dst)
+	g.step("open ", src)
+	var to place
+	var c sysplan.Slot
 	switch kind {
 	case srcDir:
 		g.openat2(slotHost.FD(), src, unix.O_PATH|unix.O_DIRECTORY, slotSrc)
-		g.mkdirs(dst, slotDst)
+		to, c = g.mountPoint(dst, parts, false)
 	case srcFile:
 		g.openat2(slotHost.FD(), src, unix.O_PATH, slotSrc)
-		g.createFile(dst, slotDst)
+		to, c = g.mountPoint(dst, parts, true)
 	case srcAny:
+		// Both ways end with the mount point in the same place.
 		file, attach := g.p.NewLabel(), g.p.NewLabel()
 		g.openat2(slotHost.FD(), src, unix.O_PATH|unix.O_DIRECTORY, slotSrc).OnError(unix.ENOTDIR, file)
-		g.mkdirs(dst, slotDst)
+		to, c = g.mountPoint(dst, parts, false)
 		g.p.Jump(attach)
 		g.p.Mark(file)
-		g.step("open " + src)
+		g.step("open ", src)
 		g.openat2(slotHost.FD(), src, unix.O_PATH, slotSrc)
-		g.createFile(dst, slotDst)
+		g.mountPoint(dst, parts, true)
 		g.p.Mark(attach)
 	}
-	g.attachTree(slotSrc, slotDst, attrs)
+	g.attachTree(slotSrc, to, attrs, slotMnt)
 	g.close(slotSrc)
-	g.close(slotDst)
+	g.closeIf(c)
+	g.made(parts)
 }
 
 // attachTree clones the mount tree at src (recursively) and attaches the
 // clone on dst. attrs are added to every mount of the clone; locked ones
-// the kernel keeps as they are.
-func (g *gen) attachTree(src, dst sysplan.Slot, attrs uint64) {
+// the kernel keeps as they are. The clone's descriptor is left in into
+// for the caller unless into is slotMnt, which is closed.
+func (g *gen) attachTree(src sysplan.Slot, dst place, attrs uint64, into sysplan.Slot) {
 	g.step("open_tree")
-	g.call(unix.SYS_OPEN_TREE, src.FD(), g.str(""),
-		sysplan.V(unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE|unix.AT_EMPTY_PATH)).Into(slotMnt)
+	g.call(unix.SYS_OPEN_TREE, src.FD(), g.empty,
+		sysplan.V(unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE|unix.AT_EMPTY_PATH)).Into(into)
 	if attrs != 0 {
 		g.step("mount_setattr")
-		g.mountSetattr(slotMnt, unix.AT_RECURSIVE, attrs)
+		g.mountSetattr(into, unix.AT_RECURSIVE, attrs)
 	}
-	g.moveMount(slotMnt, dst)
-	g.close(slotMnt)
+	g.moveMount(into, dst)
+	if into == slotMnt {
+		g.close(slotMnt)
+	}
 }
 
-func (g *gen) moveMount(from, to sysplan.Slot) sysplan.Op {
+// moveMount attaches the detached mount in from on to.
+func (g *gen) moveMount(from sysplan.Slot, to place) sysplan.Op {
 	g.step("move_mount")
-	return g.call(unix.SYS_MOVE_MOUNT, from.FD(), g.str(""), to.FD(), g.str(""),
-		sysplan.V(unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH))
+	if to.name == "" {
+		return g.call(unix.SYS_MOVE_MOUNT, from.FD(), g.empty, to.dir, g.empty,
+			sysplan.V(unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH))
+	}
+	return g.call(unix.SYS_MOVE_MOUNT, from.FD(), g.empty, to.dir, g.str(to.name), sysplan.V(unix.MOVE_MOUNT_F_EMPTY_PATH))
 }
 
 // option is a filesystem option for fsconfig; an empty value sets a flag.
@@ -297,32 +454,36 @@ func (e *orElse) on(o sysplan.Op, to sysplan.Label) {
 	}
 }
 
-// mountNew creates a filesystem of type fstype and attaches it on dst. With
-// fallback, its failures continue at fallback.to, its descriptors closed.
-func (g *gen) mountNew(dst sysplan.Slot, fstype string, opts []option, attrs uint64, fallback *orElse) {
+// mountNew creates a filesystem of type fstype and attaches it on dst. Its
+// descriptor is left in into for the caller unless into is slotMnt, which
+// is closed. With fallback, its failures continue at fallback.to, its
+// descriptors closed.
+func (g *gen) mountNew(dst place, fstype string, opts []option, attrs uint64, fallback *orElse, into sysplan.Slot) {
 	p := g.p
 	var failed, closeFS, closeMnt sysplan.Label
 	if fallback != nil {
 		failed, closeFS, closeMnt = fallback.to, p.NewLabel(), p.NewLabel()
 	}
-	g.step("fsopen " + fstype)
+	g.step("fsopen ", fstype)
 	fallback.on(g.call(unix.SYS_FSOPEN, g.str(fstype), sysplan.V(unix.FSOPEN_CLOEXEC)).Into(slotFS), failed)
 	for _, o := range opts {
 		if o.value == "" {
-			g.step("fsconfig " + o.key)
+			g.step("fsconfig ", o.key)
 			fallback.on(g.call(unix.SYS_FSCONFIG, slotFS.FD(), sysplan.V(unix.FSCONFIG_SET_FLAG), g.str(o.key), sysplan.V(0), sysplan.V(0)), closeFS)
 		} else {
-			g.step("fsconfig " + o.key + "=" + o.value)
+			g.step("fsconfig ", o.key, "=", o.value)
 			fallback.on(g.call(unix.SYS_FSCONFIG, slotFS.FD(), sysplan.V(unix.FSCONFIG_SET_STRING), g.str(o.key), g.str(o.value), sysplan.V(0)), closeFS)
 		}
 	}
-	g.step("create " + fstype)
+	g.step("create ", fstype)
 	fallback.on(g.call(unix.SYS_FSCONFIG, slotFS.FD(), sysplan.V(unix.FSCONFIG_CMD_CREATE), sysplan.V(0), sysplan.V(0), sysplan.V(0)), closeFS)
-	g.step("fsmount " + fstype)
-	fallback.on(g.call(unix.SYS_FSMOUNT, slotFS.FD(), sysplan.V(unix.FSMOUNT_CLOEXEC), sysplan.V(uintptr(attrs))).Into(slotMnt), closeFS)
+	g.step("fsmount ", fstype)
+	fallback.on(g.call(unix.SYS_FSMOUNT, slotFS.FD(), sysplan.V(unix.FSMOUNT_CLOEXEC), sysplan.V(uintptr(attrs))).Into(into), closeFS)
 	g.close(slotFS)
-	fallback.on(g.moveMount(slotMnt, dst), closeMnt)
-	g.close(slotMnt)
+	fallback.on(g.moveMount(into, dst), closeMnt)
+	if into == slotMnt {
+		g.close(slotMnt)
+	}
 	if fallback == nil {
 		return
 	}
@@ -332,7 +493,7 @@ func (g *gen) mountNew(dst sysplan.Slot, fstype string, opts []option, attrs uin
 	g.close(slotFS)
 	p.Jump(failed)
 	p.Mark(closeMnt)
-	g.close(slotMnt)
+	g.close(into)
 	p.Jump(failed)
 	p.Mark(done)
 }

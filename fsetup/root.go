@@ -277,8 +277,8 @@ func attachTree(src, dst int, attrs uint64) error {
 	return run(func(p *sysplan.Program) error {
 		p.Slots[slotSrc], p.Slots[slotDst] = uintptr(src), uintptr(dst)
 		g := newGen(p)
-		g.what = "bind"
-		g.attachTree(slotSrc, slotDst, attrs)
+		g.setWhat("bind")
+		g.attachTree(slotSrc, at(slotDst), attrs, slotMnt)
 		return nil
 	})
 }

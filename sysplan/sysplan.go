@@ -17,6 +17,8 @@ package sysplan
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"syscall"
 	"unsafe"
 )
@@ -28,13 +30,13 @@ type Slot int8
 // NumSlots is how many slots a Program has.
 const NumSlots = 16
 
-// noSlot marks an argument or result that is not a slot.
+// noSlot marks a result that is not a slot.
 const noSlot Slot = -1
 
 // Pseudo system call numbers for ops the executor does itself.
 const (
 	// opJump continues at the op in the first argument.
-	opJump = 1<<20 + iota
+	opJump = 0xfff0 + iota
 	// opCheck fails with errno -*cells[first argument] when that is
 	// negative (a netlink acknowledgement's error field).
 	opCheck
@@ -59,56 +61,164 @@ func (s Slot) FD() Arg { return Arg{slot: s} }
 // Label is a position in a Program, bound later with Mark.
 type Label int
 
+// An op takes 64 bytes, a cache line (the fields are in the order that
+// leaves no padding).
 type op struct {
-	nr   uintptr
 	args [6]uintptr
-	from [6]Slot // argument i comes from slot from[i] unless noSlot
-	into Slot    // the result goes to this slot unless noSlot
+	nr   uint16 // system call numbers are below opJump on every architecture
 	// allow is an errno treated as success (mkdir's EEXIST).
-	allow syscall.Errno
+	allow uint16
 	// onErr and jumpTo: an error equal to onErr (any error when onErr is
 	// anyErrno) continues at op jumpTo instead of failing.
-	onErr  syscall.Errno
-	jumpTo int
-	step   int32 // index into Program.steps
+	onErr uint16
+	from  uint8 // bit i set: args[i] is a slot, whose content is the argument
+	into  Slot  // the result goes to this slot unless noSlot
+	// jumpTo is the op to continue at (a label until Finish), or -1.
+	jumpTo int32
+	step   int32 // index into Program.steps, or -1
 }
 
-// anyErrno as onErr matches every error.
-const anyErrno = ^syscall.Errno(0)
+// anyErrno as onErr matches every error (errnos are below 4096).
+const anyErrno = 0xffff
 
 // Program is a list of ops and the memory they refer to.
+//
+// Building one is on the critical path of a sandbox's start, so it
+// allocates little: ops in one growing slice (see Grow), strings in chunks
+// of an arena, and step names kept as their pieces or their format and
+// arguments, formatted only when Describe reports a failure.
 type Program struct {
-	ops    []op
-	steps  []string
+	ops   []op
+	steps []step
+	// parts holds the pieces of the steps' names (see step).
+	parts  []string
+	args   [][]any // the arguments of formatted steps
 	step   int32
-	labels []int    // op index of each label, -1 until marked
-	keep   []any    // everything ops point into
+	labels []int32  // op index of each label, -1 until marked
+	keep   []any    // everything ops point into, beside the arena
 	cells  []*int32 // what opCheck ops read
+	// arena is the chunk strings and bytes are copied to; chunks keeps
+	// every chunk alive. A chunk is never reallocated: the ops hold
+	// pointers into it.
+	arena  []byte
+	chunks [][]byte
 	Slots  [NumSlots]uintptr
 }
 
-// Step names the ops added from now on, for error messages: "bind /usr".
+// A step is the name of the ops added after it, in pieces or as a format
+// and its arguments, put together by Describe.
+type step struct {
+	pre    Prefix
+	off, n int32 // parts[off:off+n]: the pieces, or the format when args >= 0
+	args   int32 // index into Program.args, or -1 for pieces
+}
+
+// A Prefix is the beginning of the names of steps, kept once for all of
+// them (see StepUnder).
+type Prefix struct{ off, n int32 }
+
+// chunkSize is the size of an arena chunk; a string larger than a quarter
+// of it gets an allocation of its own.
+const chunkSize = 4096
+
+// Grow makes room for n more ops, and for their steps, names and labels
+// in the proportions fsetup's ops have, so that a Program whose size is
+// known in advance is built without reallocating.
+func (p *Program) Grow(n int) {
+	if n <= 0 {
+		return
+	}
+	p.ops = slices.Grow(p.ops, n)
+	p.steps = slices.Grow(p.steps, n*3/4)
+	p.parts = slices.Grow(p.parts, 2*n)
+	p.labels = slices.Grow(p.labels, n/6)
+}
+
+// Step names the ops added from now on, for error messages: "bind %s".
+// The format and arguments are kept and formatted only by Describe when an
+// op fails; arguments of other than basic types (strings, numbers, bools),
+// whose value might change meanwhile, are formatted now.
 func (p *Program) Step(format string, a ...any) {
-	p.steps = append(p.steps, fmt.Sprintf(format, a...))
+	for _, v := range a {
+		if !plain(v) {
+			p.StepText(fmt.Sprintf(format, a...))
+			return
+		}
+	}
+	if len(a) == 0 && !strings.Contains(format, "%") {
+		p.StepText(format)
+		return
+	}
+	p.args = append(p.args, append([]any(nil), a...))
+	p.parts = append(p.parts, format)
+	p.steps = append(p.steps, step{off: int32(len(p.parts) - 1), n: 1, args: int32(len(p.args) - 1)})
+	p.step = int32(len(p.steps) - 1)
+}
+
+// plain reports whether v is of a basic type: its value cannot change.
+func plain(v any) bool {
+	switch v.(type) {
+	case string, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, uintptr, float32, float64:
+		return true
+	}
+	return false
+}
+
+// StepText names the ops added from now on with the concatenation of
+// parts, which Describe joins when an op fails; it allocates nothing but
+// room for the pieces.
+func (p *Program) StepText(parts ...string) { p.StepUnder(Prefix{}, parts...) }
+
+// Prefix keeps the concatenation of parts, in pieces, to begin the names
+// of steps with.
+func (p *Program) Prefix(parts ...string) Prefix {
+	p.parts = append(p.parts, parts...)
+	return Prefix{off: int32(len(p.parts) - len(parts)), n: int32(len(parts))}
+}
+
+// StepUnder names the ops added from now on with pre, then, when parts are
+// given, ": " and their concatenation: a part of what pre names ("bind /a
+// on /b: open_tree").
+func (p *Program) StepUnder(pre Prefix, parts ...string) {
+	p.parts = append(p.parts, parts...)
+	p.steps = append(p.steps, step{pre: pre, off: int32(len(p.parts) - len(parts)), n: int32(len(parts)), args: -1})
 	p.step = int32(len(p.steps) - 1)
 }
 
 // Len is the number of ops so far.
 func (p *Program) Len() int { return len(p.ops) }
 
+// alloc returns n bytes of the arena, which live as long as the Program.
+func (p *Program) alloc(n int) []byte {
+	if n > chunkSize/4 {
+		b := make([]byte, n)
+		p.chunks = append(p.chunks, b)
+		return b
+	}
+	if cap(p.arena)-len(p.arena) < n {
+		// A new chunk; the old one stays where it is, in chunks.
+		p.arena = make([]byte, 0, chunkSize)
+		p.chunks = append(p.chunks, p.arena)
+	}
+	i := len(p.arena)
+	p.arena = p.arena[:i+n]
+	return p.arena[i : i+n : i+n]
+}
+
 // Str returns a pointer to a NUL-terminated copy of s that lives as long as
 // the Program.
 func (p *Program) Str(s string) uintptr {
-	b := make([]byte, len(s)+1)
+	b := p.alloc(len(s) + 1)
 	copy(b, s)
-	p.keep = append(p.keep, b)
+	b[len(s)] = 0
 	return uintptr(unsafe.Pointer(&b[0]))
 }
 
-// Bytes returns a pointer to a copy of b (b must not be empty).
+// Bytes returns a pointer to a copy of b (b must not be empty) that lives
+// as long as the Program.
 func (p *Program) Bytes(b []byte) uintptr {
-	c := append([]byte(nil), b...)
-	p.keep = append(p.keep, c)
+	c := p.alloc(len(b))
+	copy(c, b)
 	return uintptr(unsafe.Pointer(&c[0]))
 }
 
@@ -130,12 +240,16 @@ func (p *Program) Call(nr uintptr, args ...Arg) Op {
 	if len(args) > 6 {
 		panic("sysplan: more than six arguments")
 	}
-	o := op{nr: nr, into: noSlot, jumpTo: -1, step: p.step}
-	for i := range o.from {
-		o.from[i] = noSlot
+	if nr >= opJump && nr != opJump && nr != opCheck {
+		panic("sysplan: system call number out of range")
 	}
+	o := op{nr: uint16(nr), into: noSlot, jumpTo: -1, step: p.step}
 	for i, a := range args {
-		o.args[i], o.from[i] = a.v, a.slot
+		if a.slot >= 0 {
+			o.args[i], o.from = uintptr(a.slot), o.from|1<<i
+		} else {
+			o.args[i] = a.v
+		}
 	}
 	p.ops = append(p.ops, o)
 	return Op{p, len(p.ops) - 1}
@@ -145,16 +259,19 @@ func (p *Program) Call(nr uintptr, args ...Arg) Op {
 func (o Op) Into(s Slot) Op { o.p.ops[o.i].into = s; return o }
 
 // Allow treats errno e as success.
-func (o Op) Allow(e syscall.Errno) Op { o.p.ops[o.i].allow = e; return o }
+func (o Op) Allow(e syscall.Errno) Op { o.p.ops[o.i].allow = uint16(e); return o }
 
 // OnError continues at l instead of failing when the op fails with e.
 func (o Op) OnError(e syscall.Errno, l Label) Op {
-	o.p.ops[o.i].onErr, o.p.ops[o.i].jumpTo = e, int(l)
+	o.p.ops[o.i].onErr, o.p.ops[o.i].jumpTo = uint16(e), int32(l)
 	return o
 }
 
 // OnAnyError continues at l whatever error the op fails with.
-func (o Op) OnAnyError(l Label) Op { return o.OnError(anyErrno, l) }
+func (o Op) OnAnyError(l Label) Op {
+	o.p.ops[o.i].onErr, o.p.ops[o.i].jumpTo = anyErrno, int32(l)
+	return o
+}
 
 // NewLabel makes a label to be bound with Mark.
 func (p *Program) NewLabel() Label {
@@ -163,12 +280,12 @@ func (p *Program) NewLabel() Label {
 }
 
 // Mark binds l to the next op added.
-func (p *Program) Mark(l Label) { p.labels[l] = len(p.ops) }
+func (p *Program) Mark(l Label) { p.labels[l] = int32(len(p.ops)) }
 
 // Jump continues at l.
 func (p *Program) Jump(l Label) {
 	o := p.Call(opJump)
-	p.ops[o.i].jumpTo = int(l)
+	p.ops[o.i].jumpTo = int32(l)
 }
 
 // FailOnNegative makes the program fail with errno -*src when, as it runs,
@@ -209,9 +326,26 @@ func (f *Failure) Unwrap() error { return f.Errno }
 func (p *Program) Describe(at int, errno syscall.Errno) *Failure {
 	step := "setup"
 	if at >= 0 && at < len(p.ops) && p.ops[at].step >= 0 && int(p.ops[at].step) < len(p.steps) {
-		step = p.steps[p.ops[at].step]
+		step = p.stepName(p.steps[p.ops[at].step])
 	}
 	return &Failure{Step: step, Errno: errno}
+}
+
+// stepName puts a step's name together.
+func (p *Program) stepName(s step) string {
+	parts := p.parts[s.off : s.off+s.n]
+	if s.args >= 0 {
+		return fmt.Sprintf(parts[0], p.args[s.args]...)
+	}
+	name := strings.Join(parts, "")
+	if s.pre.n == 0 {
+		return name
+	}
+	pre := strings.Join(p.parts[s.pre.off:s.pre.off+s.pre.n], "")
+	if name == "" {
+		return pre
+	}
+	return pre + ": " + name
 }
 
 // Run executes the Program in the calling process (an ordinary Go process,
@@ -234,17 +368,15 @@ func (p *Program) Exec() (int, syscall.Errno) {
 	ops := p.ops
 	for i := 0; i < len(ops); {
 		o := &ops[i]
-		var a [6]uintptr
+		a := o.args
 		for j := 0; j < 6; j++ {
-			if o.from[j] >= 0 {
-				a[j] = p.Slots[o.from[j]]
-			} else {
-				a[j] = o.args[j]
+			if o.from&(1<<j) != 0 {
+				a[j] = p.Slots[a[j]%NumSlots]
 			}
 		}
 		switch o.nr {
 		case opJump:
-			i = o.jumpTo
+			i = int(o.jumpTo)
 			continue
 		case opCheck:
 			if v := *p.cells[a[0]]; v < 0 {
@@ -253,16 +385,16 @@ func (p *Program) Exec() (int, syscall.Errno) {
 			i++
 			continue
 		}
-		r, _, e := syscall.RawSyscall6(o.nr, a[0], a[1], a[2], a[3], a[4], a[5])
-		if e != 0 && e != o.allow {
-			if o.jumpTo >= 0 && (o.onErr == anyErrno || o.onErr == e) {
-				i = o.jumpTo
+		r, _, e := syscall.RawSyscall6(uintptr(o.nr), a[0], a[1], a[2], a[3], a[4], a[5])
+		if e != 0 && e != syscall.Errno(o.allow) {
+			if o.jumpTo >= 0 && (o.onErr == anyErrno || syscall.Errno(o.onErr) == e) {
+				i = int(o.jumpTo)
 				continue
 			}
 			return i, e
 		}
 		if o.into >= 0 && e == 0 {
-			p.Slots[o.into] = r
+			p.Slots[uint8(o.into)%NumSlots] = r
 		}
 		i++
 	}

@@ -2,11 +2,14 @@ package sysplan
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -106,4 +109,103 @@ func TestUnmarkedLabelPanics(t *testing.T) {
 	var p Program
 	p.Jump(p.NewLabel())
 	p.Finish()
+}
+
+// Steps are named from their pieces or format and arguments when a failure
+// is described, with the values the arguments had when the step was added.
+func TestStepNames(t *testing.T) {
+	var p Program
+	n := 7
+	p.Step("become %d:%d", n, uint32(8))
+	p.Call(unix.SYS_GETPID)
+	n = 9
+	p.StepText("bind ", "/a", " on ", "/b", ": open_tree")
+	p.Call(unix.SYS_GETPID)
+	p.Step("100%% done")
+	p.Call(unix.SYS_GETPID)
+	p.Step("no verbs")
+	p.Call(unix.SYS_GETPID)
+	e := &errorString{"before"}
+	p.Step("error %v", e) // not a plain value: formatted now
+	p.Call(unix.SYS_GETPID)
+	e.s = "after"
+	want := []string{"become 7:8", "bind /a on /b: open_tree", "100% done", "no verbs", "error before"}
+	for i, w := range want {
+		if got := p.Describe(i, unix.EPERM).Step; got != w {
+			t.Errorf("op %d: step %q, want %q", i, got, w)
+		}
+	}
+	if got := p.Describe(len(want), unix.EPERM).Step; got != "setup" {
+		t.Errorf("op past the end: step %q", got)
+	}
+	if n != 9 {
+		t.Fatal(n)
+	}
+}
+
+// errorString is a mutable error, standing for any argument whose value
+// may change after Step.
+type errorString struct{ s string }
+
+func (e *errorString) Error() string { return e.s }
+
+// Strings live in chunks of an arena that never move: pointers handed out
+// stay valid however many strings follow, large ones included.
+func TestArena(t *testing.T) {
+	var p Program
+	var ptrs []uintptr
+	var want []string
+	for i := 0; i < 3000; i++ {
+		s := strings.Repeat("x", i%50) + fmt.Sprint(i)
+		if i%500 == 0 {
+			s = strings.Repeat("L", 3*chunkSize) // larger than a chunk
+		}
+		ptrs = append(ptrs, p.Str(s))
+		want = append(want, s)
+	}
+	b := p.Bytes([]byte{1, 2, 3})
+	runtime.GC()
+	for i, ptr := range ptrs {
+		if got := unix.BytePtrToString(bytePtr(ptr)); got != want[i] {
+			t.Fatalf("string %d reads %q, want %q", i, got, want[i])
+		}
+	}
+	if got := unsafe.Slice(bytePtr(b), 3); got[0] != 1 || got[2] != 3 {
+		t.Errorf("bytes read %v", got)
+	}
+	if len(p.chunks) < 3 {
+		t.Errorf("%d chunks for 3000 strings", len(p.chunks))
+	}
+}
+
+// Grow makes room in advance: adding that many ops does not reallocate.
+func TestGrow(t *testing.T) {
+	var p Program
+	p.Call(unix.SYS_GETPID)
+	p.Grow(100)
+	ops := &p.ops[0]
+	for i := 0; i < 100; i++ {
+		p.StepText("step ", "x")
+		p.Call(unix.SYS_GETPID, V(1), Slot(2).FD())
+	}
+	if &p.ops[0] != ops {
+		t.Error("ops reallocated after Grow")
+	}
+	if p.Len() != 101 {
+		t.Errorf("Len %d", p.Len())
+	}
+	// The slot argument survived the move into the grown slice.
+	if o := p.ops[100]; o.from != 2 || o.args[1] != 2 || o.args[0] != 1 {
+		t.Errorf("op %+v", o)
+	}
+}
+
+// bytePtr turns an address the Program handed out back into a pointer.
+func bytePtr(u uintptr) *byte { return *(**byte)(unsafe.Pointer(&u)) }
+
+// An op is a cache line: a Program of a few hundred ops stays small.
+func TestOpSize(t *testing.T) {
+	if n := unsafe.Sizeof(op{}); n != 64 {
+		t.Errorf("an op takes %d bytes", n)
+	}
 }
