@@ -8,14 +8,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/forkinit"
-	"github.com/rbox-dev/rbox/seccomp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
 )
 
 // runFast runs s with a pid 1 forked without exec (see package forkinit).
 // pid 1 is cloned first; while newuidmap and newgidmap write its id maps,
-// this process prepares its programs and libseccomp compiles the filter.
+// this process prepares its programs (the seccomp filter comes compiled in
+// s).
 func runFast(s *spec.Spec, plan *userns.Plan) int {
 	in, err := forkinit.New()
 	if err != nil {
@@ -39,25 +39,12 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 	}()
 	mapped := make(chan error, 1)
 	go func() { mapped <- plan.Write(pid) }()
-	type compiled struct {
-		c   *seccomp.Compiled
-		err error
-	}
-	filter := make(chan compiled, 1)
-	go func() {
-		c, err := forkinit.Compile(s)
-		filter <- compiled{c, err}
-	}()
 	err = in.Prepare(s, plan.SetgroupsDenied)
-	f := <-filter
-	if err == nil {
-		err = f.err
-	}
 	if mapErr := <-mapped; err == nil {
 		err = mapErr
 	}
 	if err == nil {
-		err = in.Send(f.c)
+		err = in.Send()
 	}
 	if err != nil {
 		_ = unix.Kill(pid, unix.SIGKILL)

@@ -1,9 +1,8 @@
-package seccomp
+package libseccomp
 
 import (
 	"bufio"
 	"bytes"
-	"debug/elf"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -11,8 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
-	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -21,18 +18,21 @@ import (
 	"testing"
 	"unsafe"
 
-	libseccomp "github.com/seccomp/libseccomp-golang"
+	scmp "github.com/seccomp/libseccomp-golang"
 	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/seccomp"
+	"github.com/rbox-dev/rbox/spec"
 )
 
 // The tests that load a filter do it in a child: the test binary started
 // again with helperEnv holding a helperPlan. A filter cannot be taken off a
-// thread, and the child's main thread is the one Install filters.
+// thread, and the child's main thread is the one Load filters.
 const helperEnv = "RBOX_SECCOMP_TEST_HELPER"
 
 func TestMain(m *testing.M) {
 	if plan := os.Getenv(helperEnv); plan != "" {
-		// Keep main on the thread the raw calls, Install and the forks use.
+		// Keep main on the thread the raw calls, Load and the forks use.
 		runtime.LockOSThread()
 		os.Exit(helperMain(plan))
 	}
@@ -52,6 +52,11 @@ const (
 	badFD           = ^uint64(0)      // -1
 	high32          = uint64(1) << 32 // a bit above the 32 the kernel reads of an int
 	readImpliesExec = 0x0400000
+	// Personas the default profile lets through (see seccomp/default.go).
+	perLinux32       = 0x0008
+	uname26          = 0x0020000
+	addrNoRandomize  = 0x0040000
+	personalityQuery = 0xffffffff
 )
 
 func args(a ...uint64) [6]uint64 {
@@ -60,9 +65,15 @@ func args(a ...uint64) [6]uint64 {
 	return r
 }
 
+// cloneArgs puts clone's flags where the ABI reads them: s390 swaps the
+// first two arguments.
 func cloneArgs(flags uint64) [6]uint64 {
 	var r [6]uint64
-	r[cloneFlagsArg()] = flags
+	if runtime.GOARCH == "s390x" {
+		r[1] = flags
+	} else {
+		r[0] = flags
+	}
 	return r
 }
 
@@ -138,12 +149,10 @@ func allowedProbes() []probe {
 }
 
 // denialsByName indexes the default policy's entries.
-func denialsByName() map[string]denial {
-	m := map[string]denial{}
-	for _, d := range defaultDenials() {
-		for _, n := range d.names {
-			m[n] = d
-		}
+func denialsByName() map[string]seccomp.Denial {
+	m := map[string]seccomp.Denial{}
+	for _, d := range seccomp.DeniedByDefault() {
+		m[d.Syscall] = d
 	}
 	return m
 }
@@ -154,7 +163,7 @@ func TestProbesCoverDeniedByDefault(t *testing.T) {
 		probed[p.name] = true
 	}
 	listed := map[string]bool{}
-	for _, d := range DeniedByDefault() {
+	for _, d := range seccomp.DeniedByDefault() {
 		listed[d.Syscall] = true
 		if !probed[d.Syscall] {
 			t.Errorf("%s is denied by default but has no probe", d.Syscall)
@@ -162,7 +171,7 @@ func TestProbesCoverDeniedByDefault(t *testing.T) {
 		if d.Errno != syscall.EPERM && d.Errno != syscall.ENOSYS {
 			t.Errorf("%s: errno %v, want EPERM or ENOSYS", d.Syscall, d.Errno)
 		}
-		if _, err := libseccomp.GetSyscallFromName(d.Syscall); err != nil {
+		if _, err := scmp.GetSyscallFromName(d.Syscall); err != nil {
 			t.Errorf("%s is unknown to libseccomp, so the default profile cannot refuse it", d.Syscall)
 		}
 	}
@@ -181,7 +190,7 @@ func TestProbesCoverDeniedByDefault(t *testing.T) {
 }
 
 func nativeNumber(name string) (uintptr, bool) {
-	nr, err := libseccomp.GetSyscallFromName(name)
+	nr, err := scmp.GetSyscallFromName(name)
 	if err != nil || nr < 0 {
 		return 0, false // not a call of the native ABI
 	}
@@ -215,11 +224,11 @@ func TestDefaultRefusesOnRealKernel(t *testing.T) {
 			for i, p := range refused {
 				d := byName[p.name]
 				before, after := rep.Before[i], rep.After[i]
-				if before == d.errno {
+				if before == d.Errno {
 					t.Errorf("%s (%s): the kernel itself answers %v, so the probe cannot show the filter's answer", p.name, p.what, before)
 				}
-				want := d.errno
-				if nested && d.nested {
+				want := d.Errno
+				if nested && d.Nested {
 					want = before // AllowNested lifts the entry
 				}
 				if after != want {
@@ -258,11 +267,11 @@ func TestDefaultFilterOnEveryABI(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, nested := range []bool{false, true} {
-		prog := exportBPF(t, Default(DefaultOptions{AllowNested: nested}), h)
+		prog := exportBPF(t, seccomp.Default(seccomp.DefaultOptions{AllowNested: nested}), h)
 		for _, abi := range abis {
 			token, wide := auditArch(t, abi)
 			check := func(p probe, want uint32) {
-				nr, err := libseccomp.GetSyscallFromNameByArch(p.name, abi)
+				nr, err := scmp.GetSyscallFromNameByArch(p.name, abi)
 				if err != nil || nr < 0 {
 					return // no such call on this ABI
 				}
@@ -276,8 +285,8 @@ func TestDefaultFilterOnEveryABI(t *testing.T) {
 			}
 			for _, p := range refusedProbes() {
 				d := byName[p.name]
-				want := retErrno | uint32(d.errno)
-				if nested && d.nested || slices.Contains(d.notOn, archName(abi)) {
+				want := retErrno | uint32(d.Errno)
+				if nested && d.Nested || slices.Contains(d.NotOn, archName(abi)) {
 					want = retAllow
 				}
 				check(p, want)
@@ -303,10 +312,10 @@ func TestDefaultFilterNamesEveryHostABI(t *testing.T) {
 		"s390x": {"s390x", "s390"},
 	}[runtime.GOARCH]
 	if want == nil {
-		native, _ := libseccomp.GetNativeArch()
+		native, _ := scmp.GetNativeArch()
 		want = []string{native.String()}
 	}
-	pfc := exportPFC(t, Default(DefaultOptions{}))
+	pfc := exportPFC(t, seccomp.Default(seccomp.DefaultOptions{}))
 	for _, arch := range want {
 		if !strings.Contains(pfc, "# filter for arch "+arch+" (") {
 			t.Errorf("filter has no section for %s:\n%s", arch, pfc)
@@ -361,7 +370,7 @@ func TestNestedUserNamespaces(t *testing.T) {
 }
 
 func TestParseJSONDenyMkdir(t *testing.T) {
-	path, err := filepath.Abs("../testdata/seccomp/deny-mkdir.json")
+	path, err := filepath.Abs("../../testdata/seccomp/deny-mkdir.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +378,7 @@ func TestParseJSONDenyMkdir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ParseJSON(data); err != nil {
+	if _, err := seccomp.ParseJSON(data); err != nil {
 		t.Fatal(err)
 	}
 	rep := runHelper(t, helperPlan{Profile: path, Dir: t.TempDir()})
@@ -384,40 +393,8 @@ func TestParseJSONDenyMkdir(t *testing.T) {
 	}
 }
 
-func TestParseJSONErrors(t *testing.T) {
-	for _, c := range []struct{ json, want string }{
-		{`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [`, "invalid JSON"},
-		{`{"defaultAction": "SCMP_ACT_NOPE", "syscalls": []}`, `defaultAction: unknown action "SCMP_ACT_NOPE"`},
-		{`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_EXPLODE"}]}`,
-			`syscalls[0].action: unknown action "SCMP_ACT_EXPLODE"`},
-		{`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"},
-			{"names": ["ioctl"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 1, "value": 1, "op": "SCMP_CMP_SIMILAR"}]}]}`,
-			`syscalls[1].args[0].op: unknown operator "SCMP_CMP_SIMILAR"`},
-		{`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["ioctl"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}`,
-			`syscalls[0].args[0].index: 6`},
-		{`{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_Z80"], "syscalls": []}`,
-			`architectures[1]: unknown architecture "SCMP_ARCH_Z80"`},
-		{`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}`,
-			`syscalls[0].action: SCMP_ACT_NOTIFY is not supported`},
-		{`{"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_TSYNC"], "syscalls": []}`,
-			`flags[0]: SECCOMP_FILTER_FLAG_TSYNC is not supported`},
-		{`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 5000}]}`,
-			`syscalls[0].action: errnoRet 5000`},
-		{`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": "one"}]}`,
-			`syscalls.errnoRet`},
-		{`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"action": "SCMP_ACT_ERRNO"}]}`, `syscalls[0]: names is empty`},
-		{`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "includes": {"minKernel": "six"}}]}`,
-			`syscalls[0].includes.minKernel`},
-	} {
-		_, err := ParseJSON([]byte(c.json))
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("ParseJSON(%s):\n got error %v\nwant one containing %q", c.json, err, c.want)
-		}
-	}
-}
-
 func TestUnknownSyscallNamesAreIgnored(t *testing.T) {
-	p, err := ParseJSON([]byte(`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+	p, err := seccomp.ParseJSON([]byte(`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
 		{"names": ["rbox_no_such_call", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}`))
 	if err != nil {
 		t.Fatal(err)
@@ -428,14 +405,14 @@ func TestUnknownSyscallNamesAreIgnored(t *testing.T) {
 }
 
 func TestLegacyNameField(t *testing.T) {
-	p, err := ParseJSON([]byte(`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"name": "mkdirat", "action": "SCMP_ACT_ERRNO"}]}`))
+	p, err := seccomp.ParseJSON([]byte(`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"name": "mkdirat", "action": "SCMP_ACT_ERRNO"}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if pfc := exportPFC(t, p); !strings.Contains(pfc, `"mkdirat"`) {
 		t.Errorf("a rule given by name is missing from the filter:\n%s", pfc)
 	}
-	if _, err := ParseJSON([]byte(`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"name": "a", "names": ["b"], "action": "SCMP_ACT_ERRNO"}]}`)); err == nil {
+	if _, err := seccomp.ParseJSON([]byte(`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"name": "a", "names": ["b"], "action": "SCMP_ACT_ERRNO"}]}`)); err == nil {
 		t.Error("a rule with both name and names was accepted")
 	}
 }
@@ -443,118 +420,26 @@ func TestLegacyNameField(t *testing.T) {
 func TestIncludesExcludes(t *testing.T) {
 	h := host{goarch: "amd64", kernel: [2]int{6, 18}, caps: map[string]bool{"CAP_CHOWN": true}}
 	for _, c := range []struct {
-		rule Syscall
+		rule seccomp.Syscall
 		want bool
 	}{
-		{Syscall{}, true},
-		{Syscall{Includes: &Condition{Caps: []string{"CAP_CHOWN"}}}, true},
-		{Syscall{Includes: &Condition{Caps: []string{"CAP_CHOWN", "CAP_SYS_ADMIN"}}}, false},
-		{Syscall{Excludes: &Condition{Caps: []string{"CAP_SYS_ADMIN"}}}, true},
-		{Syscall{Excludes: &Condition{Caps: []string{"CAP_CHOWN"}}}, false},
-		{Syscall{Includes: &Condition{Arches: []string{"arm64", "amd64"}}}, true},
-		{Syscall{Includes: &Condition{Arches: []string{"arm64"}}}, false},
-		{Syscall{Excludes: &Condition{Arches: []string{"amd64"}}}, false},
-		{Syscall{Includes: &Condition{MinKernel: "6.18"}}, true},
-		{Syscall{Includes: &Condition{MinKernel: "6.19"}}, false},
-		{Syscall{Includes: &Condition{MinKernel: "4.8"}}, true},
-		{Syscall{Excludes: &Condition{MinKernel: "5.0"}}, false},
-		{Syscall{Excludes: &Condition{MinKernel: "7.0"}}, true},
+		{seccomp.Syscall{}, true},
+		{seccomp.Syscall{Includes: &seccomp.Condition{Caps: []string{"CAP_CHOWN"}}}, true},
+		{seccomp.Syscall{Includes: &seccomp.Condition{Caps: []string{"CAP_CHOWN", "CAP_SYS_ADMIN"}}}, false},
+		{seccomp.Syscall{Excludes: &seccomp.Condition{Caps: []string{"CAP_SYS_ADMIN"}}}, true},
+		{seccomp.Syscall{Excludes: &seccomp.Condition{Caps: []string{"CAP_CHOWN"}}}, false},
+		{seccomp.Syscall{Includes: &seccomp.Condition{Arches: []string{"arm64", "amd64"}}}, true},
+		{seccomp.Syscall{Includes: &seccomp.Condition{Arches: []string{"arm64"}}}, false},
+		{seccomp.Syscall{Excludes: &seccomp.Condition{Arches: []string{"amd64"}}}, false},
+		{seccomp.Syscall{Includes: &seccomp.Condition{MinKernel: "6.18"}}, true},
+		{seccomp.Syscall{Includes: &seccomp.Condition{MinKernel: "6.19"}}, false},
+		{seccomp.Syscall{Includes: &seccomp.Condition{MinKernel: "4.8"}}, true},
+		{seccomp.Syscall{Excludes: &seccomp.Condition{MinKernel: "5.0"}}, false},
+		{seccomp.Syscall{Excludes: &seccomp.Condition{MinKernel: "7.0"}}, true},
 	} {
-		if got := c.rule.appliesOn(h); got != c.want {
+		if got := appliesOn(&c.rule, h); got != c.want {
 			t.Errorf("includes %+v excludes %+v: applies %v, want %v", c.rule.Includes, c.rule.Excludes, got, c.want)
 		}
-	}
-}
-
-func TestDefaultRoundTripsThroughJSON(t *testing.T) {
-	for _, nested := range []bool{false, true} {
-		p := Default(DefaultOptions{AllowNested: nested})
-		data, err := json.Marshal(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		back, err := ParseJSON(data)
-		if err != nil {
-			t.Fatalf("ParseJSON of the default profile: %v", err)
-		}
-		if !reflect.DeepEqual(p, back) {
-			t.Errorf("default profile changed through JSON:\n%s", data)
-		}
-	}
-}
-
-// TestPersonalityArgs compares the personality alternatives with the rule
-// they spell out, on the values around every bit.
-func TestPersonalityArgs(t *testing.T) {
-	allowed := func(v uint64) bool {
-		low := uint32(v)
-		return low == personalityQuery || low&^allowedPersonality == 0
-	}
-	refused := func(v uint64) bool {
-		for _, alt := range personalityArgs() {
-			a := alt[0]
-			if v&a.Value == a.ValueTwo {
-				return true
-			}
-		}
-		return false
-	}
-	values := []uint64{0, personalityQuery, high32 | personalityQuery, 0xfffffffe, 0x7fffffff, 0x80000000}
-	for b := range 32 {
-		values = append(values, 1<<b, 1<<b|perLinux32|addrNoRandomize, personalityQuery&^(1<<b), high32|1<<b)
-	}
-	for combo := range uint64(8) {
-		var v uint64
-		for i, flag := range []uint64{perLinux32, uname26, addrNoRandomize} {
-			if combo&(1<<i) != 0 {
-				v |= flag
-			}
-		}
-		values = append(values, v, v|0x80000000)
-	}
-	for _, v := range values {
-		if refused(v) == allowed(v) {
-			t.Errorf("personality(%#x): refused %v, want %v", v, refused(v), !allowed(v))
-		}
-	}
-}
-
-// TestStaticLink builds a program with the link flags the package doc
-// gives and checks that it needs libc but not libseccomp.
-func TestStaticLink(t *testing.T) {
-	doc, err := os.ReadFile("doc.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`go build -tags (\S+) -ldflags '([^']*)' \./cmd/rbox`).FindSubmatch(doc)
-	if m == nil {
-		t.Fatal("doc.go gives no static build command")
-	}
-	goTool, err := exec.LookPath("go") // go test puts its own first in PATH
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "linkcheck")
-	cmd := exec.Command(goTool, "build", "-tags", string(m[1]), "-ldflags", string(m[2]), "-o", bin, "./testdata/seccomp/linkcheck")
-	cmd.Dir = ".."
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build -tags %s -ldflags %q: %v\n%s", m[1], m[2], err, out)
-	}
-	f, err := elf.Open(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if libs, err := f.ImportedLibraries(); err != nil || len(libs) != 0 {
-		t.Errorf("binary needs %v (%v); it should be fully static", libs, err)
-	}
-	if f.Section(".interp") != nil {
-		t.Error("binary has a program interpreter; it should be fully static")
-	}
-	out, err := exec.Command(bin).Output()
-	if err != nil || strings.TrimSpace(string(out)) != strconv.Itoa(len(DeniedByDefault())) {
-		t.Errorf("statically linked program: %q, %v", out, err)
 	}
 }
 
@@ -562,8 +447,8 @@ func TestStaticLink(t *testing.T) {
 
 type helperPlan struct {
 	Profile  string     // "default", "nested", or the path of a JSON profile
-	Calls    []rawCall  // made before and after Install
-	Commands [][]string // run after Install, forked from the filtered thread
+	Calls    []rawCall  // made before and after Load
+	Commands [][]string // run after Load, forked from the filtered thread
 	Dir      string     // where the file checks create things, if set
 }
 
@@ -577,7 +462,7 @@ type helperReport struct {
 	Getpid        int
 	Files         map[string]syscall.Errno // errno of each file call under the filter
 	Commands      []commandResult
-	Thread        threadStatus // the calling thread, after Install
+	Thread        threadStatus // the calling thread, after Load
 	OtherThreads  []threadStatus
 
 	pid int // of the helper, filled in by runHelper
@@ -625,25 +510,14 @@ func helperMain(planJSON string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	var p *Profile
-	switch plan.Profile {
-	case "default":
-		p = Default(DefaultOptions{})
-	case "nested":
-		p = Default(DefaultOptions{AllowNested: true})
-	default:
-		data, err := os.ReadFile(plan.Profile)
-		if err == nil {
-			p, err = ParseJSON(data)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 2
-		}
+	f, err := helperFilter(plan.Profile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
 	}
 	var rep helperReport
 	rep.Before = makeCalls(plan.Calls)
-	if err := p.Install(); err != nil {
+	if err := seccomp.Load(f); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
@@ -665,7 +539,6 @@ func helperMain(planJSON string) int {
 		}
 		rep.Commands = append(rep.Commands, res)
 	}
-	var err error
 	if rep.Thread, rep.OtherThreads, err = threadStatuses(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -674,6 +547,30 @@ func helperMain(planJSON string) int {
 		return 2
 	}
 	return 0
+}
+
+// helperFilter is the filter the helper loads: for "default" and "nested"
+// the embedded one rbox loads (TestEmbedded keeps it equal to what the
+// deny-list compiles to), for a path the JSON profile there compiled.
+func helperFilter(profile string) (*spec.SeccompFilter, error) {
+	var p *seccomp.Profile
+	switch profile {
+	case "default", "nested":
+		o := seccomp.DefaultOptions{AllowNested: profile == "nested"}
+		if bpf := seccomp.EmbeddedDefault(o); bpf != nil {
+			return &spec.SeccompFilter{BPF: bpf}, nil
+		}
+		p = seccomp.Default(o)
+	default:
+		data, err := os.ReadFile(profile)
+		if err != nil {
+			return nil, err
+		}
+		if p, err = seccomp.ParseJSON(data); err != nil {
+			return nil, err
+		}
+	}
+	return Compile(p, nil)
 }
 
 // makeCalls makes each call on the current (locked) thread and returns its
@@ -750,13 +647,13 @@ func threadStatuses() (self threadStatus, others []threadStatus, err error) {
 
 // ---- Running the exported filter ----
 
-func exportPFC(t *testing.T, p *Profile) string {
+func exportPFC(t *testing.T, p *seccomp.Profile) string {
 	t.Helper()
 	h, err := currentHost()
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := p.build(h)
+	f, err := build(p, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -776,14 +673,13 @@ func exportPFC(t *testing.T, p *Profile) string {
 	return string(data)
 }
 
-func exportBPF(t *testing.T, p *Profile, h host) []unix.SockFilter {
+func exportBPF(t *testing.T, p *seccomp.Profile, h host) []unix.SockFilter {
 	t.Helper()
-	f, err := p.build(h)
+	f, err := compileFor(p, h)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Release()
-	prog, err := bpfProgram(f)
+	prog, err := seccomp.Program(f.BPF)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -798,19 +694,19 @@ const (
 
 // auditArch gives the AUDIT_ARCH_* value the kernel reports for calls
 // through abi, and whether its arguments are 64 bits wide.
-func auditArch(t *testing.T, abi libseccomp.ScmpArch) (uint32, bool) {
+func auditArch(t *testing.T, abi scmp.ScmpArch) (uint32, bool) {
 	switch abi {
-	case libseccomp.ArchAMD64, libseccomp.ArchX32: // x32 numbers carry bit 30
+	case scmp.ArchAMD64, scmp.ArchX32: // x32 numbers carry bit 30
 		return 0xc000003e, true
-	case libseccomp.ArchX86:
+	case scmp.ArchX86:
 		return 0x40000003, false
-	case libseccomp.ArchARM64:
+	case scmp.ArchARM64:
 		return 0xc00000b7, true
-	case libseccomp.ArchARM:
+	case scmp.ArchARM:
 		return 0x40000028, false
-	case libseccomp.ArchS390X:
+	case scmp.ArchS390X:
 		return 0x80000016, true
-	case libseccomp.ArchS390:
+	case scmp.ArchS390:
 		return 0x00000016, false
 	}
 	t.Fatalf("no audit arch known for %s", abi)
