@@ -1,15 +1,12 @@
 package forkinit
 
 import (
-	"encoding/binary"
 	"fmt"
 	"runtime"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/rbox-dev/rbox/seccomp"
 )
 
 // The runtime's own hooks around a fork, which package syscall uses for
@@ -94,21 +91,10 @@ func (in *Init) Wait(pid int) (unix.WaitStatus, error) {
 	}
 }
 
-// Send lets pid 1 go on, once its id maps are written, with the seccomp
-// program c (nil for none).
-func (in *Init) Send(c *seccomp.Compiled) error {
-	var msg []byte
-	var n, flags uint32
-	if c != nil && in.hasBPF {
-		n, flags = uint32(len(c.Program)), uint32(c.Flags)
-	}
-	msg = binary.NativeEndian.AppendUint32(msg, n)
-	msg = binary.NativeEndian.AppendUint32(msg, flags)
-	if n > 0 {
-		msg = append(msg, unsafe.Slice((*byte)(unsafe.Pointer(&c.Program[0])), len(c.Program)*8)...)
-	}
-	// A pipe holds 64 KiB and the largest program 32 KiB: one write.
-	_, err := unix.Write(in.startW, msg)
+// Send lets pid 1 go on, once its id maps are written and Prepare has
+// filled in its programs.
+func (in *Init) Send() error {
+	_, err := unix.Write(in.startW, []byte{'G'})
 	in.closeStart()
 	if err != nil {
 		return fmt.Errorf("start the sandbox's init: %w", err)
@@ -141,17 +127,8 @@ func (in *Init) child() {
 	syscall.RawSyscall(unix.SYS_CLOSE, uintptr(in.startW), 0, 0)
 	syscall.RawSyscall(unix.SYS_CLOSE, uintptr(in.reportR), 0, 0)
 	// EOF: the parent failed (and said why) or died.
-	if !readFull(in.startR, uintptr(unsafe.Pointer(&in.buf[0])), 8) {
+	if !readFull(in.startR, uintptr(unsafe.Pointer(&in.buf[0])), 1) {
 		exit(exitSetupFailed)
-	}
-	n := uint32(in.buf[0]) | uint32(in.buf[1])<<8 | uint32(in.buf[2])<<16 | uint32(in.buf[3])<<24
-	seccompFlags := uint32(in.buf[4]) | uint32(in.buf[5])<<8 | uint32(in.buf[6])<<16 | uint32(in.buf[7])<<24
-	if n > 0 {
-		if n > maxFilter || !readFull(in.startR, uintptr(unsafe.Pointer(&in.filter[0])), uintptr(n)*8) {
-			exit(exitSetupFailed)
-		}
-		in.fprog.Len = uint16(n)
-		in.payload.Slots[slotSeccompFlags] = uintptr(seccompFlags)
 	}
 	syscall.RawSyscall(unix.SYS_CLOSE, uintptr(in.startR), 0, 0)
 	if at, errno := in.setup.Exec(); at >= 0 {

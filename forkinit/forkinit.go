@@ -16,9 +16,11 @@
 // namespace — goes through initproc, the re-executed pid 1 (see Eligible).
 //
 // The handover: the child blocks on the start pipe until the parent has
-// written its id maps and sends the seccomp program; a failure in the
-// child is written to the report pipe as (kind, op index, errno), which
-// the parent turns into a message naming the step.
+// written its id maps; a failure in the child is written to the report
+// pipe as (kind, op index, errno), which the parent turns into a message
+// naming the step. The seccomp program comes compiled in the Spec (the
+// default one is embedded in rbox): Prepare only puts it where the
+// payload's seccomp(2) call reads it.
 package forkinit
 
 import (
@@ -97,9 +99,8 @@ type Init struct {
 	slashCmd bool // the command was given as a path
 	name     string
 
-	fprog  unix.SockFprog    // Len is set by the child
-	filter []unix.SockFilter // room for the program the parent sends
-	hasBPF bool
+	fprog  unix.SockFprog    // the payload's seccomp program, if any
+	filter []unix.SockFilter // its instructions
 
 	// stack and payloadStack are pid 1's and the payload process's
 	// stacks, when they share the parent's memory.
@@ -110,11 +111,8 @@ type Init struct {
 	sigbuf  [128]byte
 	status  int32
 	report  [3]int32
-	buf     [8]byte
+	buf     [1]byte
 }
-
-// maxFilter is the kernel's limit on a seccomp program (BPF_MAXINSNS).
-const maxFilter = 4096
 
 // forwarded are the signals pid 1 passes on to the command.
 var forwarded = []unix.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH}
@@ -141,10 +139,13 @@ func (in *Init) Prepare(s *spec.Spec, setgroupsDenied bool, n slirp.ChildConfig)
 	for _, sig := range append(forwarded, unix.SIGCHLD) {
 		in.sigs |= 1 << (uint(sig) - 1)
 	}
-	if s.Seccomp != spec.SeccompUnconfined {
-		in.filter = make([]unix.SockFilter, maxFilter)
-		in.fprog.Filter = &in.filter[0]
-		in.hasBPF = true
+	if f := s.SeccompFilter; f != nil {
+		prog, err := seccomp.Program(f.BPF)
+		if err != nil {
+			return err
+		}
+		in.filter = prog
+		in.fprog = unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
 	}
 	in.command(s)
 	if err := in.planSetup(s, setgroupsDenied, n); err != nil {
@@ -190,8 +191,6 @@ const (
 	slotSock     sysplan.Slot = 10
 	slotFile     sysplan.Slot = 11
 	slotSignalFD sysplan.Slot = 12
-	// slotSeccompFlags, in the payload program, holds the filter's flags.
-	slotSeccompFlags sysplan.Slot = 10
 )
 
 // planSetup prepares what pid 1 does before the payload starts, in the
@@ -348,22 +347,11 @@ func (in *Init) planPayload(s *spec.Spec, setgroupsDenied bool) {
 	}
 	p.Step("set no_new_privs")
 	p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_SET_NO_NEW_PRIVS), sysplan.V(1), sysplan.V(0), sysplan.V(0), sysplan.V(0))
-	if in.hasBPF {
-		// The child fills in the program's length and flags (see Send).
+	if f := s.SeccompFilter; f != nil {
 		p.Step("install the seccomp filter")
-		p.Call(unix.SYS_SECCOMP, sysplan.V(unix.SECCOMP_SET_MODE_FILTER), slotSeccompFlags.FD(), sysplan.V(uintptr(unsafe.Pointer(&in.fprog))))
+		p.Call(unix.SYS_SECCOMP, sysplan.V(unix.SECCOMP_SET_MODE_FILTER), sysplan.V(uintptr(f.Flags)), sysplan.V(uintptr(unsafe.Pointer(&in.fprog))))
 	}
 	p.Finish()
-}
-
-// Compile builds s's seccomp program, or nil for --seccomp=unconfined. The
-// parent runs it while the child starts and sends the result with Start.
-func Compile(s *spec.Spec) (*seccomp.Compiled, error) {
-	prof, err := seccomp.ForSpec(s)
-	if err != nil || prof == nil {
-		return nil, err
-	}
-	return prof.Compile(s.Caps)
 }
 
 // Close releases the parent's ends of the pipes.

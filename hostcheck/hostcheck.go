@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/imagerun"
+	"github.com/rbox-dev/rbox/seccomp"
 	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/subid"
 	"github.com/rbox-dev/rbox/userns"
@@ -104,6 +105,7 @@ var checks = []check{
 	netModeCheck(slirp.ModeSlirp4netns),
 	toolCheck("fuse-overlayfs", "fuse-overlayfs", "it is the overlay fallback when the kernel refuses overlayfs in a user namespace"),
 	checkImageHelper,
+	checkSeccompHelper,
 	checkCgroupV2,
 	checkCgroupDelegation,
 	checkLandlock,
@@ -186,6 +188,17 @@ func checkImageHelper(*caller) Result {
 	p, err := imagerun.HelperPath()
 	if err != nil {
 		return warn(name, err.Error()+"; rbox image and --image need it", "install rbox-image next to rbox (`just build` makes bin/rbox-image)")
+	}
+	return pass(name, p)
+}
+
+// checkSeccompHelper looks for rbox-seccomp, which compiles the profiles
+// given with --seccomp FILE (rbox's default filter is built in).
+func checkSeccompHelper(*caller) Result {
+	const name = seccomp.HelperName
+	p, err := seccomp.HelperPath()
+	if err != nil {
+		return warn(name, err.Error()+"; --seccomp FILE needs it", "install rbox-seccomp next to rbox (`just build` makes bin/rbox-seccomp)")
 	}
 	return pass(name, p)
 }

@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/internal/helper"
 )
 
 // HelperName is the executable that links the image store.
@@ -23,20 +24,7 @@ const EnvLockFD = "RBOX_IMAGE_LOCK_FD"
 // HelperPath finds rbox-image: $RBOX_IMAGE_HELPER, else next to the running
 // executable, else in PATH.
 func HelperPath() (string, error) {
-	if p := os.Getenv("RBOX_IMAGE_HELPER"); p != "" {
-		return p, nil
-	}
-	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), HelperName)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-			return p, nil
-		}
-	}
-	p, err := exec.LookPath(HelperName)
-	if err != nil {
-		return "", fmt.Errorf("%s (the image store helper) is not installed next to rbox nor in PATH", HelperName)
-	}
-	return p, nil
+	return helper.Path(HelperName, "RBOX_IMAGE_HELPER", "the image store helper")
 }
 
 // Resolve asks rbox-image to resolve an image of the store at root ("" for

@@ -7,14 +7,13 @@ import (
 	"github.com/rbox-dev/rbox/spec"
 )
 
-// installSeccomp loads the payload's filter on the calling thread, the last
-// step before the payload is forked.
+// installSeccomp loads the payload's filter, compiled by the CLI, on the
+// calling thread: the last step before the payload is forked.
 func installSeccomp(s *spec.Spec) error {
-	p, err := seccomp.ForSpec(s)
-	if err != nil || p == nil {
-		return err
+	if s.SeccompFilter == nil {
+		return nil
 	}
-	if err := p.Install(); err != nil {
+	if err := seccomp.Load(s.SeccompFilter); err != nil {
 		return fmt.Errorf("install the seccomp filter: %w", err)
 	}
 	return nil

@@ -8,7 +8,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/forkinit"
-	"github.com/rbox-dev/rbox/seccomp"
 	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
@@ -17,7 +16,7 @@ import (
 // runFast runs s with a pid 1 forked without exec (see package forkinit).
 // pid 1 is cloned first; while newuidmap and newgidmap write its id maps
 // and the network helper starts, this process prepares pid 1's programs
-// and libseccomp compiles the filter.
+// (the seccomp filter comes compiled in s).
 func runFast(s *spec.Spec, plan *userns.Plan) int {
 	in, err := forkinit.New()
 	if err != nil {
@@ -42,22 +41,9 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 	mapped := make(chan error, 1)
 	go func() { mapped <- plan.Write(pid) }()
 	netStarted := startNetwork(s, pid)
-	type compiled struct {
-		c   *seccomp.Compiled
-		err error
-	}
-	filter := make(chan compiled, 1)
-	go func() {
-		c, err := forkinit.Compile(s)
-		filter <- compiled{c, err}
-	}()
 	child, err := slirp.ChildFor(netOptions(s))
 	if err == nil {
 		err = in.Prepare(s, plan.SetgroupsDenied, child)
-	}
-	f := <-filter
-	if err == nil {
-		err = f.err
 	}
 	if mapErr := <-mapped; err == nil {
 		err = mapErr
@@ -70,7 +56,7 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 		err = netErr
 	}
 	if err == nil {
-		err = in.Send(f.c)
+		err = in.Send()
 	}
 	if err != nil {
 		_ = unix.Kill(pid, unix.SIGKILL)

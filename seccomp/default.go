@@ -20,6 +20,10 @@ type Denial struct {
 	Errno   syscall.Errno
 	// Note says when the call is refused, if not always, and why.
 	Note string
+	// Nested says AllowNested lifts the entry.
+	Nested bool
+	// NotOn are ABIs the entry is not enforced on.
+	NotOn []Arch
 }
 
 // Personality values (from <linux/personality.h>) the default profile lets
@@ -128,13 +132,11 @@ func personalityArgs() [][]Arg {
 }
 
 // Default returns rbox's own profile: allow by default, refuse the calls
-// DeniedByDefault lists, on every ABI of the host.
+// DeniedByDefault lists, on every ABI of the host (HostABIs). It depends on
+// o and GOARCH alone, no condition on the host in it, which is what lets
+// its filters be compiled at build time (see DefaultFilter).
 func Default(o DefaultOptions) *Profile {
-	abis, _ := hostABIs()
-	p := &Profile{DefaultAction: ActAllow}
-	for _, a := range abis {
-		p.Architectures = append(p.Architectures, archName(a))
-	}
+	p := &Profile{DefaultAction: ActAllow, Architectures: HostABIs()}
 	for _, d := range defaultDenials() {
 		if d.nested && o.AllowNested {
 			continue
@@ -159,7 +161,7 @@ func DeniedByDefault() []Denial {
 	var list []Denial
 	for _, d := range defaultDenials() {
 		for _, name := range d.names {
-			list = append(list, Denial{Syscall: name, Errno: d.errno, Note: d.note})
+			list = append(list, Denial{Syscall: name, Errno: d.errno, Note: d.note, Nested: d.nested, NotOn: d.notOn})
 		}
 	}
 	return list

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Profile is a seccomp policy in the Docker/OCI JSON model. ParseJSON reads
@@ -19,12 +21,13 @@ type Profile struct {
 	DefaultErrnoRet *uint `json:"defaultErrnoRet,omitempty"`
 	// Architectures are the ABIs the filter covers (OCI form). Empty means
 	// the entry of ArchMap for the native architecture, or without one the
-	// native ABI plus the compat ABIs its kernel runs (see Install).
+	// native ABI plus the compat ABIs its kernel runs (see HostABIs).
 	Architectures []Arch `json:"architectures,omitempty"`
 	// ArchMap is Docker's form: only the entry for the native architecture
 	// counts, with its sub-architectures.
 	ArchMap []ArchMapEntry `json:"archMap,omitempty"`
-	// Flags are SECCOMP_FILTER_FLAG_* names; LOG and SPEC_ALLOW are honoured.
+	// Flags are SECCOMP_FILTER_FLAG_* names; LOG and SPEC_ALLOW are honoured
+	// (see LoadFlags).
 	Flags    []string  `json:"flags,omitempty"`
 	Syscalls []Syscall `json:"syscalls"`
 }
@@ -129,6 +132,18 @@ const (
 	flagSpecAllow = "SECCOMP_FILTER_FLAG_SPEC_ALLOW"
 )
 
+// LoadFlags are the seccomp(2) flags p's Flags ask for.
+func (p *Profile) LoadFlags() uint {
+	var flags uint
+	if slices.Contains(p.Flags, flagLog) {
+		flags |= unix.SECCOMP_FILTER_FLAG_LOG
+	}
+	if slices.Contains(p.Flags, flagSpecAllow) {
+		flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
+	}
+	return flags
+}
+
 // maxErrno is the largest value the kernel reports as an errno; a larger
 // SECCOMP_RET_ERRNO datum would look like a successful return.
 const maxErrno = 4095
@@ -150,29 +165,29 @@ func ParseJSON(data []byte) (*Profile, error) {
 		}
 		return nil, fmt.Errorf("seccomp profile: %v", err)
 	}
-	if err := p.validate(); err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("seccomp profile: %w", err)
 	}
 	return &p, nil
 }
 
-// validate checks every name in p against what Install can build, so a bad
+// Validate checks every name in p against what can be compiled, so a bad
 // profile fails when it is read rather than inside the sandbox.
-func (p *Profile) validate() error {
+func (p *Profile) Validate() error {
 	if err := checkAction("defaultAction", p.DefaultAction, p.DefaultErrnoRet); err != nil {
 		return err
 	}
 	for i, a := range p.Architectures {
-		if _, err := scmpArch(a); err != nil {
+		if err := checkArch(a); err != nil {
 			return fmt.Errorf("architectures[%d]: %w", i, err)
 		}
 	}
 	for i, m := range p.ArchMap {
-		if _, err := scmpArch(m.Arch); err != nil {
+		if err := checkArch(m.Arch); err != nil {
 			return fmt.Errorf("archMap[%d].architecture: %w", i, err)
 		}
 		for j, a := range m.SubArches {
-			if _, err := scmpArch(a); err != nil {
+			if err := checkArch(a); err != nil {
 				return fmt.Errorf("archMap[%d].subArchitectures[%d]: %w", i, j, err)
 			}
 		}
@@ -206,7 +221,7 @@ func (p *Profile) validate() error {
 			}
 		}
 		for j, a := range s.ExcludeArchitectures {
-			if _, err := scmpArch(a); err != nil {
+			if err := checkArch(a); err != nil {
 				return fmt.Errorf("%s.excludeArchitectures[%d]: %w", field, j, err)
 			}
 		}
@@ -217,10 +232,17 @@ func (p *Profile) validate() error {
 			if c.cond == nil || c.cond.MinKernel == "" {
 				continue
 			}
-			if _, err := parseKernelVersion(c.cond.MinKernel); err != nil {
+			if _, err := ParseKernelVersion(c.cond.MinKernel); err != nil {
 				return fmt.Errorf("%s.%s.minKernel: %w", field, c.name, err)
 			}
 		}
+	}
+	return nil
+}
+
+func checkArch(a Arch) error {
+	if !knownArch(a) {
+		return fmt.Errorf("unknown architecture %q", a)
 	}
 	return nil
 }
@@ -241,16 +263,16 @@ func checkAction(field string, a Action, errnoRet *uint) error {
 	return nil
 }
 
-// names returns the system calls s applies to, in either of its forms.
-func (s *Syscall) names() []string {
+// CallNames returns the system calls s applies to, in either of its forms.
+func (s *Syscall) CallNames() []string {
 	if s.Name != "" {
 		return append([]string{s.Name}, s.Names...)
 	}
 	return s.Names
 }
 
-// parseKernelVersion reads Docker's "major.minor" minKernel form.
-func parseKernelVersion(v string) ([2]int, error) {
+// ParseKernelVersion reads Docker's "major.minor" minKernel form.
+func ParseKernelVersion(v string) ([2]int, error) {
 	major, minor, ok := strings.Cut(v, ".")
 	if !ok {
 		return [2]int{}, fmt.Errorf("%q is not major.minor", v)

@@ -64,13 +64,6 @@ type TimeOffsets struct {
 	Boottime  int64 `json:"boottime,omitempty"`
 }
 
-// Seccomp modes.
-const (
-	SeccompDefault    = "default"
-	SeccompUnconfined = "unconfined"
-	SeccompProfile    = "profile"
-)
-
 // Network modes.
 const (
 	NetNone        = "none"
@@ -122,10 +115,9 @@ type Spec struct {
 	// Caps is the capability set (names like "CAP_CHOWN") root inside keeps.
 	// A non-root payload gets none unless listed in CapsNonRoot via --cap-add.
 	Caps []string `json:"caps"`
-	// Seccomp is one of the Seccomp* modes; SeccompProfileJSON holds the
-	// Docker/OCI profile when the mode is SeccompProfile.
-	Seccomp            string `json:"seccomp"`
-	SeccompProfileJSON []byte `json:"seccomp_profile_json,omitempty"`
+	// SeccompFilter is the payload's system call filter, compiled by the
+	// CLI; nil means none (--seccomp unconfined).
+	SeccompFilter *SeccompFilter `json:"seccomp_filter,omitempty"`
 	// AllowNested lets the payload create user namespaces (rbox in rbox).
 	AllowNested bool `json:"allow_nested,omitempty"`
 
@@ -145,6 +137,15 @@ type Spec struct {
 	AllowHostLoopback bool `json:"allow_host_loopback,omitempty"`
 	// DNS, when set, is the sandbox's only nameserver.
 	DNS string `json:"dns,omitempty"`
+}
+
+// SeccompFilter is a compiled seccomp filter, ready to load.
+type SeccompFilter struct {
+	// BPF is the program: an array of struct sock_filter in native byte
+	// order.
+	BPF []byte `json:"bpf"`
+	// Flags are seccomp(2)'s SECCOMP_FILTER_FLAG_* bits to load it with.
+	Flags uint `json:"flags,omitempty"`
 }
 
 // Port is one -p/--publish entry: HostIP:HostPort on the host reaches the

@@ -95,11 +95,36 @@ func (r *RunCmd) Run() error {
 	return exitError{sandbox.Run(s, plan, r.hold...)}
 }
 
+// seccompFilter compiles the payload's filter for --seccomp: none for
+// unconfined, the default one embedded in rbox, or a profile file compiled
+// by the rbox-seccomp helper for a payload given the capabilities caps.
+func (r *RunCmd) seccompFilter(caps []string) (*spec.SeccompFilter, error) {
+	switch r.Seccomp {
+	case "unconfined":
+		return nil, nil
+	case "default":
+		f, err := seccomp.DefaultFilter(seccomp.DefaultOptions{AllowNested: r.AllowNested})
+		if err != nil {
+			return nil, fmt.Errorf("--seccomp default: %v", err)
+		}
+		return f, nil
+	}
+	data, err := os.ReadFile(r.Seccomp)
+	if err != nil {
+		return nil, fmt.Errorf("--seccomp: %v (give default, unconfined or a profile file)", err)
+	}
+	f, err := seccomp.Compile(data, caps)
+	if err != nil {
+		return nil, fmt.Errorf("--seccomp %s: %v", r.Seccomp, err)
+	}
+	return f, nil
+}
+
 func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if len(r.Command) == 0 && r.Storage.Image == "" {
 		return nil, nil, fmt.Errorf("missing command: give one after --, e.g. rbox -- sh")
 	}
-	s := &spec.Spec{Args: r.Command, Hostname: r.Hostname, Seccomp: spec.SeccompDefault, AllowNested: r.AllowNested, PreserveFDs: r.PreserveF}
+	s := &spec.Spec{Args: r.Command, Hostname: r.Hostname, AllowNested: r.AllowNested, PreserveFDs: r.PreserveF}
 	share, err := parseShare(r.Share)
 	if err != nil {
 		return nil, nil, err
@@ -172,18 +197,8 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if s.Caps, err = resolveCaps(r.CapAdd, r.CapDrop); err != nil {
 		return nil, nil, err
 	}
-	switch r.Seccomp {
-	case spec.SeccompDefault, spec.SeccompUnconfined:
-		s.Seccomp = r.Seccomp
-	default:
-		data, err := os.ReadFile(r.Seccomp)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--seccomp: %v (give default, unconfined or a profile file)", err)
-		}
-		s.Seccomp, s.SeccompProfileJSON = spec.SeccompProfile, data
-		if _, err := seccomp.ForSpec(s); err != nil {
-			return nil, nil, fmt.Errorf("--seccomp %s: %v", r.Seccomp, err)
-		}
+	if s.SeccompFilter, err = r.seccompFilter(s.Caps); err != nil {
+		return nil, nil, err
 	}
 	// A terminal of its own when stdin is the caller's terminal, unless rbox
 	// runs in the background there: taking the terminal would stop it.

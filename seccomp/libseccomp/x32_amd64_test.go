@@ -1,4 +1,4 @@
-package seccomp
+package libseccomp
 
 import (
 	"os/exec"
@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"testing"
 
-	libseccomp "github.com/seccomp/libseccomp-golang"
+	scmp "github.com/seccomp/libseccomp-golang"
 )
 
 // TestDefaultRefusesThroughX32 makes real calls through the x32 ABI with
@@ -18,7 +18,7 @@ import (
 // covered by TestDefaultFilterOnEveryABI.
 func TestDefaultRefusesThroughX32(t *testing.T) {
 	probeBin := filepath.Join(t.TempDir(), "x32-probe")
-	if out, err := exec.Command("cc", "-O1", "-Wall", "-o", probeBin, "../testdata/seccomp/x32-probe.c").CombinedOutput(); err != nil {
+	if out, err := exec.Command("cc", "-O1", "-Wall", "-o", probeBin, "../../testdata/seccomp/x32-probe.c").CombinedOutput(); err != nil {
 		t.Fatalf("cc x32-probe.c: %v\n%s", err, out)
 	}
 	byName := denialsByName()
@@ -28,7 +28,7 @@ func TestDefaultRefusesThroughX32(t *testing.T) {
 	}
 	var calls []x32Call
 	for _, p := range refusedProbes() {
-		if byName[p.name].errno != syscall.ENOSYS {
+		if byName[p.name].Errno != syscall.ENOSYS {
 			calls = append(calls, x32Call{p, true})
 		}
 	}
@@ -38,7 +38,7 @@ func TestDefaultRefusesThroughX32(t *testing.T) {
 	var argv []string
 	var probed []x32Call
 	for _, c := range calls {
-		nr, err := libseccomp.GetSyscallFromNameByArch(c.name, libseccomp.ArchX32)
+		nr, err := scmp.GetSyscallFromNameByArch(c.name, scmp.ArchX32)
 		if err != nil || nr < 0 {
 			continue // no such call on x32
 		}
