@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -118,7 +117,20 @@ func parseShare(list []string) ([]string, error) {
 	return out, nil
 }
 
-var hostnameLabel = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$`)
+// validLabel reports whether label is a host name label: letters, digits
+// and hyphens, not starting or ending with a hyphen. (A regexp here would
+// be compiled at every start-up.)
+func validLabel(label string) bool {
+	if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+		return false
+	}
+	for _, c := range []byte(label) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // checkHostname accepts RFC 1123 host names the kernel can hold.
 func checkHostname(h string) error {
@@ -126,7 +138,7 @@ func checkHostname(h string) error {
 		return fmt.Errorf("--hostname %q: longer than %d characters", h, hostNameMax)
 	}
 	for _, label := range strings.Split(h, ".") {
-		if len(label) > 63 || !hostnameLabel.MatchString(label) {
+		if !validLabel(label) {
 			return fmt.Errorf("--hostname %q: not a valid host name (letters, digits and inner hyphens, dot-separated)", h)
 		}
 	}
