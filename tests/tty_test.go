@@ -53,9 +53,11 @@ func TestInteractiveShell(t *testing.T) {
 	}
 	expect := func(what string) { t.Helper(); expectOutput(t, out, what) }
 	expect("PROMPT$ ")
-	send("echo $((6*7))x; test -t 0 && echo is-a-tty\n")
+	// Each expected text differs from the typed line, which the terminal
+	// echoes first.
+	send("echo $((6*7))x; test -t 0 && echo tty-$((2+3))\n")
 	expect("42x")
-	expect("is-a-tty")
+	expect("tty-5")
 	send("sleep 100\n")
 	time.Sleep(300 * time.Millisecond)
 	send("\x03")
@@ -65,8 +67,8 @@ func TestInteractiveShell(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	send("\x1a")
 	expect("Stopped")
-	send("jobs; echo jobs-listed\n")
-	expect("jobs-listed\r\n")
+	send("jobs; echo jobs-$((1+1))-listed\n")
+	expect("jobs-2-listed\r\n")
 	if strings.Count(out.String(), "Stopped") < 2 {
 		t.Fatalf("jobs does not list the stopped job:\n%s", out.String())
 	}
