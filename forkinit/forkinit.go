@@ -1,6 +1,6 @@
 // Package forkinit is the sandbox's pid 1 on rbox's fast path: a child
-// that the parent forks into the new namespaces without exec, so a run pays
-// for one Go start-up, not two.
+// that the parent clones into the new namespaces and that never execs, so a
+// run pays for one Go start-up, not two.
 //
 // The child shares the parent's memory (CLONE_VM) and runs on a stack of
 // its own; Go's runtime cannot run there (no allocation, no stack growth,
@@ -13,7 +13,9 @@
 //
 // What needs Go inside the sandbox — the port forwarder's agent for
 // published ports, overlays and fuse-overlayfs, a terminal, a shared pid
-// namespace — goes through initproc, the re-executed pid 1 (see Eligible).
+// namespace — and what initproc already guards otherwise (a payload with
+// CAP_SYS_PTRACE, a non-root payload with added capabilities) go through
+// initproc, the re-executed pid 1 (see Eligible).
 //
 // The handover: the child blocks on the start pipe until the parent has
 // written its id maps; a failure in the child is written to the report
@@ -103,7 +105,7 @@ type Init struct {
 	filter []unix.SockFilter // its instructions
 
 	// stack and payloadStack are pid 1's and the payload process's
-	// stacks, when they share the parent's memory.
+	// stacks (both run in the parent's memory).
 	stack, payloadStack []byte
 
 	sigs    uint64 // forwarded signals and SIGCHLD, as a kernel sigset
