@@ -136,10 +136,14 @@ func openPid(args []string) error {
 			unix.Close(fd)
 		}
 	}
-	fd, err := unix.Open(dir+"/mem", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	r.try("open mem", err)
-	if err == nil {
-		unix.Close(fd)
+	// environ and mem: on the fast path pid 1 shares the memory of the rbox
+	// parent, which holds the caller's whole environment.
+	for _, f := range []string{"mem", "environ"} {
+		fd, err := unix.Open(dir+"/"+f, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		r.try("open "+f, err)
+		if err == nil {
+			unix.Close(fd)
+		}
 	}
 	entries, err := os.ReadDir(dir + "/fd")
 	if err != nil {
