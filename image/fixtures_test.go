@@ -1,79 +1,37 @@
 package image
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"io"
 	"os"
-	"path/filepath"
 	"testing"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/rbox-dev/rbox/internal/imagetest"
 )
 
 // Test images are built here, from the static busybox of busybox-static.
 
 const busyboxPath = "/bin/busybox"
 
-type entry struct {
-	name     string
-	typ      byte
-	mode     int64
-	uid, gid int
-	body     string
-	link     string
-}
+// The layer builders are shared with the integration tests.
+type entry = imagetest.Entry
 
-func dir(n string, uid int) entry {
-	return entry{name: n, typ: tar.TypeDir, mode: 0o755, uid: uid, gid: uid}
-}
-func file(n, body string) entry        { return entry{name: n, typ: tar.TypeReg, mode: 0o644, body: body} }
-func symlink(n, to string) entry       { return entry{name: n, typ: tar.TypeSymlink, mode: 0o777, link: to} }
-func hardlink(n, to string) entry      { return entry{name: n, typ: tar.TypeLink, mode: 0o644, link: to} }
-func owned(e entry, id int) entry      { e.uid, e.gid = id, id; return e }
-func mode(e entry, m int64) entry      { e.mode = m; return e }
-func whiteout(dirName, n string) entry { return file(filepath.Join(dirName, ".wh."+n), "") }
-
-func tarBytes(t testing.TB, entries []entry) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		hdr := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Uid: e.uid, Gid: e.gid,
-			Linkname: e.link, ModTime: time.Unix(1700000000, 0), Format: tar.FormatPAX}
-		if e.typ == tar.TypeReg {
-			hdr.Size = int64(len(e.body))
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			t.Fatal(err)
-		}
-		if e.typ == tar.TypeReg {
-			if _, err := io.WriteString(tw, e.body); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-func gzipBytes(t testing.TB, b []byte) []byte {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	zw.Write(b)
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
+var (
+	dir       = imagetest.Dir
+	file      = imagetest.File
+	symlink   = imagetest.Symlink
+	hardlink  = imagetest.Hardlink
+	owned     = imagetest.Owned
+	mode      = imagetest.WithMode
+	whiteout  = imagetest.Whiteout
+	tarBytes  = imagetest.Tar
+	gzipBytes = imagetest.Gzip
+)
 
 func busybox(t testing.TB) string {
 	b, err := os.ReadFile(busyboxPath)

@@ -390,11 +390,9 @@ func TestLoadOCIArchive(t *testing.T) {
 }
 
 func TestImportRootfsTarball(t *testing.T) {
-	entries := append([]entry{dir("./", 0)}, baseEntries(t)...)
-	for i := range entries {
-		if entries[i].name != "./" {
-			entries[i].name = "./" + entries[i].name
-		}
+	entries := []entry{dir("./", 0)}
+	for _, e := range baseEntries(t) {
+		entries = append(entries, imagetest.Prefixed(e, "./"))
 	}
 	entries = append(entries, owned(dir("./home/user", 0), 1000), owned(file("./home/user/file", "hello"), 1000))
 	path := filepath.Join(t.TempDir(), "minirootfs.tar.gz")

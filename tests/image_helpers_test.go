@@ -5,7 +5,6 @@ package tests
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -31,59 +29,18 @@ import (
 // busybox-static: a base layer, and a second layer that adds files of
 // 1000:1000, deletes a base file and makes a directory opaque.
 
-type tarEntry struct {
-	name     string
-	typ      byte
-	mode     int64
-	uid, gid int
-	body     string
-	link     string
-}
+// The layer builders are shared with the image store's unit tests.
+type tarEntry = imagetest.Entry
 
-func tDir(n string) tarEntry { return tarEntry{name: n, typ: tar.TypeDir, mode: 0o755} }
-func tFile(n, body string) tarEntry {
-	return tarEntry{name: n, typ: tar.TypeReg, mode: 0o644, body: body}
-}
-func tLink(n, to string) tarEntry {
-	return tarEntry{name: n, typ: tar.TypeSymlink, mode: 0o777, link: to}
-}
-func tOwned(e tarEntry, id int) tarEntry {
-	e.uid, e.gid = id, id
-	return e
-}
+func tDir(n string) tarEntry { return imagetest.Dir(n, 0) }
 
-func tarOf(t *testing.T, entries []tarEntry) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		hdr := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Uid: e.uid, Gid: e.gid,
-			Linkname: e.link, ModTime: time.Unix(1700000000, 0), Format: tar.FormatPAX}
-		if e.typ == tar.TypeReg {
-			hdr.Size = int64(len(e.body))
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			t.Fatal(err)
-		}
-		if e.typ == tar.TypeReg {
-			io.WriteString(tw, e.body)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-func gzipped(t *testing.T, b []byte) []byte {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	zw.Write(b)
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
+var (
+	tFile   = imagetest.File
+	tLink   = imagetest.Symlink
+	tOwned  = imagetest.Owned
+	tarOf   = imagetest.Tar
+	gzipped = imagetest.Gzip
+)
 
 // busyboxEntries is a minimal system: busybox, a few applet links, passwd
 // with a user 1000, a file and a directory the top layer changes.
@@ -93,7 +50,7 @@ func busyboxEntries(t *testing.T) []tarEntry {
 	if err != nil {
 		t.Fatalf("busybox-static is needed (scripts/test-setup installs it): %v", err)
 	}
-	e := []tarEntry{tDir("bin"), {name: "bin/busybox", typ: tar.TypeReg, mode: 0o755, body: string(bb)}}
+	e := []tarEntry{tDir("bin"), imagetest.WithMode(tFile("bin/busybox", string(bb)), 0o755)}
 	for _, applet := range []string{"sh", "cat", "id", "ls", "echo", "stat", "touch", "rm", "sleep", "pwd", "env", "mkdir", "test"} {
 		e = append(e, tLink("bin/"+applet, "busybox"))
 	}
