@@ -38,17 +38,18 @@ import (
 
 	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/fsetup"
+	"github.com/rbox-dev/rbox/initproc"
 	"github.com/rbox-dev/rbox/seccomp"
 	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/sysplan"
 )
 
-// Exit codes, as documented in docs/reference.md (the same as initproc's).
+// Exit codes, as documented in docs/reference.md.
 const (
-	exitSetupFailed   = 125
-	exitCannotExecute = 126
-	exitNotFound      = 127
+	exitSetupFailed   = initproc.ExitSetupFailed
+	exitCannotExecute = initproc.ExitCannotExecute
+	exitNotFound      = initproc.ExitNotFound
 )
 
 // Eligible reports whether s can run on the fast path: everything its pid 1
@@ -98,7 +99,6 @@ type Init struct {
 	exe      []uintptr // candidate paths of the command, NUL-terminated
 	argv     []uintptr // NUL-terminated pointers
 	envv     []uintptr
-	slashCmd bool // the command was given as a path
 	name     string
 
 	fprog  unix.SockFprog    // the payload's seccomp program, if any
@@ -115,9 +115,6 @@ type Init struct {
 	report  [3]int32
 	buf     [1]byte
 }
-
-// forwarded are the signals pid 1 passes on to the command.
-var forwarded = []unix.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH}
 
 // New makes a pid 1 to be started with Start: its pipes and stacks.
 func New() (*Init, error) {
@@ -138,8 +135,8 @@ func New() (*Init, error) {
 // checks the interface is there and adds what the helper left to the
 // inside, and the sandbox gets its own resolv.conf and hosts.
 func (in *Init) Prepare(s *spec.Spec, setgroupsDenied bool, n slirp.ChildConfig) error {
-	for _, sig := range append(forwarded, unix.SIGCHLD) {
-		in.sigs |= 1 << (uint(sig) - 1)
+	for _, sig := range append(initproc.Forwarded, unix.SIGCHLD) {
+		in.sigs |= 1 << (uint(sig.(unix.Signal)) - 1)
 	}
 	if f := s.SeccompFilter; f != nil {
 		prog, err := seccomp.Program(f.BPF)
@@ -170,17 +167,10 @@ func (in *Init) command(s *spec.Spec) {
 	in.envv = append(in.envv, 0)
 	in.name = s.Args[0]
 	if strings.Contains(in.name, "/") {
-		in.slashCmd = true
 		in.exe = []uintptr{p.Str(in.name)}
 		return
 	}
-	pathVar := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	for _, kv := range s.Env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			pathVar = v
-		}
-	}
-	for _, dir := range filepath.SplitList(pathVar) {
+	for _, dir := range filepath.SplitList(s.SearchPath()) {
 		if dir == "" {
 			dir = "."
 		}
@@ -389,13 +379,6 @@ func (in *Init) Describe() (msg string, code int, ok bool) {
 	case reportPayload:
 		return in.payload.Describe(at, errno).Error(), exitSetupFailed, true
 	}
-	switch {
-	case errno == unix.ENOENT || errno == unix.ENOTDIR:
-		if in.slashCmd {
-			return fmt.Sprintf("%s: no such file", in.name), exitNotFound, true
-		}
-		return fmt.Sprintf("%s: command not found", in.name), exitNotFound, true
-	default:
-		return fmt.Sprintf("%s: cannot execute: %v", in.name, errno), exitCannotExecute, true
-	}
+	code, err := initproc.ExecFailure(in.name, errno)
+	return err.Error(), code, true
 }

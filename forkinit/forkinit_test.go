@@ -57,12 +57,12 @@ func TestEligible(t *testing.T) {
 func TestCommandCandidates(t *testing.T) {
 	in := &Init{}
 	in.command(&spec.Spec{Args: []string{"make", "-j2"}, Env: []string{"PATH=/usr/local/bin::/usr/bin"}})
-	if len(in.exe) != 3 || len(in.argv) != 3 || in.argv[2] != 0 || in.slashCmd {
+	if len(in.exe) != 3 || len(in.argv) != 3 || in.argv[2] != 0 {
 		t.Fatalf("candidates %d, argv %d", len(in.exe), len(in.argv))
 	}
 	in = &Init{}
 	in.command(&spec.Spec{Args: []string{"./run"}})
-	if len(in.exe) != 1 || !in.slashCmd {
+	if len(in.exe) != 1 || in.name != "./run" {
 		t.Fatalf("a path is tried alone: %d candidates", len(in.exe))
 	}
 }

@@ -53,8 +53,9 @@ type Start struct {
 	Net slirp.ChildConfig `json:"net"`
 }
 
-// forwarded are the signals pid 1 passes on to the command.
-var forwarded = []os.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH}
+// Forwarded are the signals rbox passes on to pid 1, and pid 1 to the
+// command (on both kinds of pid 1).
+var Forwarded = []os.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH}
 
 // Lock pins the main goroutine to the main thread. Called from an init
 // function, so it holds from the first line of main.
@@ -213,7 +214,7 @@ func enterTimeNamespace(o spec.TimeOffsets) error {
 // superviseCommand starts the payload and acts as init until it exits.
 func superviseCommand(s *spec.Spec, start *Start) int {
 	signals := make(chan os.Signal, 16)
-	signal.Notify(signals, forwarded...)
+	signal.Notify(signals, Forwarded...)
 	if s.Shares(spec.NSPID) {
 		// Not pid 1: adopt orphans so they can be reaped and killed.
 		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -245,7 +246,7 @@ func superviseCommand(s *spec.Spec, start *Start) int {
 }
 
 func startPayload(s *spec.Spec, start *Start, stdio []*os.File) (int, int) {
-	path, code, err := lookPath(s.Args[0], s.Env)
+	path, code, err := lookPath(s)
 	if err != nil {
 		return -1, fail(code, err)
 	}
@@ -285,25 +286,17 @@ func unwrapPathErr(err error) error {
 
 // lookPath finds the command as execvp would with the payload's PATH. The
 // exit code tells "not found" (127) from "found but not executable" (126).
-func lookPath(name string, env []string) (string, int, error) {
+func lookPath(s *spec.Spec) (string, int, error) {
+	name := s.Args[0]
 	if strings.Contains(name, "/") {
-		switch err := checkExecutable(name); {
-		case err == nil:
-			return name, 0, nil
-		case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR):
-			return "", ExitNotFound, fmt.Errorf("%s: no such file", name)
-		default:
-			return "", ExitCannotExecute, fmt.Errorf("%s: cannot execute: %v", name, err)
+		if err := checkExecutable(name); err != nil {
+			code, err := ExecFailure(name, err)
+			return "", code, err
 		}
-	}
-	pathVar := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			pathVar = v
-		}
+		return name, 0, nil
 	}
 	var denied error
-	for _, dir := range filepath.SplitList(pathVar) {
+	for _, dir := range filepath.SplitList(s.SearchPath()) {
 		if dir == "" {
 			dir = "."
 		}
@@ -316,10 +309,26 @@ func lookPath(name string, env []string) (string, int, error) {
 			denied = err
 		}
 	}
-	if denied != nil {
-		return "", ExitCannotExecute, fmt.Errorf("%s: cannot execute: %v", name, denied)
+	if denied == nil {
+		denied = unix.ENOENT
 	}
-	return "", ExitNotFound, fmt.Errorf("%s: command not found", name)
+	code, err := ExecFailure(name, denied)
+	return "", code, err
+}
+
+// ExecFailure is rbox's exit code and message for the command name that
+// could not be executed for reason err (from the lookup or execve): 127 when
+// nothing was found, 126 when something was but cannot run.
+func ExecFailure(name string, err error) (int, error) {
+	switch {
+	case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR):
+		if strings.Contains(name, "/") {
+			return ExitNotFound, fmt.Errorf("%s: no such file", name)
+		}
+		return ExitNotFound, fmt.Errorf("%s: command not found", name)
+	default:
+		return ExitCannotExecute, fmt.Errorf("%s: cannot execute: %v", name, err)
+	}
 }
 
 func checkExecutable(p string) error {

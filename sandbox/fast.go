@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/forkinit"
+	"github.com/rbox-dev/rbox/initproc"
 	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
@@ -26,7 +28,7 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 	// Signals that arrive from now on are passed on to pid 1, which
 	// forwards them to the command once it runs.
 	signals := make(chan os.Signal, 16)
-	signal.Notify(signals, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
+	signal.Notify(signals, initproc.Forwarded...)
 	defer signal.Stop(signals)
 
 	pid, err := in.Start(cloneFlags(s))
@@ -71,8 +73,5 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 		fmt.Fprintf(os.Stderr, "rbox: %s\n", msg)
 		return code
 	}
-	if ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return ws.ExitStatus()
+	return statusCode(syscall.WaitStatus(ws))
 }

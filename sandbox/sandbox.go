@@ -197,7 +197,7 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 	}
 
 	signals := make(chan os.Signal, 16)
-	signal.Notify(signals, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
+	signal.Notify(signals, initproc.Forwarded...)
 	defer signal.Stop(signals)
 	go func() {
 		for sig := range signals {
@@ -253,10 +253,19 @@ func exitCode(ps *os.ProcessState, err error) int {
 	if ps == nil {
 		return failf("wait for the sandbox: %v", err)
 	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
+		return statusCode(ws)
 	}
 	return ps.ExitCode()
+}
+
+// statusCode is rbox's exit code for pid 1's end: its exit status, or
+// 128+N if it died of signal N.
+func statusCode(ws syscall.WaitStatus) int {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
 }
 
 func failf(format string, a ...any) int {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // Namespace names, as used by --share and in messages.
@@ -163,6 +164,21 @@ type Overlay struct {
 	// (--overlay-dir); empty means a tmpfs that goes with the sandbox.
 	UpperDir string `json:"upper_dir,omitempty"`
 	WorkDir  string `json:"work_dir,omitempty"`
+}
+
+// DefaultPath is the command search path when Env sets no PATH.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// SearchPath is the PATH the command is looked up in: the payload's own,
+// else DefaultPath.
+func (s *Spec) SearchPath() string {
+	path := DefaultPath
+	for _, kv := range s.Env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	return path
 }
 
 // Shares reports whether namespace ns is kept from the host.
