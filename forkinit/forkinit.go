@@ -96,10 +96,10 @@ type Init struct {
 	// without touching the fds above, which pid 1 may read in shared memory.
 	startClosed, reportClosed bool
 
-	exe      []uintptr // candidate paths of the command, NUL-terminated
-	argv     []uintptr // NUL-terminated pointers
-	envv     []uintptr
-	name     string
+	exe  []uintptr // candidate paths of the command, NUL-terminated
+	argv []uintptr // NUL-terminated pointers
+	envv []uintptr
+	name string
 
 	fprog  unix.SockFprog    // the payload's seccomp program, if any
 	filter []unix.SockFilter // its instructions
