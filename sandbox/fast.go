@@ -8,8 +8,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/forkinit"
-	"github.com/rbox-dev/rbox/initproc"
+	"github.com/rbox-dev/rbox/initplan"
 	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
@@ -28,7 +29,7 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 	// Signals that arrive from now on are passed on to pid 1, which
 	// forwards them to the command once it runs.
 	signals := make(chan os.Signal, 16)
-	signal.Notify(signals, initproc.Forwarded...)
+	signal.Notify(signals, contract.Forwarded...)
 	defer signal.Stop(signals)
 
 	pid, err := in.Start(cloneFlags(s))
@@ -45,7 +46,7 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 	netStarted := startNetwork(s, pid)
 	child, err := slirp.ChildFor(netOptions(s))
 	if err == nil {
-		err = in.Prepare(s, plan.SetgroupsDenied, child)
+		err = in.Prepare(s, initplan.Learned{SetgroupsDenied: plan.SetgroupsDenied, Net: child})
 	}
 	if mapErr := <-mapped; err == nil {
 		err = mapErr
@@ -73,5 +74,5 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 		fmt.Fprintf(os.Stderr, "rbox: %s\n", msg)
 		return code
 	}
-	return statusCode(syscall.WaitStatus(ws))
+	return contract.StatusCode(syscall.WaitStatus(ws))
 }

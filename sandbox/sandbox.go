@@ -27,12 +27,19 @@ import (
 
 	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/console"
+	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/initproc"
 	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
 )
+
+// ForceReexecEnv, set to anything in rbox's environment, makes every run
+// take the re-exec executor (initproc) even where the fast one could run
+// it. It is for rbox's own tests, which run the whole integration suite
+// once on each executor; it is not a user-facing setting.
+const ForceReexecEnv = "RBOX_TEST_FORCE_REEXEC"
 
 // cloneFlags are the namespaces the child is created in.
 func cloneFlags(s *spec.Spec) uintptr {
@@ -66,7 +73,7 @@ func allCaps() []uintptr {
 // stay open in pid 1, and so alive, for the sandbox's whole life without
 // reaching the command (an image's in-use lock).
 func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
-	if len(hold) == 0 && forkinit.Eligible(s) {
+	if len(hold) == 0 && forkinit.Eligible(s) && os.Getenv(ForceReexecEnv) == "" {
 		return runFast(s, plan)
 	}
 	specR, specW, err := os.Pipe()
@@ -92,7 +99,7 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 		start.ConsoleSocket = 3 + len(extra)
 		extra = append(extra, consoleChild)
 	}
-	exe, args := "/proc/self/exe", []string{initproc.Arg0, strconv.Itoa(3 + s.PreserveFDs + len(hold))}
+	exe, args := "/proc/self/exe", []string{contract.Arg0, strconv.Itoa(3 + s.PreserveFDs + len(hold))}
 	// The child's ends: closed here once it has them.
 	childEnds := []*os.File{specR, consoleChild}
 	closeChildEnds := func() {
@@ -197,7 +204,7 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 	}
 
 	signals := make(chan os.Signal, 16)
-	signal.Notify(signals, initproc.Forwarded...)
+	signal.Notify(signals, contract.Forwarded...)
 	defer signal.Stop(signals)
 	go func() {
 		for sig := range signals {
@@ -254,23 +261,14 @@ func exitCode(ps *os.ProcessState, err error) int {
 		return failf("wait for the sandbox: %v", err)
 	}
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
-		return statusCode(ws)
+		return contract.StatusCode(ws)
 	}
 	return ps.ExitCode()
 }
 
-// statusCode is rbox's exit code for pid 1's end: its exit status, or
-// 128+N if it died of signal N.
-func statusCode(ws syscall.WaitStatus) int {
-	if ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return ws.ExitStatus()
-}
-
 func failf(format string, a ...any) int {
 	fmt.Fprintf(os.Stderr, "rbox: "+format+"\n", a...)
-	return initproc.ExitSetupFailed
+	return contract.ExitSetupFailed
 }
 
 func socketPair() (*os.File, *os.File, error) {
