@@ -230,6 +230,7 @@ func reapUntil(pid int) int {
 		}
 	}
 }
+
 // killOrphans kills and reaps the processes left behind when the pid
 // namespace is the host's: the ones pid 1's death would otherwise take.
 func killOrphans() {

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/internal/nettest"
 )
 
 func TestHostnameIsolation(t *testing.T) {
@@ -42,20 +44,49 @@ func TestPIDNamespace(t *testing.T) {
 	}
 }
 
-// A plain run's pid 1 is forked from rbox without exec (it still has rbox's
-// command line), with or without a user-mode network; a run that needs Go
-// inside the sandbox, like one whose pid 1 must run from a sealed copy of
-// rbox, re-executes rbox as pid 1.
+// Which executor runs pid 1 for each kind of run: the fast one (forkinit:
+// pid 1 is forked from rbox without exec and still has rbox's command
+// line) unless the run needs Go inside the sandbox or a pid 1 from a
+// sealed copy of rbox, which take the re-exec one (initproc: rbox-init).
+// Under RBOX_TEST_FORCE_REEXEC (scripts/run-integration's second pass)
+// every run takes the re-exec one.
 func TestInitKinds(t *testing.T) {
-	for _, net := range []string{"none", "pasta", "slirp4netns"} {
-		forked := rbox(t, "--net", net, "--", "cat", "/proc/1/cmdline")
-		if args := strings.Split(forked.stdout, "\x00"); forked.code != 0 || len(args) < 6 || args[3] != "--" || args[4] != "cat" {
-			t.Fatalf("--net %s: pid 1's command line is %q, want rbox's own\n%s", net, forked.stdout, forked)
-		}
+	forced := os.Getenv("RBOX_TEST_FORCE_REEXEC") != ""
+	port := nettest.FreePort(t, "tcp")
+	kinds := []struct {
+		name  string
+		flags []string
+		fast  bool
+	}{
+		{"plain", nil, true},
+		{"pasta", []string{"--net", "pasta"}, true},
+		{"slirp4netns", []string{"--net", "slirp4netns"}, true},
+		{"binds, non-root with an added capability", []string{"--bind", hostDir(t) + ":/work", "--uid", "1000", "--cap-add", "NET_RAW"}, true},
+		{"published port", []string{"--net", "pasta", "-p", strconv.Itoa(port) + ":80"}, false},
+		{"terminal", []string{"-t"}, false},
+		{"overlay", []string{"--overlay"}, false},
+		{"shared pid namespace", []string{"--share", "pid"}, false},
+		{"CAP_SYS_PTRACE", []string{"--cap-add", "SYS_PTRACE"}, false},
 	}
-	reexec := rbox(t, "--cap-add", "SYS_PTRACE", "--", "cat", "/proc/1/cmdline")
-	if reexec.code != 0 || !strings.HasPrefix(reexec.stdout, "rbox-init\x00") {
-		t.Fatalf("--cap-add SYS_PTRACE: pid 1's command line is %q, want rbox-init\n%s", reexec.stdout, reexec)
+	for _, k := range kinds {
+		// The payload's parent is pid 1, whichever pid namespace it is in.
+		r := rbox(t, append(k.flags, "--", "sh", "-c", `tr '\0' ' ' </proc/$PPID/cmdline`)...)
+		reexec := strings.HasPrefix(r.stdout, "rbox-init ")
+		if r.code != 0 || !reexec && !strings.Contains(r.stdout, " -- sh -c ") {
+			t.Fatalf("%s: pid 1's command line is %q\n%s", k.name, r.stdout, r)
+		}
+		want := "fast"
+		if forced || !k.fast {
+			want = "re-exec"
+		}
+		got := "fast"
+		if reexec {
+			got = "re-exec"
+		}
+		t.Logf("%-45s %s", k.name, got)
+		if got != want {
+			t.Errorf("%s runs on the %s executor, want %s", k.name, got, want)
+		}
 	}
 }
 
