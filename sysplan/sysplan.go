@@ -102,7 +102,17 @@ type Program struct {
 	// pointers into it.
 	arena  []byte
 	chunks [][]byte
+	// memory records what each pointer given to ops points to, for
+	// Format.
+	memory []region
 	Slots  [NumSlots]uintptr
+}
+
+// region is memory an op's argument may point to: a string (Str), bytes
+// (Bytes) or an object (Keep).
+type region struct {
+	at  uintptr
+	obj any // the string, the []byte or a pointer to the object
 }
 
 // A step is the name of the ops added after it, in pieces or as a format
@@ -211,7 +221,9 @@ func (p *Program) Str(s string) uintptr {
 	b := p.alloc(len(s) + 1)
 	copy(b, s)
 	b[len(s)] = 0
-	return uintptr(unsafe.Pointer(&b[0]))
+	at := uintptr(unsafe.Pointer(&b[0]))
+	p.memory = append(p.memory, region{at: at, obj: s})
+	return at
 }
 
 // Bytes returns a pointer to a copy of b (b must not be empty) that lives
@@ -219,14 +231,18 @@ func (p *Program) Str(s string) uintptr {
 func (p *Program) Bytes(b []byte) uintptr {
 	c := p.alloc(len(b))
 	copy(c, b)
-	return uintptr(unsafe.Pointer(&c[0]))
+	at := uintptr(unsafe.Pointer(&c[0]))
+	p.memory = append(p.memory, region{at: at, obj: c})
+	return at
 }
 
 // Keep keeps the object ptr points to alive as long as the Program and
 // returns its address; ptr must point into the heap (escape it with new).
 func Keep[T any](p *Program, ptr *T) uintptr {
 	p.keep = append(p.keep, ptr)
-	return uintptr(unsafe.Pointer(ptr))
+	at := uintptr(unsafe.Pointer(ptr))
+	p.memory = append(p.memory, region{at: at, obj: ptr})
+	return at
 }
 
 // Op is a handle on the last op added, to refine it.
