@@ -37,6 +37,9 @@ func (p *Program) Format(w io.Writer) error {
 		case opCheck:
 			b.WriteString("fail if the received error field is negative\n")
 			continue
+		case opStore:
+			fmt.Fprintf(&b, "store $%d in the message\n", o.args[0])
+			continue
 		}
 		b.WriteString(syscallName(uintptr(o.nr)))
 		b.WriteByte('(')
