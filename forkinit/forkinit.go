@@ -9,7 +9,7 @@
 // and the child only executes them, then starts the payload and serves as
 // init with raw system calls: a signalfd for the signals to forward and for
 // SIGCHLD, wait4 to reap. What it adds to the plan is its own: closing
-// what the parent had open, its name, the signalfd, the payload's session.
+// what the parent had open, its name, the signalfd.
 //
 // A plan with Hooks (work that needs Go inside the sandbox) runs on
 // initproc, the re-executed pid 1, and so does a payload that may hold
@@ -24,6 +24,7 @@ package forkinit
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -61,7 +62,7 @@ const (
 // with the parent.
 type Init struct {
 	// init are pid 1's programs: its own first, the plan's, its own last;
-	// payload the payload process's: its session, then the plan's.
+	// payload the payload process's: the plan's session and limits.
 	init, payload []*sysplan.Program
 	cmd           initplan.Command
 	search        contract.Search
@@ -104,7 +105,11 @@ func (in *Init) Prepare(s *spec.Spec, l initplan.Learned) error {
 	if err != nil {
 		return err
 	}
-	in.init = append(in.init, in.prologue(s))
+	keep := []int{in.reportW, in.startR}
+	if s.TTY {
+		keep = append(keep, l.ConsoleSocket)
+	}
+	in.init = append(in.init, in.prologue(s, keep))
 	for _, st := range pl.Init {
 		if st.Program == nil {
 			return fmt.Errorf("the fast path cannot run the step %q, which needs Go", st.Hook)
@@ -112,26 +117,23 @@ func (in *Init) Prepare(s *spec.Spec, l initplan.Learned) error {
 		in.init = append(in.init, st.Program)
 	}
 	in.init = append(in.init, in.epilogue())
-	session := new(sysplan.Program)
-	session.Step("setsid")
-	session.Call(unix.SYS_SETSID)
-	session.Finish()
-	in.payload = []*sysplan.Program{session, pl.Payload}
+	in.payload = []*sysplan.Program{pl.Session, pl.Payload}
 	in.cmd = pl.Command
 	in.search = contract.NewSearch()
 	return nil
 }
 
 // prologue is what pid 1 does first: close what it shares with the
-// parent and name itself.
-func (in *Init) prologue(s *spec.Spec) *sysplan.Program {
+// parent but the descriptors in keep, and name itself.
+func (in *Init) prologue(s *spec.Spec, keep []int) *sysplan.Program {
 	p := new(sysplan.Program)
 	// Nothing the parent had open reaches the sandbox but stdio, the
-	// preserved fds and the report pipe (close-on-exec: the payload's
-	// exec closes it).
+	// preserved fds, the report pipe (close-on-exec: the payload's exec
+	// closes it) and the console socket (the plan closes it).
 	p.Step("close inherited file descriptors")
 	from := 3 + s.PreserveFDs
-	for _, keep := range []int{min(in.reportW, in.startR), max(in.reportW, in.startR)} {
+	slices.Sort(keep)
+	for _, keep := range keep {
 		if keep > from {
 			p.Call(unix.SYS_CLOSE_RANGE, sysplan.V(uintptr(from)), sysplan.V(uintptr(keep-1)), sysplan.V(0))
 		}

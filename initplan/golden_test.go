@@ -29,13 +29,16 @@ func format(pl *Plan) string {
 		fmt.Fprintf(&b, "== pid 1, stage %d\n", i)
 		_ = st.Program.Format(&b)
 	}
+	b.WriteString("== payload's process, first (initproc: SysProcAttr)\n")
+	_ = pl.Session.Format(&b)
 	b.WriteString("== payload, on the thread that forks it\n")
 	_ = pl.Payload.Format(&b)
 	fmt.Fprintf(&b, "== exec search: %s\n", strings.Join(pl.Command.Candidates, " "))
 	return b.String()
 }
 
-// The plans of a default run and of a bind-heavy one, as system calls, are
+// The plans of a default run, a bind-heavy one and one with a terminal, as
+// system calls, are
 // in testdata/plans: a change that alters what pid 1 does shows there (go
 // test ./initplan -update rewrites them). They depend on the host's system
 // directories (this project's machines: Debian 12) and on the kernel's
@@ -65,8 +68,13 @@ func TestGoldenPlans(t *testing.T) {
 		{Kind: spec.MountSymlink, Source: "/work/out", Dest: "/out"},
 		{Kind: spec.MountBind, Source: "/srv/data.db", Dest: "/var/lib/app/data.db"},
 	}
-	for name, s := range map[string]*spec.Spec{"default": base(), "bind-heavy": binds} {
-		pl, err := New(s, Learned{Net: slirp.ChildConfig{Mode: spec.NetNone}})
+	tty := base()
+	tty.TTY = true
+	// As under a terminal emulator: stdin and stdout are the caller's
+	// terminal, stderr is not.
+	terminalStdio = func() []int { return []int{0, 1} }
+	for name, s := range map[string]*spec.Spec{"default": base(), "bind-heavy": binds, "terminal": tty} {
+		pl, err := New(s, Learned{Net: slirp.ChildConfig{Mode: spec.NetNone}, ConsoleSocket: 7})
 		if err != nil {
 			t.Fatal(err)
 		}

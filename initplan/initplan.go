@@ -40,6 +40,9 @@ type Learned struct {
 	SetgroupsDenied bool
 	// Net is the network as the helper (pasta, slirp4netns) leaves it.
 	Net slirp.ChildConfig
+	// ConsoleSocket is pid 1's end of the socket on which it sends the
+	// master side of the payload's terminal to the parent (with TTY).
+	ConsoleSocket int
 }
 
 // Hook is work of pid 1 that needs Go, done by initproc where the Plan
@@ -55,16 +58,13 @@ const (
 	// fsetup.Build: overlays and fuse-overlayfs are mounted by Go code
 	// in the middle of the filesystem's setup.
 	HookRoot
-	// HookConsole allocates the payload's terminal inside and sends its
-	// master to the parent (console.Open).
-	HookConsole
 	// HookOrphans is not a step of the setup: pid 1 is not the pid
 	// namespace's init (--share pid), so when the payload ends pid 1
 	// kills and reaps what it left, which reads /proc.
 	HookOrphans
 )
 
-var hookNames = map[Hook]string{HookPorts: "published ports", HookRoot: "custom root", HookConsole: "terminal", HookOrphans: "shared pid namespace"}
+var hookNames = map[Hook]string{HookPorts: "published ports", HookRoot: "custom root", HookOrphans: "shared pid namespace"}
 
 func (h Hook) String() string { return hookNames[h] }
 
@@ -77,9 +77,6 @@ func Hooks(s *spec.Spec) []Hook {
 	}
 	if s.RootFS != "" || len(s.Layers) > 0 || s.Overlay != nil {
 		hs = append(hs, HookRoot)
-	}
-	if s.TTY {
-		hs = append(hs, HookConsole)
 	}
 	if s.Shares(spec.NSPID) {
 		hs = append(hs, HookOrphans)
@@ -97,6 +94,14 @@ type Stage struct {
 type Plan struct {
 	// Init is pid 1's setup, in order. Every Program is finished.
 	Init []Stage
+	// Session is what the payload's process does first: a new session,
+	// with the terminal as its controlling one. initproc, whose payload
+	// Go forks, asks for the same with SysProcAttr (Setsid, Setctty,
+	// Ctty: Terminal).
+	Session *sysplan.Program
+	// Terminal is the payload's controlling terminal, one of its stdio
+	// descriptors, or -1.
+	Terminal int
 	// Payload is what the process that becomes the payload runs before
 	// its exec, on the one thread that forks it: the limits it runs
 	// under, the seccomp filter last. It holds the command's strings too.
@@ -130,7 +135,7 @@ const (
 // New makes the Plan for s. It looks at the host's system directories now,
 // in this mount namespace, which pid 1's is a copy of.
 func New(s *spec.Spec, l Learned) (*Plan, error) {
-	pl := &Plan{Payload: new(sysplan.Program)}
+	pl := &Plan{Payload: new(sysplan.Program), Session: new(sysplan.Program), Terminal: -1}
 	pid1 := new(sysplan.Program)
 	if err := pl.identityAndNetwork(pid1, s, l); err != nil {
 		return nil, err
@@ -147,8 +152,9 @@ func New(s *spec.Spec, l Learned) (*Plan, error) {
 		return nil, err
 	}
 	if s.TTY {
-		pl.cut(&pid1, HookConsole)
+		pl.terminal(pid1, s, cfg.TTYGID, l.ConsoleSocket)
 	}
+	pl.session()
 	pl.payloadInheritance(pid1, s)
 	pl.cut(&pid1, 0)
 	if err := pl.limits(s, l); err != nil {
@@ -235,6 +241,82 @@ func blockGateway(p *sysplan.Program, gateway string) error {
 	p.FailOnNegative(&ack.errno)
 	p.Call(unix.SYS_CLOSE, slotSock.FD())
 	return nil
+}
+
+// cmsgRights is a control message passing one descriptor (SCM_RIGHTS)
+// and the message around it, with one byte of data.
+type cmsgRights struct {
+	cmsg [64]byte // first: the descriptor in it is 4-byte aligned
+	msg  unix.Msghdr
+	iov  unix.Iovec
+	data [1]byte
+}
+
+// terminal: a pseudo-terminal from the sandbox's own devpts (after the
+// pivot, so ttyname works inside and nothing done to it reaches the
+// caller's), its master sent to the parent over the console socket, its
+// slave in place of each of stdio that is a terminal (of all three when
+// none is), and bound at /dev/console.
+func (pl *Plan) terminal(p *sysplan.Program, s *spec.Spec, ttyGID, socket int) {
+	const master, slave, tree = slotSock, slotFile, slotFile + 1
+	p.Step("allocate the terminal")
+	p.Call(unix.SYS_OPENAT, sysplan.Int(unix.AT_FDCWD), sysplan.V(p.Str("/dev/pts/ptmx")), sysplan.V(unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)).Into(master)
+	p.Call(unix.SYS_IOCTL, master.FD(), sysplan.V(unix.TIOCSPTLCK), sysplan.V(sysplan.Keep(p, new(int32))))
+	p.Call(unix.SYS_IOCTL, master.FD(), sysplan.V(unix.TIOCGPTPEER), sysplan.V(unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)).Into(slave)
+	p.Step("chown the terminal to %d:%d", s.UID, ttyGID)
+	p.Call(unix.SYS_FCHOWN, slave.FD(), sysplan.V(uintptr(s.UID)), sysplan.Int(ttyGID))
+	p.Step("bind the terminal at /dev/console")
+	p.Call(unix.SYS_OPEN_TREE, slave.FD(), sysplan.V(p.Str("")), sysplan.V(unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)).Into(tree)
+	p.Call(unix.SYS_MOVE_MOUNT, tree.FD(), sysplan.V(p.Str("")), sysplan.Int(unix.AT_FDCWD), sysplan.V(p.Str("/dev/console")), sysplan.V(unix.MOVE_MOUNT_F_EMPTY_PATH))
+	p.Call(unix.SYS_CLOSE, tree.FD())
+	p.Step("send the terminal to rbox")
+	m := new(cmsgRights)
+	rights := unix.UnixRights(0)
+	copy(m.cmsg[:], rights)
+	m.iov.Base, m.iov.Len = &m.data[0], 1
+	m.msg.Iov, m.msg.Iovlen = &m.iov, 1
+	m.msg.Control = &m.cmsg[0]
+	m.msg.SetControllen(len(rights))
+	sysplan.Keep(p, m)
+	p.Store(master, (*int32)(unsafe.Pointer(&m.cmsg[unix.CmsgLen(0)])))
+	p.Call(unix.SYS_SENDMSG, sysplan.V(uintptr(socket)), sysplan.V(sysplan.Keep(p, &m.msg)), sysplan.V(0))
+	p.Call(unix.SYS_CLOSE, sysplan.V(uintptr(socket)))
+	p.Call(unix.SYS_CLOSE, master.FD())
+	p.Step("make the terminal the command's stdio")
+	fds := terminalStdio()
+	if len(fds) == 0 {
+		fds = []int{0, 1, 2}
+	}
+	for _, fd := range fds {
+		p.Call(unix.SYS_DUP3, slave.FD(), sysplan.V(uintptr(fd)), sysplan.V(0))
+	}
+	p.Call(unix.SYS_CLOSE, slave.FD())
+	pl.Terminal = fds[0]
+}
+
+// terminalStdio lists which of fds 0 to 2 are terminals: those the
+// payload's terminal takes the place of. Both executors plan with the
+// caller's stdio as their own.
+var terminalStdio = func() []int {
+	var fds []int
+	for fd := 0; fd < 3; fd++ {
+		if _, err := unix.IoctlGetTermios(fd, unix.TCGETS); err == nil {
+			fds = append(fds, fd)
+		}
+	}
+	return fds
+}
+
+// session: the payload's own session, and its controlling terminal.
+func (pl *Plan) session() {
+	p := pl.Session
+	p.Step("setsid")
+	p.Call(unix.SYS_SETSID)
+	if pl.Terminal >= 0 {
+		p.Step("take the terminal as the controlling one")
+		p.Call(unix.SYS_IOCTL, sysplan.V(uintptr(pl.Terminal)), sysplan.V(unix.TIOCSCTTY), sysplan.V(0))
+	}
+	p.Finish()
 }
 
 // payloadInheritance: what pid 1 sets up for the payload to inherit when

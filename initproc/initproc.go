@@ -28,7 +28,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/rbox-dev/rbox/console"
 	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/fsetup"
 	"github.com/rbox-dev/rbox/initplan"
@@ -114,13 +113,22 @@ func run(fdArg string) int {
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fail(contract.ExitSetupFailed, fmt.Errorf("close_range: %w", err))
 	}
-	pl, err := initplan.New(&s, initplan.Learned{SetgroupsDenied: start.SetgroupsDenied, Net: start.Net})
+	pl, err := initplan.New(&s, initplan.Learned{SetgroupsDenied: start.SetgroupsDenied, Net: start.Net, ConsoleSocket: start.ConsoleSocket})
 	if err != nil {
 		return fail(contract.ExitSetupFailed, err)
 	}
-	stdio := []*os.File{os.Stdin, os.Stdout, os.Stderr}
+	// The command's stdio are fds 0 to 2, which the plan may turn into
+	// its terminal; pid 1's own messages go on to the caller's stderr.
+	stdio := []*os.File{os.NewFile(0, "stdin"), os.NewFile(1, "stdout"), os.NewFile(2, "stderr")}
+	if s.TTY {
+		stderr, err := unix.FcntlInt(2, unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			return fail(contract.ExitSetupFailed, fmt.Errorf("dup stderr: %w", err))
+		}
+		os.Stderr = os.NewFile(uintptr(stderr), "stderr")
+	}
 	for _, st := range pl.Init {
-		if err := runStage(st, pl, &s, &start, &stdio); err != nil {
+		if err := runStage(st, pl, start.Net); err != nil {
 			return fail(contract.ExitSetupFailed, err)
 		}
 	}
@@ -129,24 +137,19 @@ func run(fdArg string) int {
 
 // runStage runs one stage of the plan on this, the main, thread: a
 // Program, or a Hook.
-func runStage(st initplan.Stage, pl *initplan.Plan, s *spec.Spec, start *Start, stdio *[]*os.File) error {
-	var err error
+func runStage(st initplan.Stage, pl *initplan.Plan, n slirp.ChildConfig) error {
 	switch st.Hook {
 	case 0:
-		err = st.Program.Run()
+		return st.Program.Run()
 	case initplan.HookPorts:
 		// Only the agent: the plan has checked the interface and
 		// blocked the gateway. Its goroutines serve for the rest of pid
 		// 1's life.
-		err = slirp.ConfigureChild(slirp.ChildConfig{Mode: start.Net.Mode, PortDirFD: start.Net.PortDirFD})
+		return slirp.ConfigureChild(slirp.ChildConfig{Mode: n.Mode, PortDirFD: n.PortDirFD})
 	case initplan.HookRoot:
-		err = fsetup.Build(pl.Root)
-	case initplan.HookConsole:
-		*stdio, err = console.Open(*stdio, start.ConsoleSocket, s.UID, pl.Root.TTYGID)
-	default:
-		err = fmt.Errorf("no hook %v in this rbox", st.Hook)
+		return fsetup.Build(pl.Root)
 	}
-	return err
+	return fmt.Errorf("no hook %v in this rbox", st.Hook)
 }
 
 // superviseCommand starts the payload and acts as init until it exits.
@@ -190,9 +193,10 @@ func startPayload(s *spec.Spec, pl *initplan.Plan, stdio []*os.File) (int, int) 
 	for i := 0; i < s.PreserveFDs; i++ {
 		files = append(files, os.NewFile(uintptr(3+i), "preserved"))
 	}
+	// The plan's Session, done by Go's fork.
 	sys := &syscall.SysProcAttr{Setsid: true}
-	if s.TTY {
-		sys.Setctty, sys.Ctty = true, console.FirstTerminal(stdio)
+	if pl.Terminal >= 0 {
+		sys.Setctty, sys.Ctty = true, pl.Terminal
 	}
 	search := contract.NewSearch()
 	for i, path := range pl.Command.Candidates {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -32,21 +33,40 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 	signal.Notify(signals, contract.Forwarded...)
 	defer signal.Stop(signals)
 
+	learned := initplan.Learned{SetgroupsDenied: plan.SetgroupsDenied}
+	var consoleParent, consoleChild *os.File
+	if s.TTY {
+		if consoleParent, consoleChild, err = socketPair(); err != nil {
+			return failf("console socket: %v", err)
+		}
+		defer consoleParent.Close()
+		learned.ConsoleSocket = int(consoleChild.Fd())
+	}
 	pid, err := in.Start(cloneFlags(s))
+	if consoleChild != nil {
+		// pid 1 has its end by the clone; this one must go for the
+		// socket to end when pid 1 does.
+		consoleChild.Close()
+	}
 	if err != nil {
 		return failf("start the sandbox: %v (see `rbox check`)", err)
 	}
+	var term atomic.Pointer[terminal]
 	go func() {
 		for sig := range signals {
+			if t := term.Load(); sig == unix.SIGWINCH && t != nil {
+				t.resize()
+				continue
+			}
 			_ = unix.Kill(pid, sig.(unix.Signal))
 		}
 	}()
 	mapped := make(chan error, 1)
 	go func() { mapped <- plan.Write(pid) }()
 	netStarted := startNetwork(s, pid)
-	child, err := slirp.ChildFor(netOptions(s))
+	learned.Net, err = slirp.ChildFor(netOptions(s))
 	if err == nil {
-		err = in.Prepare(s, initplan.Learned{SetgroupsDenied: plan.SetgroupsDenied, Net: child})
+		err = in.Prepare(s, learned)
 	}
 	if mapErr := <-mapped; err == nil {
 		err = mapErr
@@ -61,12 +81,22 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 	if err == nil {
 		err = in.Send()
 	}
+	if err == nil && consoleParent != nil {
+		var t *terminal
+		if t, err = startTerminal(consoleParent); t != nil {
+			term.Store(t)
+			defer t.restore()
+		}
+	}
 	if err != nil {
 		_ = unix.Kill(pid, unix.SIGKILL)
 		_, _ = in.Wait(pid)
 		return failf("%v", err)
 	}
 	ws, err := in.Wait(pid)
+	if t := term.Load(); t != nil {
+		t.drain()
+	}
 	if err != nil {
 		return failf("wait for the sandbox: %v", err)
 	}

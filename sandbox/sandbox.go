@@ -190,16 +190,13 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 
 	var term *terminal
 	if consoleParent != nil {
-		master, err := console.Receive(consoleParent)
-		if err != nil {
+		if term, err = startTerminal(consoleParent); err != nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 			return failf("%v", err)
 		}
-		if master != nil {
-			term = newTerminal(master)
+		if term != nil {
 			defer term.restore()
-			term.relay()
 		}
 	}
 
@@ -277,6 +274,19 @@ func socketPair() (*os.File, *os.File, error) {
 		return nil, nil, err
 	}
 	return os.NewFile(uintptr(fds[0]), "console"), os.NewFile(uintptr(fds[1]), "console"), nil
+}
+
+// startTerminal receives the master side of the payload's terminal from
+// pid 1 on socket and starts relaying it; nil when pid 1 sent none (it
+// failed before).
+func startTerminal(socket *os.File) (*terminal, error) {
+	master, err := console.Receive(socket)
+	if err != nil || master == nil {
+		return nil, err
+	}
+	t := newTerminal(master)
+	t.relay()
+	return t, nil
 }
 
 // terminal relays between the caller's stdio and the master side of the

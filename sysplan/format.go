@@ -74,9 +74,12 @@ func (p *Program) Format(w io.Writer) error {
 	return err
 }
 
-// argCount is the number of arguments worth showing: up to the last one
-// that is not a literal 0.
+// argCount is the number of arguments to show: the system call's, else
+// up to the last one that is not a literal 0.
 func argCount(o op) int {
+	if s, ok := syscalls[uintptr(o.nr)]; ok {
+		return s.nargs
+	}
 	n := 6
 	for n > 0 && o.from&(1<<(n-1)) == 0 && o.args[n-1] == 0 {
 		n--

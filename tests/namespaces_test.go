@@ -63,7 +63,7 @@ func TestInitKinds(t *testing.T) {
 		{"slirp4netns", []string{"--net", "slirp4netns"}, true},
 		{"binds, non-root with an added capability", []string{"--bind", hostDir(t) + ":/work", "--uid", "1000", "--cap-add", "NET_RAW"}, true},
 		{"published port", []string{"--net", "pasta", "-p", strconv.Itoa(port) + ":80"}, false},
-		{"terminal", []string{"-t"}, false},
+		{"terminal", []string{"-t"}, true},
 		{"overlay", []string{"--overlay"}, false},
 		{"shared pid namespace", []string{"--share", "pid"}, false},
 		{"CAP_SYS_PTRACE", []string{"--cap-add", "SYS_PTRACE"}, false},
