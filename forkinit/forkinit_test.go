@@ -32,7 +32,7 @@ func TestEligible(t *testing.T) {
 		{"overlay", func(s *spec.Spec) { s.Overlay = &spec.Overlay{} }, false},
 		{"image", func(s *spec.Spec) { s.Layers = []string{"/l"} }, false},
 		{"tty", func(s *spec.Spec) { s.TTY = true }, true},
-		{"shared pid", func(s *spec.Spec) { s.Share = []string{spec.NSPID} }, false},
+		{"shared pid", func(s *spec.Spec) { s.Share = []string{spec.NSPID} }, true},
 		{"ptrace", func(s *spec.Spec) { s.Caps = append(s.Caps, "CAP_SYS_PTRACE") }, false},
 		{"non-root with added caps", func(s *spec.Spec) {
 			s.UID = 1000

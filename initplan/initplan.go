@@ -58,13 +58,9 @@ const (
 	// fsetup.Build: overlays and fuse-overlayfs are mounted by Go code
 	// in the middle of the filesystem's setup.
 	HookRoot
-	// HookOrphans is not a step of the setup: pid 1 is not the pid
-	// namespace's init (--share pid), so when the payload ends pid 1
-	// kills and reaps what it left, which reads /proc.
-	HookOrphans
 )
 
-var hookNames = map[Hook]string{HookPorts: "published ports", HookRoot: "custom root", HookOrphans: "shared pid namespace"}
+var hookNames = map[Hook]string{HookPorts: "published ports", HookRoot: "custom root"}
 
 func (h Hook) String() string { return hookNames[h] }
 
@@ -77,9 +73,6 @@ func Hooks(s *spec.Spec) []Hook {
 	}
 	if s.RootFS != "" || len(s.Layers) > 0 || s.Overlay != nil {
 		hs = append(hs, HookRoot)
-	}
-	if s.Shares(spec.NSPID) {
-		hs = append(hs, HookOrphans)
 	}
 	return hs
 }
@@ -181,6 +174,13 @@ func (pl *Plan) cut(p **sysplan.Program, hook Hook) {
 // identityAndNetwork: pid 1's groups, the host name, loopback and the
 // network's last steps.
 func (pl *Plan) identityAndNetwork(p *sysplan.Program, s *spec.Spec, l Learned) error {
+	if s.Shares(spec.NSPID) {
+		// Not the init of a pid namespace: the payload's orphans come
+		// to pid 1, which reaps them, and when it ends to rbox, which
+		// kills them (sandbox/orphans.go).
+		p.Step("become a child subreaper")
+		p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_SET_CHILD_SUBREAPER), sysplan.V(1))
+	}
 	if !l.SetgroupsDenied {
 		// The caller's supplementary groups are unmapped here and would
 		// show as nogroup.

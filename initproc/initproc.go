@@ -19,10 +19,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"syscall"
 	"unsafe"
 
@@ -156,11 +154,6 @@ func runStage(st initplan.Stage, pl *initplan.Plan, n slirp.ChildConfig) error {
 func superviseCommand(s *spec.Spec, pl *initplan.Plan, stdio []*os.File) int {
 	signals := make(chan os.Signal, 16)
 	signal.Notify(signals, contract.Forwarded...)
-	orphans := s.Shares(spec.NSPID)
-	if orphans {
-		// Not pid 1: adopt orphans so they can be reaped and killed.
-		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-	}
 	// The payload's identity and limits, on this thread, which forks it;
 	// from here on the thread runs under them.
 	if err := pl.Payload.Run(); err != nil {
@@ -175,15 +168,7 @@ func superviseCommand(s *spec.Spec, pl *initplan.Plan, stdio []*os.File) int {
 			_ = unix.Kill(pid, sig.(syscall.Signal))
 		}
 	}()
-	status := reapUntil(pid)
-	if orphans {
-		// On another thread: this one has the payload's identity and
-		// limits, and the orphans may run as other ids.
-		done := make(chan struct{})
-		go func() { killOrphans(); close(done) }()
-		<-done
-	}
-	return status
+	return reapUntil(pid)
 }
 
 // startPayload runs the command's search (contract.Search) over the
@@ -233,44 +218,4 @@ func reapUntil(pid int) int {
 			return contract.StatusCode(syscall.WaitStatus(ws))
 		}
 	}
-}
-
-// killOrphans kills and reaps the processes left behind when the pid
-// namespace is the host's: the ones pid 1's death would otherwise take.
-func killOrphans() {
-	self := os.Getpid()
-	for {
-		children := childrenOf(self)
-		if len(children) == 0 {
-			return
-		}
-		for _, c := range children {
-			_ = unix.Kill(c, unix.SIGKILL)
-		}
-		for range children {
-			var ws unix.WaitStatus
-			if _, err := unix.Wait4(-1, &ws, 0, nil); errors.Is(err, unix.ECHILD) {
-				break
-			}
-		}
-	}
-}
-
-// childrenOf lists the children of every thread of process ppid: orphans
-// may be handed to any thread of a subreaper.
-func childrenOf(ppid int) []int {
-	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", ppid))
-	var out []int
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for _, field := range strings.Fields(string(data)) {
-			if n, err := strconv.Atoi(field); err == nil {
-				out = append(out, n)
-			}
-		}
-	}
-	return out
 }

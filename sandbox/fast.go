@@ -42,6 +42,11 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 		defer consoleParent.Close()
 		learned.ConsoleSocket = int(consoleChild.Fd())
 	}
+	if s.Shares(spec.NSPID) {
+		if err := adoptOrphans(); err != nil {
+			return failf("%v", err)
+		}
+	}
 	pid, err := in.Start(cloneFlags(s))
 	if consoleChild != nil {
 		// pid 1 has its end by the clone; this one must go for the
@@ -94,6 +99,9 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 		return failf("%v", err)
 	}
 	ws, err := in.Wait(pid)
+	if s.Shares(spec.NSPID) {
+		killOrphans(netw.HelperPIDs())
+	}
 	if t := term.Load(); t != nil {
 		t.drain()
 	}

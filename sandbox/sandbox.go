@@ -145,6 +145,12 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 			Pdeathsig:   unix.SIGKILL,
 		},
 	}
+	if s.Shares(spec.NSPID) {
+		if err := adoptOrphans(); err != nil {
+			closeChildEnds()
+			return failf("%v", err)
+		}
+	}
 	err = cmd.Start()
 	closeChildEnds()
 	if err != nil {
@@ -214,6 +220,9 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 	}()
 
 	err = cmd.Wait()
+	if s.Shares(spec.NSPID) {
+		killOrphans(netw.HelperPIDs())
+	}
 	if term != nil {
 		term.drain()
 	}

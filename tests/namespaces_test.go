@@ -65,7 +65,7 @@ func TestInitKinds(t *testing.T) {
 		{"published port", []string{"--net", "pasta", "-p", strconv.Itoa(port) + ":80"}, false},
 		{"terminal", []string{"-t"}, true},
 		{"overlay", []string{"--overlay"}, false},
-		{"shared pid namespace", []string{"--share", "pid"}, false},
+		{"shared pid namespace", []string{"--share", "pid"}, true},
 		{"CAP_SYS_PTRACE", []string{"--cap-add", "SYS_PTRACE"}, false},
 	}
 	for _, k := range kinds {
