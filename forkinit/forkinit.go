@@ -12,8 +12,7 @@
 // what the parent had open, its name, the signalfd.
 //
 // A plan with Hooks (work that needs Go inside the sandbox) runs on
-// initproc, the re-executed pid 1, and so does a payload that may hold
-// CAP_SYS_PTRACE (see Eligible).
+// initproc, the re-executed pid 1 (see Eligible).
 //
 // The handover: the child blocks on the start pipe until the parent has
 // written its id maps; a failure in the child is written to the report
@@ -36,19 +35,16 @@ import (
 )
 
 // Eligible reports whether s can run on the fast path: its plan has no
-// Hooks (see initplan.Hooks), this architecture has the clone trampoline,
-// and the payload will not hold CAP_SYS_PTRACE: pid 1 must then run from a
-// sealed copy of rbox (sandbox/exe.go).
+// Hooks (see initplan.Hooks) and this architecture has the clone
+// trampoline.
+//
+// A payload holding CAP_SYS_PTRACE may run here: pid 1 shares the memory
+// of the rbox the caller executed, which belongs to the caller's user
+// namespace, and the plan makes it non-dumpable, so the kernel lets only a
+// holder of CAP_SYS_PTRACE in the caller's namespace at its memory, /proc
+// entries and ptrace (TestEscapePID1).
 func Eligible(s *spec.Spec) bool {
-	if !sharesMemory {
-		return false // see clone_other.go
-	}
-	for _, c := range s.Caps {
-		if c == "CAP_SYS_PTRACE" {
-			return false
-		}
-	}
-	return len(initplan.Hooks(s)) == 0
+	return sharesMemory && len(initplan.Hooks(s)) == 0
 }
 
 // Report kinds written on the report pipe.

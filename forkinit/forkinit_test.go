@@ -33,7 +33,7 @@ func TestEligible(t *testing.T) {
 		{"image", func(s *spec.Spec) { s.Layers = []string{"/l"} }, false},
 		{"tty", func(s *spec.Spec) { s.TTY = true }, true},
 		{"shared pid", func(s *spec.Spec) { s.Share = []string{spec.NSPID} }, true},
-		{"ptrace", func(s *spec.Spec) { s.Caps = append(s.Caps, "CAP_SYS_PTRACE") }, false},
+		{"ptrace", func(s *spec.Spec) { s.Caps = append(s.Caps, "CAP_SYS_PTRACE") }, true},
 		{"non-root with added caps", func(s *spec.Spec) {
 			s.UID = 1000
 			s.Caps = append(s.Caps, "CAP_NET_RAW")

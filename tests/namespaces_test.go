@@ -46,8 +46,8 @@ func TestPIDNamespace(t *testing.T) {
 
 // Which executor runs pid 1 for each kind of run: the fast one (forkinit:
 // pid 1 is forked from rbox without exec and still has rbox's command
-// line) unless the run needs Go inside the sandbox or a pid 1 from a
-// sealed copy of rbox, which take the re-exec one (initproc: rbox-init).
+// line) unless the run needs Go inside the sandbox (initplan.Hooks), which
+// takes the re-exec one (initproc: rbox-init).
 // Under RBOX_TEST_FORCE_REEXEC (scripts/run-integration's second pass)
 // every run takes the re-exec one.
 func TestInitKinds(t *testing.T) {
@@ -66,7 +66,7 @@ func TestInitKinds(t *testing.T) {
 		{"terminal", []string{"-t"}, true},
 		{"overlay", []string{"--overlay"}, false},
 		{"shared pid namespace", []string{"--share", "pid"}, true},
-		{"CAP_SYS_PTRACE", []string{"--cap-add", "SYS_PTRACE"}, false},
+		{"CAP_SYS_PTRACE", []string{"--cap-add", "SYS_PTRACE"}, true},
 	}
 	for _, k := range kinds {
 		// The payload's parent is pid 1, whichever pid namespace it is in.
