@@ -9,7 +9,7 @@
 // and the child only executes them, then starts the payload and serves as
 // init with raw system calls: a signalfd for the signals to forward and for
 // SIGCHLD, wait4 to reap. What it adds to the plan is its own: closing
-// what the parent had open, its name, the signalfd.
+// what the parent had open, the signalfd.
 //
 // A plan with Hooks (work that needs Go inside the sandbox) runs on
 // initproc, the re-executed pid 1 (see Eligible).
@@ -120,7 +120,7 @@ func (in *Init) Prepare(s *spec.Spec, l initplan.Learned) error {
 }
 
 // prologue is what pid 1 does first: close what it shares with the
-// parent but the descriptors in keep, and name itself.
+// parent but the descriptors in keep.
 func (in *Init) prologue(s *spec.Spec, keep []int) *sysplan.Program {
 	p := new(sysplan.Program)
 	// Nothing the parent had open reaches the sandbox but stdio, the
@@ -138,9 +138,6 @@ func (in *Init) prologue(s *spec.Spec, keep []int) *sysplan.Program {
 		}
 	}
 	p.Call(unix.SYS_CLOSE_RANGE, sysplan.V(uintptr(from)), sysplan.V(^uintptr(0)), sysplan.V(0))
-	// ps shows pid 1 as the re-executed init would be shown.
-	p.Step("name pid 1")
-	p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_SET_NAME), sysplan.V(p.Str(contract.Arg0)))
 	p.Finish()
 	return p
 }

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/caps"
+	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/fsetup"
 	"github.com/rbox-dev/rbox/seccomp"
 	"github.com/rbox-dev/rbox/slirp"
@@ -171,9 +172,13 @@ func (pl *Plan) cut(p **sysplan.Program, hook Hook) {
 	}
 }
 
-// identityAndNetwork: pid 1's groups, the host name, loopback and the
+// identityAndNetwork: pid 1's name and groups, the host name, loopback and the
 // network's last steps.
 func (pl *Plan) identityAndNetwork(p *sysplan.Program, s *spec.Spec, l Learned) error {
+	// ps shows pid 1 by the name of its main thread; "exe" (from
+	// /proc/self/exe) or rbox would say nothing.
+	p.Step("name pid 1")
+	p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_SET_NAME), sysplan.V(p.Str(contract.Arg0)))
 	if s.Shares(spec.NSPID) {
 		// Not the init of a pid namespace: the payload's orphans come
 		// to pid 1, which reaps them, and when it ends to rbox, which

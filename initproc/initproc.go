@@ -22,7 +22,6 @@ import (
 	"runtime"
 	"strconv"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -86,9 +85,6 @@ func fail(code int, err error) int {
 }
 
 func run(fdArg string) int {
-	// ps shows the main thread's name; "exe" (from /proc/self/exe) says
-	// nothing.
-	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte(contract.Arg0 + "\x00")[0])), 0, 0, 0)
 	fd, err := strconv.Atoi(fdArg)
 	if err != nil {
 		return fail(contract.ExitSetupFailed, fmt.Errorf("bad spec fd %q", fdArg))
