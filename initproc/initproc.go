@@ -1,9 +1,10 @@
 // Package initproc is the sandbox's pid 1 when it must run Go: the
 // re-executed rbox that waits for its id maps, runs the plan that initplan
 // makes for the Spec (the same Programs the fast path, forkinit, runs),
-// does the plan's Hooks (the port forwarder's agent, a custom root, the
-// terminal), starts the command and then reaps zombies and forwards signals
-// until the command exits.
+// does the plan's Hooks (the port forwarder's agent, a custom root), starts
+// the command and then reaps zombies and forwards signals until the command
+// exits. What it adds is its mechanism, not steps: reading the Spec, Go's
+// fork for the payload, signal forwarding and reaping in Go.
 //
 // The main goroutine is locked to the main thread for the whole life of the
 // process (see Lock). The plan's Programs run on that thread, and the
@@ -62,7 +63,7 @@ func Main(args []string) {
 // readyForMaps makes pid 1 dumpable again and tells the parent. Executing a
 // file it could not read (rbox's sealed copy) left it non-dumpable, which
 // makes /proc/PID root's and newuidmap refuse it. The payload does not
-// exist yet; limitThread makes pid 1 non-dumpable again before it starts.
+// exist yet; the plan makes pid 1 non-dumpable again before it starts.
 func readyForMaps(fdArg string) error {
 	fd, err := strconv.Atoi(fdArg)
 	if err != nil {
