@@ -59,6 +59,7 @@ func TestInitKinds(t *testing.T) {
 		fast  bool
 	}{
 		{"plain", nil, true},
+		{"user-mode network", []string{"--net", "user"}, true},
 		{"pasta", []string{"--net", "pasta"}, true},
 		{"slirp4netns", []string{"--net", "slirp4netns"}, true},
 		{"binds, non-root with an added capability", []string{"--bind", hostDir(t) + ":/work", "--uid", "1000", "--cap-add", "NET_RAW"}, true},
