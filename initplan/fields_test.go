@@ -34,13 +34,13 @@ func TestEveryFieldReachesThePlan(t *testing.T) {
 		"AllowNested":   func(s *spec.Spec) { s.AllowNested = true },
 		"TTY":           func(s *spec.Spec) { s.TTY = true },
 		"Publish":       func(s *spec.Spec) { s.Publish = []spec.Port{{HostPort: 8080, ChildPort: 80, Proto: "tcp"}} },
-		"DNS":           func(s *spec.Spec) { s.DNS = "192.0.2.53" },
 	}
 	elsewhere := map[string]string{
 		"UIDMap":            "the parent writes the id maps (userns)",
 		"StorageDriver":     "fsetup.Build, under HookRoot, picks the overlay driver",
 		"AllowHostLoopback": "the parent starts the network helper with it; the plan sees it as Learned.Net",
 		"Net":               "the parent: the CLI shares the namespace for host, a helper starts for the user modes; the plan sees the result as Learned.Net",
+		"DNS":               "the parent puts it in Learned.Net, from which the plan writes resolv.conf",
 		"PreserveFDs":       "each executor's mechanism: forkinit's prologue leaves fds 3..3+N-1 open, initproc hands them to Go's fork",
 	}
 	base := func() *spec.Spec {
@@ -50,11 +50,7 @@ func TestEveryFieldReachesThePlan(t *testing.T) {
 		}
 	}
 	show := func(s *spec.Spec) string {
-		n := slirp.ChildConfig{Mode: s.Net}
-		if s.DNS != "" {
-			n.DNS = s.DNS
-		}
-		pl, err := New(s, Learned{Net: n, ConsoleSocket: 7})
+		pl, err := New(s, Learned{Net: slirp.ChildConfig{Mode: s.Net}, ConsoleSocket: 7})
 		if err != nil {
 			t.Fatalf("%+v: %v", s, err)
 		}
