@@ -80,6 +80,16 @@ func (s *Search) Failed(i int, errno syscall.Errno, exists bool) bool {
 	return false
 }
 
+// ExitCode is the exit code for the search's failure.
+//
+//go:nosplit
+func (s *Search) ExitCode() int {
+	if s.Errno == unix.ENOENT || s.Errno == unix.ENOTDIR {
+		return ExitNotFound
+	}
+	return ExitCannotExecute
+}
+
 // ExecFailure is the exit code and message for the command name that
 // could not be executed because of errno, the error its Search reports.
 // found tells that a candidate exists: ENOENT then means that what it

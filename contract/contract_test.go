@@ -40,7 +40,7 @@ func TestSearchAndExecFailure(t *testing.T) {
 			}
 		}
 		code, err := ExecFailure(c.name, s.Errno, s.Found >= 0)
-		if code != c.code || err.Error() != c.msg {
+		if code != c.code || err.Error() != c.msg || s.ExitCode() != c.code {
 			t.Errorf("%s: %d %q, want %d %q", c.name, code, err, c.code, c.msg)
 		}
 	}

@@ -175,11 +175,7 @@ func (in *Init) startPayload() {
 			break
 		}
 	}
-	code := contract.ExitCannotExecute
-	if in.search.Errno == unix.ENOENT || in.search.Errno == unix.ENOTDIR {
-		code = contract.ExitNotFound
-	}
-	in.fail(reportExec, -1, in.search.Found, in.search.Errno, code)
+	in.fail(reportExec, -1, in.search.Found, in.search.Errno, in.search.ExitCode())
 }
 
 // supervise is init's loop: forward signals to the payload, reap every
