@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -66,7 +67,8 @@ var hookNames = map[Hook]string{HookPorts: "published ports", HookRoot: "custom 
 func (h Hook) String() string { return hookNames[h] }
 
 // Hooks lists, in the order pid 1 meets them, the Go work s needs inside
-// the sandbox; none means both executors can run it.
+// the sandbox; none means both executors can run it. New puts these and
+// no others in the plan.
 func Hooks(s *spec.Spec) []Hook {
 	var hs []Hook
 	if len(s.Publish) > 0 && !s.Shares(spec.NSNet) {
@@ -134,15 +136,16 @@ func New(s *spec.Spec, l Learned) (*Plan, error) {
 	if err := pl.identityAndNetwork(pid1, s, l); err != nil {
 		return nil, err
 	}
-	if len(s.Publish) > 0 && !s.Shares(spec.NSNet) {
+	hooks := Hooks(s)
+	if slices.Contains(hooks, HookPorts) {
 		pl.cut(&pid1, HookPorts)
 	}
 	cfg := fsetup.ConfigFor(s)
 	cfg.Files = fsetup.NetworkFiles(s, l.Net)
 	pl.Root = cfg
-	if err := fsetup.Plan(pid1, cfg); err == fsetup.ErrCustomRoot {
+	if slices.Contains(hooks, HookRoot) {
 		pl.cut(&pid1, HookRoot)
-	} else if err != nil {
+	} else if err := fsetup.Plan(pid1, cfg); err != nil {
 		return nil, err
 	}
 	if s.TTY {
