@@ -50,11 +50,13 @@ func (in *Init) Start(flags uintptr) (int, error) {
 	if err := unix.PthreadSigmask(unix.SIG_SETMASK, nil, &mask); err != nil {
 		return 0, fmt.Errorf("sigprocmask: %w", err)
 	}
-	in.oldMask = mask.Val[0]
+	// The whole set: its first 8 bytes are the kernel's sigset on every
+	// architecture (uint64 words on 64-bit ones, uint32 pairs on 386).
+	in.oldMask = mask
 	syscall.ForkLock.Lock()
 	forked = in
 	beforeFork()
-	pid, errno := cloneInit(flags|unix.CLONE_VM|uintptr(unix.SIGCHLD), stackTop(in.stack))
+	pid, errno := cloneInit(flags|unix.CLONE_VM|uintptr(unix.SIGCHLD), in.stack.top())
 	afterFork()
 	syscall.ForkLock.Unlock()
 	// The child's ends. The fields stay as they are: pid 1 may share this
@@ -64,21 +66,12 @@ func (in *Init) Start(flags uintptr) (int, error) {
 	if errno != 0 {
 		return 0, syscall.Errno(errno)
 	}
+	in.running = true
 	return int(pid), nil
 }
 
-// childStack is the size of pid 1's and the payload process's stacks: the
-// nosplit functions below need well under a page.
-const childStack = 64 << 10
-
 // forked is the Init that the child started by cloneVM runs.
 var forked *Init
-
-// stackTop is the initial stack pointer for a child on stack, 16-byte
-// aligned.
-func stackTop(stack []byte) uintptr {
-	return uintptr(unsafe.Pointer(&stack[len(stack)-64])) &^ 15
-}
 
 // Wait waits for pid 1 to end. Its memory (when shared) stays in use
 // until then.
@@ -87,6 +80,9 @@ func (in *Init) Wait(pid int) (unix.WaitStatus, error) {
 	for {
 		_, err := unix.Wait4(pid, &ws, 0, nil)
 		if err != unix.EINTR {
+			// pid 1 is gone, and with it (it is init, or waited for
+			// the payload's exec) every child that used its stacks.
+			in.running = in.running && err != nil
 			runtime.KeepAlive(in)
 			return ws, err
 		}
@@ -106,7 +102,10 @@ func (in *Init) Send() error {
 
 // The code below runs in the forked children: only system calls, on the
 // memory the parent prepared. Every function is nosplit and calls nothing
-// that is not.
+// that is not, and none can panic: slices are walked with range, other
+// indexes are constants into arrays or checked against the length first,
+// so the compiler leaves no bounds check (TestChildCode checks the
+// compiled code for calls into the runtime).
 
 // childEntry is where pid 1 starts.
 //
@@ -133,19 +132,22 @@ func (in *Init) child() {
 		exit(contract.ExitSetupFailed)
 	}
 	syscall.RawSyscall(unix.SYS_CLOSE, uintptr(in.startR), 0, 0)
-	for i := 0; i < len(in.init); i++ {
-		if at, errno := in.init[i].Exec(); at >= 0 {
+	// The last program (the epilogue) leaves the signalfd in slot 0.
+	var sigfd uintptr
+	for i, p := range in.init {
+		if at, errno := p.Exec(); at >= 0 {
 			in.fail(reportInit, i, at, errno, contract.ExitSetupFailed)
 		}
+		sigfd = p.Slots[0]
 	}
 	// pid 1 waits (CLONE_VFORK) until the payload has exec'd or failed:
 	// until then they share one memory.
-	pid, errno := clonePayload(unix.CLONE_VM|unix.CLONE_VFORK|uintptr(unix.SIGCHLD), stackTop(in.payloadStack))
+	pid, errno := clonePayload(unix.CLONE_VM|unix.CLONE_VFORK|uintptr(unix.SIGCHLD), in.payloadTop)
 	if errno != 0 {
 		in.fail(reportInit, -1, -1, syscall.Errno(errno), contract.ExitSetupFailed)
 	}
 	syscall.RawSyscall(unix.SYS_CLOSE, uintptr(in.reportW), 0, 0)
-	in.supervise(pid, in.init[len(in.init)-1].Slots[0])
+	in.supervise(pid, sigfd)
 }
 
 // startPayload runs in the payload's process: its session and limits,
@@ -154,8 +156,8 @@ func (in *Init) child() {
 //go:nosplit
 //go:norace
 func (in *Init) startPayload() {
-	for i := 0; i < len(in.payload); i++ {
-		if at, errno := in.payload[i].Exec(); at >= 0 {
+	for i, p := range in.payload {
+		if at, errno := p.Exec(); at >= 0 {
 			in.fail(reportPayload, i, at, errno, contract.ExitSetupFailed)
 		}
 	}
@@ -164,11 +166,13 @@ func (in *Init) startPayload() {
 	afterForkInChild()
 	syscall.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&in.oldMask)), 0, 8, 0, 0)
 	c := &in.cmd
-	for i := 0; i < len(c.Paths); i++ {
-		_, _, errno := syscall.RawSyscall(unix.SYS_EXECVE, c.Paths[i], uintptr(unsafe.Pointer(&c.Argv[0])), uintptr(unsafe.Pointer(&c.Envv[0])))
+	// Argv and Envv end with a 0, so never empty.
+	argv, envv := uintptr(unsafe.Pointer(unsafe.SliceData(c.Argv))), uintptr(unsafe.Pointer(unsafe.SliceData(c.Envv)))
+	for i, path := range c.Paths {
+		_, _, errno := syscall.RawSyscall(unix.SYS_EXECVE, path, argv, envv)
 		exists := false
 		if errno == unix.ENOENT {
-			_, _, e := syscall.RawSyscall6(unix.SYS_FACCESSAT, atFDCWD, c.Paths[i], unix.F_OK, 0, 0, 0)
+			_, _, e := syscall.RawSyscall6(unix.SYS_FACCESSAT, atFDCWD, path, unix.F_OK, 0, 0, 0)
 			exists = e == 0
 		}
 		if !in.search.Failed(i, errno, exists) {

@@ -70,11 +70,15 @@ type Init struct {
 	startClosed, reportClosed bool
 
 	// stack and payloadStack are pid 1's and the payload process's
-	// stacks (both run in the parent's memory).
-	stack, payloadStack []byte
+	// stacks (both run in the parent's memory); payloadTop is the
+	// payload's initial stack pointer, which pid 1 reads. running: pid 1
+	// was started and not yet reaped, so the stacks may be in use.
+	stack, payloadStack stack
+	payloadTop          uintptr
+	running             bool
 
-	sigs    uint64 // forwarded signals and SIGCHLD, as a kernel sigset
-	oldMask uint64 // the signal mask the payload gets back
+	sigs    uint64        // forwarded signals and SIGCHLD, as a kernel sigset
+	oldMask unix.Sigset_t // the signal mask the payload gets back
 	sigbuf  [128]byte
 	status  int32
 	report  [4]int32
@@ -83,8 +87,19 @@ type Init struct {
 
 // New makes a pid 1 to be started with Start: its pipes and stacks.
 func New() (*Init, error) {
-	in := &Init{stack: make([]byte, childStack), payloadStack: make([]byte, childStack)}
+	in := new(Init)
+	var err error
+	if in.stack, err = newStack(); err != nil {
+		return nil, err
+	}
+	if in.payloadStack, err = newStack(); err != nil {
+		in.stack.free()
+		return nil, err
+	}
+	in.payloadTop = in.payloadStack.top()
 	if err := in.pipes(); err != nil {
+		in.stack.free()
+		in.payloadStack.free()
 		return nil, err
 	}
 	return in, nil
@@ -152,12 +167,17 @@ func (in *Init) epilogue() *sysplan.Program {
 	return p
 }
 
-// Close releases the parent's ends of the pipes.
+// Close releases the parent's ends of the pipes, and the stacks once no
+// child can run on them (pid 1 never started, or reaped by Wait).
 func (in *Init) Close() {
 	in.closeStart()
 	if !in.reportClosed {
 		unix.Close(in.reportR)
 		in.reportClosed = true
+	}
+	if !in.running {
+		in.stack.free()
+		in.payloadStack.free()
 	}
 }
 

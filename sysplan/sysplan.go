@@ -391,9 +391,16 @@ func (p *Program) Run() error {
 //
 //go:nosplit
 //go:norace
+//
+// Nothing in it can panic, which in a forked child would run Go's panic
+// code on a stack and a runtime that are not its own: every index is an
+// unsigned value checked against the length, or reduced modulo an array's,
+// so the compiler proves it in range (forkinit's TestChildCode checks the
+// compiled code). A jump or a cell out of range, which Finish and the
+// builders never make, fails the op with EFAULT.
 func (p *Program) Exec() (int, syscall.Errno) {
-	ops := p.ops
-	for i := 0; i < len(ops); {
+	ops, cells := p.ops, p.cells
+	for i := uint(0); i < uint(len(ops)); {
 		o := &ops[i]
 		a := o.args
 		for j := 0; j < 6; j++ {
@@ -403,15 +410,21 @@ func (p *Program) Exec() (int, syscall.Errno) {
 		}
 		switch o.nr {
 		case opJump:
-			i = int(o.jumpTo)
+			i = uint(o.jumpTo)
 			continue
 		case opStore:
-			*p.cells[a[1]] = int32(p.Slots[a[0]%NumSlots])
+			if a[1] >= uintptr(len(cells)) {
+				return int(i), syscall.EFAULT
+			}
+			*cells[a[1]] = int32(p.Slots[a[0]%NumSlots])
 			i++
 			continue
 		case opCheck:
-			if v := *p.cells[a[0]]; v < 0 {
-				return i, syscall.Errno(-v)
+			if a[0] >= uintptr(len(cells)) {
+				return int(i), syscall.EFAULT
+			}
+			if v := *cells[a[0]]; v < 0 {
+				return int(i), syscall.Errno(-v)
 			}
 			i++
 			continue
@@ -419,10 +432,10 @@ func (p *Program) Exec() (int, syscall.Errno) {
 		r, _, e := syscall.RawSyscall6(uintptr(o.nr), a[0], a[1], a[2], a[3], a[4], a[5])
 		if e != 0 && e != syscall.Errno(o.allow) {
 			if o.jumpTo >= 0 && (o.onErr == anyErrno || syscall.Errno(o.onErr) == e) {
-				i = int(o.jumpTo)
+				i = uint(o.jumpTo)
 				continue
 			}
-			return i, e
+			return int(i), e
 		}
 		if o.into >= 0 && e == 0 {
 			p.Slots[uint8(o.into)%NumSlots] = r

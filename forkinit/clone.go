@@ -1,10 +1,12 @@
+//go:build amd64 || arm64
+
 package forkinit
 
-// Implemented in clone_amd64.s.
+// Implemented in clone_GOARCH.s.
 func cloneInit(flags, stack uintptr) (pid uintptr, errno uintptr)
 func clonePayload(flags, stack uintptr) (pid uintptr, errno uintptr)
 
 const sharesMemory = true
 
-// The children's entry points are called from clone_amd64.s only.
+// The children's entry points are called from clone_GOARCH.s only.
 var _, _ = childEntry, payloadEntry
