@@ -389,15 +389,15 @@ func (p *Program) Run() error {
 // else the index of the op that failed and its errno. It makes no call
 // into Go's runtime and so may run in a child forked without exec.
 //
-//go:nosplit
-//go:norace
-//
 // Nothing in it can panic, which in a forked child would run Go's panic
 // code on a stack and a runtime that are not its own: every index is an
 // unsigned value checked against the length, or reduced modulo an array's,
 // so the compiler proves it in range (forkinit's TestChildCode checks the
 // compiled code). A jump or a cell out of range, which Finish and the
 // builders never make, fails the op with EFAULT.
+//
+//go:nosplit
+//go:norace
 func (p *Program) Exec() (int, syscall.Errno) {
 	ops, cells := p.ops, p.cells
 	for i := uint(0); i < uint(len(ops)); {
