@@ -54,10 +54,11 @@ var compatABIs = map[Arch][]Arch{
 // in, native first; none for a GOARCH this list does not know. They depend
 // on GOARCH alone, so a filter covering them can be compiled at build time.
 func HostABIs() []Arch {
-	return hostABIs(runtime.GOARCH)
+	return ABIsOf(runtime.GOARCH)
 }
 
-func hostABIs(goarch string) []Arch {
+// ABIsOf are HostABIs for a build for goarch.
+func ABIsOf(goarch string) []Arch {
 	native, ok := nativeArch[goarch]
 	if !ok {
 		return nil

@@ -58,9 +58,9 @@ type denial struct {
 // turn an argument check on socket into a refusal of every socket.
 var socketcallABIs = []Arch{ArchX86, ArchS390, ArchS390X}
 
-func defaultDenials() []denial {
+func defaultDenials(goarch string) []denial {
 	eperm, enosys := syscall.EPERM, syscall.ENOSYS
-	newUser := []Arg{{Index: cloneFlagsArg(), Op: OpMaskedEqual, Value: unix.CLONE_NEWUSER, ValueTwo: unix.CLONE_NEWUSER}}
+	newUser := []Arg{{Index: cloneFlagsArg(goarch), Op: OpMaskedEqual, Value: unix.CLONE_NEWUSER, ValueTwo: unix.CLONE_NEWUSER}}
 	return []denial{
 		{names: []string{"add_key", "request_key", "keyctl"}, errno: enosys,
 			note: "kernel keyrings are not namespaced; ENOSYS reads as a kernel without keyrings, which runc and others accept"},
@@ -102,8 +102,8 @@ func defaultDenials() []denial {
 }
 
 // cloneFlagsArg is the index of clone's flags: s390 swaps the first two.
-func cloneFlagsArg() uint {
-	if runtime.GOARCH == "s390x" {
+func cloneFlagsArg(goarch string) uint {
+	if goarch == "s390x" {
 		return 1
 	}
 	return 0
@@ -136,8 +136,14 @@ func personalityArgs() [][]Arg {
 // o and GOARCH alone, no condition on the host in it, which is what lets
 // its filters be compiled at build time (see DefaultFilter).
 func Default(o DefaultOptions) *Profile {
-	p := &Profile{DefaultAction: ActAllow, Architectures: HostABIs()}
-	for _, d := range defaultDenials() {
+	return DefaultFor(o, runtime.GOARCH)
+}
+
+// DefaultFor is Default for a build for goarch: what its embedded filters
+// are compiled from, on any machine.
+func DefaultFor(o DefaultOptions, goarch string) *Profile {
+	p := &Profile{DefaultAction: ActAllow, Architectures: ABIsOf(goarch)}
+	for _, d := range defaultDenials(goarch) {
 		if d.nested && o.AllowNested {
 			continue
 		}
@@ -159,7 +165,7 @@ func Default(o DefaultOptions) *Profile {
 // errno each gets, for tests and docs.
 func DeniedByDefault() []Denial {
 	var list []Denial
-	for _, d := range defaultDenials() {
+	for _, d := range defaultDenials(runtime.GOARCH) {
 		for _, name := range d.names {
 			list = append(list, Denial{Syscall: name, Errno: d.errno, Note: d.note, Nested: d.nested, NotOn: d.notOn})
 		}

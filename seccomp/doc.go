@@ -87,9 +87,11 @@
 // newgidmap. libseccomp (package seccomp/libseccomp, cgo) compiles filters
 // in two places only:
 //
-//   - At build time, the default profile, plain and AllowNested, for the
-//     build's GOARCH: the programs are embedded (filters/, go:embed) and
-//     DefaultFilter returns them. Default depends on GOARCH alone, with no
+//   - At build time, the default profile, plain and AllowNested, for amd64
+//     (x86_64, i386, x32) and arm64 (aarch64, arm), each compiled on any
+//     machine (DefaultFor, libseccomp builds filters for any ABI): the
+//     programs are embedded (filters/, go:embed) and DefaultFilter returns
+//     the build's GOARCH's. Default depends on GOARCH alone, with no
 //     condition on the host's kernel or capabilities, so the program is the
 //     same on every host. TestEmbedded in seccomp/libseccomp fails when
 //     they are not what the deny-list compiles to, and rewrites them with

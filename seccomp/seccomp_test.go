@@ -130,7 +130,7 @@ func TestHostABIs(t *testing.T) {
 		"riscv64": {"SCMP_ARCH_RISCV64"},
 		"wasm":    nil,
 	} {
-		if got := hostABIs(goarch); !slices.Equal(got, want) {
+		if got := ABIsOf(goarch); !slices.Equal(got, want) {
 			t.Errorf("%s: %v, want %v", goarch, got, want)
 		}
 	}

@@ -2,6 +2,7 @@ package libseccomp
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 
 	scmp "github.com/seccomp/libseccomp-golang"
@@ -52,12 +53,12 @@ func archName(arch scmp.ScmpArch) seccomp.Arch {
 	return seccomp.Arch(arch.String())
 }
 
-// hostABIs are the native ABI and its compat ABIs, native first: those of
-// seccomp.HostABIs, or libseccomp's native one alone for a GOARCH that
-// list does not know.
-func hostABIs() ([]scmp.ScmpArch, error) {
+// hostABIs are the native ABI and its compat ABIs, native first, of a
+// kernel for goarch: those of seccomp.ABIsOf, or, for rbox's own GOARCH
+// when that list does not know it, libseccomp's native one alone.
+func hostABIs(goarch string) ([]scmp.ScmpArch, error) {
 	var abis []scmp.ScmpArch
-	for _, name := range seccomp.HostABIs() {
+	for _, name := range seccomp.ABIsOf(goarch) {
 		a, err := scmpArch(name)
 		if err != nil {
 			return nil, fmt.Errorf("seccomp: host ABI: %w", err)
@@ -66,6 +67,9 @@ func hostABIs() ([]scmp.ScmpArch, error) {
 	}
 	if len(abis) > 0 {
 		return abis, nil
+	}
+	if goarch != runtime.GOARCH {
+		return nil, fmt.Errorf("seccomp: the ABIs of %s are unknown", goarch)
 	}
 	native, err := scmp.GetNativeArch()
 	if err != nil {
@@ -77,8 +81,8 @@ func hostABIs() ([]scmp.ScmpArch, error) {
 // profileABIs picks the ABIs p's filter covers: those p names that this kernel can
 // run, plus always the native one; with none named, all the host's ABIs.
 // ABIs of other machines are dropped, as the kernel never presents them.
-func profileABIs(p *seccomp.Profile) ([]scmp.ScmpArch, error) {
-	host, err := hostABIs()
+func profileABIs(p *seccomp.Profile, goarch string) ([]scmp.ScmpArch, error) {
+	host, err := hostABIs(goarch)
 	if err != nil {
 		return nil, err
 	}

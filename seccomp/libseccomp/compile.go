@@ -149,13 +149,19 @@ func build(p *seccomp.Profile, h host) (*scmp.ScmpFilter, error) {
 		return nil, fmt.Errorf("seccomp profile: %w", err)
 	}
 	defaultAction := scmpAction(p.DefaultAction, p.DefaultErrnoRet)
-	abis, err := profileABIs(p)
+	abis, err := profileABIs(p, h.goarch)
 	if err != nil {
 		return nil, fmt.Errorf("seccomp profile: %w", err)
 	}
+	// libseccomp's native ABI (the machine's, which need not be h's):
+	// a new filter has it, to be swapped for the ABI wanted.
+	native, err := scmp.GetNativeArch()
+	if err != nil {
+		return nil, fmt.Errorf("seccomp: native architecture: %w", err)
+	}
 	var merged *scmp.ScmpFilter
 	for _, abi := range abis {
-		f, err := buildABI(p, h, abi, abis[0], defaultAction)
+		f, err := buildABI(p, h, abi, native, defaultAction)
 		if err != nil {
 			if merged != nil {
 				merged.Release()

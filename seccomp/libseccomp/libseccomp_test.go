@@ -255,9 +255,21 @@ func errnoName(e syscall.Errno) string {
 // TestDefaultFilterOnEveryABI runs the exported BPF program on every ABI
 // the host kernel has, for every probe. It is how the i386 ABI gets
 // checked: this machine's hypervisor gives no int $0x80 to make real calls
-// with (the x32 test makes real ones).
+// with (the x32 test makes real ones). So are the filters of the other
+// embeddedArches (arm64's aarch64 and arm ABIs), which this machine cannot
+// run, each call by its number on that ABI.
 func TestDefaultFilterOnEveryABI(t *testing.T) {
-	abis, err := hostABIs()
+	goarches := embeddedArches
+	if !slices.Contains(goarches, runtime.GOARCH) {
+		goarches = append(goarches, runtime.GOARCH)
+	}
+	for _, goarch := range goarches {
+		t.Run(goarch, func(t *testing.T) { testDefaultFilterOnEveryABI(t, goarch) })
+	}
+}
+
+func testDefaultFilterOnEveryABI(t *testing.T, goarch string) {
+	abis, err := hostABIs(goarch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,8 +278,9 @@ func TestDefaultFilterOnEveryABI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.goarch = goarch
 	for _, nested := range []bool{false, true} {
-		prog := exportBPF(t, seccomp.Default(seccomp.DefaultOptions{AllowNested: nested}), h)
+		prog := exportBPF(t, seccomp.DefaultFor(seccomp.DefaultOptions{AllowNested: nested}, goarch), h)
 		for _, abi := range abis {
 			token, wide := auditArch(t, abi)
 			check := func(p probe, want uint32) {
