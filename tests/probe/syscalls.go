@@ -36,5 +36,3 @@ func syscalls(args []string) error {
 	}
 	return r.result()
 }
-
-func closeFD(fd uintptr) { unix.Close(int(fd)) }

@@ -64,6 +64,8 @@ var syscallTable = map[string]call{
 	"setns":             {nr: unix.SYS_SETNS, args: [6]uintptr{minusOne, 0}},                                       // EBADF
 }
 
+func closeFD(fd uintptr) { unix.Close(int(fd)) }
+
 // restorePersonality puts back the persona a successful call replaced.
 func restorePersonality(old uintptr) {
 	unix.Syscall(unix.SYS_PERSONALITY, old, 0, 0)
