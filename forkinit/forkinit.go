@@ -39,8 +39,8 @@ import (
 	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/fsetup"
 	"github.com/rbox-dev/rbox/initproc"
-	"github.com/rbox-dev/rbox/seccomp"
 	"github.com/rbox-dev/rbox/network"
+	"github.com/rbox-dev/rbox/seccomp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/sysplan"
 )
