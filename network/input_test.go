@@ -126,3 +126,26 @@ func TestStartPortInUse(t *testing.T) {
 		t.Errorf("left running: %v", left)
 	}
 }
+
+func TestNeedsPortAgent(t *testing.T) {
+	tcp := spec.Port{HostIP: "127.0.0.1", HostPort: 8080, ChildPort: 80, Proto: "tcp"}
+	udpSame := spec.Port{HostIP: "0.0.0.0", HostPort: 5353, ChildPort: 5353, Proto: "udp"}
+	udpOther := spec.Port{HostIP: "127.0.0.1", HostPort: 5353, ChildPort: 53, Proto: "udp"}
+	ipv6 := spec.Port{HostIP: "::1", HostPort: 8080, ChildPort: 80, Proto: "tcp"}
+	for _, c := range []struct {
+		mode string
+		ps   []spec.Port
+		want bool
+	}{
+		{spec.NetPasta, nil, false},
+		{spec.NetPasta, []spec.Port{tcp, udpSame}, false},
+		{spec.NetPasta, []spec.Port{tcp, udpOther}, true},
+		{spec.NetPasta, []spec.Port{ipv6}, true},
+		{spec.NetSlirp4netns, nil, false},
+		{spec.NetSlirp4netns, []spec.Port{tcp}, true},
+	} {
+		if got := NeedsPortAgent(c.mode, c.ps); got != c.want {
+			t.Errorf("NeedsPortAgent(%s, %v) = %v, want %v", c.mode, c.ps, got, c.want)
+		}
+	}
+}

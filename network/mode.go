@@ -85,8 +85,9 @@ func Validate(o Options) error {
 // NeedsPortAgent reports whether the published ports ps of a sandbox in
 // mode need rootlesskit's port agent in the sandbox's pid 1 (see
 // ports.StartAgent), which only the re-executed pid 1 can run. pasta
-// forwards ports itself, except UDP to another port number: the pasta of
-// Debian 12 (2023-03) forwards the datagrams but loses the replies then.
+// forwards ports itself, except UDP to another port number (the pasta of
+// Debian 12, 2023-03, forwards the datagrams but loses the replies then)
+// and IPv6 host addresses (pasta runs with --ipv4-only).
 func NeedsPortAgent(mode string, ps []spec.Port) bool {
 	for _, p := range ps {
 		if mode != spec.NetPasta || !pastaForwards(p) {
@@ -98,5 +99,8 @@ func NeedsPortAgent(mode string, ps []spec.Port) bool {
 
 // pastaForwards reports whether pasta forwards p itself.
 func pastaForwards(p spec.Port) bool {
+	if ip := net.ParseIP(p.HostIP); ip == nil || ip.To4() == nil {
+		return false
+	}
 	return p.Proto == "tcp" || p.HostPort == p.ChildPort
 }
