@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/rbox-dev/rbox/caps"
-	"github.com/rbox-dev/rbox/slirp"
+	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/spec"
 )
 
@@ -50,7 +50,7 @@ func TestEveryFieldReachesThePlan(t *testing.T) {
 		}
 	}
 	show := func(s *spec.Spec) string {
-		pl, err := New(s, Learned{Net: slirp.ChildConfig{Mode: s.Net}, ConsoleSocket: 7})
+		pl, err := New(s, Learned{Net: network.ChildConfig{Mode: s.Net}, ConsoleSocket: 7})
 		if err != nil {
 			t.Fatalf("%+v: %v", s, err)
 		}
