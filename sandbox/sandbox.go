@@ -29,6 +29,7 @@ import (
 	"github.com/rbox-dev/rbox/console"
 	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/initproc"
+	"github.com/rbox-dev/rbox/network/egress"
 	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
@@ -220,18 +221,26 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 // background, at once, and returns a function that waits for it. The helper
 // (pasta or slirp4netns) and the port forwarding run as long as the
 // returned Network is open; the kernel ends the helper if rbox dies.
-func startNetwork(s *spec.Spec, pid int) func() (*slirp.Network, error) {
+func startNetwork(s *spec.Spec, pid int) func() (*network, error) {
 	o := netOptions(s)
 	type result struct {
-		n   *slirp.Network
+		n   *network
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
 		n, err := slirp.Start(context.Background(), pid, o)
-		done <- result{n, err}
+		if err != nil {
+			done <- result{nil, err}
+			return
+		}
+		eg, err := startEgress(s, pid)
+		if err != nil {
+			n.Close()
+		}
+		done <- result{&network{n, eg}, err}
 	}()
-	return func() (*slirp.Network, error) {
+	return func() (*network, error) {
 		r := <-done
 		if r.err != nil {
 			return nil, fmt.Errorf("network: %w", r.err)
@@ -245,6 +254,9 @@ func netOptions(s *spec.Spec) slirp.Options {
 	o := slirp.Options{Mode: s.Net, AllowHostLoopback: s.AllowHostLoopback, DNS: s.DNS}
 	for _, p := range s.Publish {
 		o.Publish = append(o.Publish, slirp.PortSpec(p))
+	}
+	if s.Egress != nil {
+		o.DNS = egress.ProxyIP // the egress DNS responder
 	}
 	return o
 }
