@@ -220,7 +220,9 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 // startNetwork starts the sandbox's network for its pid 1 in the
 // background, at once, and returns a function that waits for it. The helper
 // (pasta or slirp4netns) and the port forwarding run as long as the
-// returned Network is open; the kernel ends the helper if rbox dies.
+// returned Network is open; the kernel ends the helper if rbox dies. The
+// egress proxies, when s has a policy, are started by that function, once
+// the caller has written pid 1's id maps.
 func startNetwork(s *spec.Spec, pid int) func() (*network, error) {
 	o := netOptions(s)
 	type result struct {
@@ -230,18 +232,17 @@ func startNetwork(s *spec.Spec, pid int) func() (*network, error) {
 	done := make(chan result, 1)
 	go func() {
 		n, err := slirp.Start(context.Background(), pid, o)
-		if err != nil {
-			done <- result{nil, err}
-			return
-		}
-		eg, err := startEgress(s, pid)
-		if err != nil {
-			n.Close()
-		}
-		done <- result{&network{n, eg}, err}
+		done <- result{&network{Network: n}, err}
 	}()
 	return func() (*network, error) {
 		r := <-done
+		if r.err == nil {
+			// Only now: pid 1 running from a sealed copy lets this
+			// process at its namespaces once its maps may be written.
+			if r.n.egress, r.err = startEgress(s, pid); r.err != nil {
+				r.n.Close()
+			}
+		}
 		if r.err != nil {
 			return nil, fmt.Errorf("network: %w", r.err)
 		}

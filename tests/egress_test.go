@@ -150,12 +150,21 @@ func egressServer(t *testing.T, addr, name string) (string, *atomic.Int32) {
 // rbox's test-only name table hosts.
 func egressRun(t *testing.T, hosts string, flags []string, checks ...string) (map[string]string, result) {
 	t.Helper()
+	return egressRunAfter(t, hosts, "", flags, checks...)
+}
+
+// egressRunAfter is egressRun with a shell script run inside first.
+func egressRunAfter(t *testing.T, hosts, script string, flags []string, checks ...string) (map[string]string, result) {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	args := append(append([]string{}, flags...), "--ro-bind", exe+":/probe",
 		"--env", egressProbeEnv+"="+strings.Join(checks, ";"), "--", "/probe", "-test.run=^TestEgressProbe$")
+	if script != "" {
+		args = append(args[:len(args)-2], "sh", "-c", script+"; exec /probe -test.run=^TestEgressProbe$")
+	}
 	r := rboxCmd(t, func(c *exec.Cmd) { c.Env = append(os.Environ(), "RBOX_EGRESS_TEST_HOSTS="+hosts) }, args...)
 	if r.code != 0 {
 		t.Fatalf("rbox %v:\n%s", args, r)
