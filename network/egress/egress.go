@@ -15,12 +15,12 @@
 package egress
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
@@ -276,20 +276,32 @@ func (e *Egress) connect(ctx context.Context, via, host string, port int) (net.C
 }
 
 // splice copies both ways between the client's connection and the
-// upstream one until both directions end, passing on half-closes.
-func splice(client, upstream net.Conn) {
+// upstream one until both directions end, passing on half-closes. What the
+// client sent beyond what was parsed (a TLS hello, often, or a request
+// body) is in buffered and goes first.
+func splice(client, upstream net.Conn, buffered *bufio.Reader) {
 	done := make(chan struct{}, 2)
-	cp := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+	closeWrite := func(c net.Conn) {
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
 		} else {
-			_ = dst.Close()
+			_ = c.Close()
 		}
-		done <- struct{}{}
 	}
-	go cp(upstream, client)
-	go cp(client, upstream)
+	go func() {
+		if n := buffered.Buffered(); n > 0 {
+			b, _ := buffered.Peek(n)
+			_, _ = upstream.Write(b)
+		}
+		_, _ = io.Copy(upstream, client)
+		closeWrite(upstream)
+		done <- struct{}{}
+	}()
+	go func() {
+		_, _ = io.Copy(client, upstream)
+		closeWrite(client)
+		done <- struct{}{}
+	}()
 	<-done
 	<-done
 	client.Close()
@@ -300,11 +312,11 @@ func splice(client, upstream net.Conn) {
 func httpStatus(err error) int {
 	var r *refusal
 	if errors.As(err, &r) {
-		return http.StatusForbidden
+		return 403
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return http.StatusGatewayTimeout
+		return 504
 	}
-	return http.StatusBadGateway
+	return 502
 }
