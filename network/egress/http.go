@@ -72,7 +72,12 @@ func readHead(br *bufio.Reader) (*request, error) {
 			}
 			return nil, fmt.Errorf("read request: %w", err)
 		}
-		s := strings.TrimRight(string(line), "\r\n")
+		s := strings.TrimSuffix(strings.TrimSuffix(string(line), "\n"), "\r")
+		// A bare CR or another control character could split the line
+		// differently upstream (request smuggling).
+		if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) >= 0 {
+			return nil, errors.New("control character in the request head")
+		}
 		if req.method == "" {
 			f := strings.Fields(s)
 			if len(f) != 3 || !strings.HasPrefix(f[2], "HTTP/1.") {
