@@ -1,21 +1,21 @@
 package sandbox
 
 import (
+	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/network/egress"
-	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 )
 
-// network is the sandbox's network as the parent runs it: the helper and
-// port forwarding (package slirp) and, with an outbound policy, rbox's
+// sandboxNet is the sandbox's network as the parent runs it: the helper
+// and port forwarding (package network) and, with an outbound policy, rbox's
 // filtering proxies (package egress).
-type network struct {
-	*slirp.Network
+type sandboxNet struct {
+	*network.Network
 	egress *egress.Egress
 }
 
 // Close stops the proxies, the helper and the port forwarding.
-func (n *network) Close() error {
+func (n *sandboxNet) Close() error {
 	n.egress.Close()
 	return n.Network.Close()
 }

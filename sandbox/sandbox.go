@@ -29,8 +29,8 @@ import (
 	"github.com/rbox-dev/rbox/console"
 	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/initproc"
+	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/network/egress"
-	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
 )
@@ -223,18 +223,18 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 // returned Network is open; the kernel ends the helper if rbox dies. The
 // egress proxies, when s has a policy, are started by that function, once
 // the caller has written pid 1's id maps.
-func startNetwork(s *spec.Spec, pid int) func() (*network, error) {
+func startNetwork(s *spec.Spec, pid int) func() (*sandboxNet, error) {
 	o := netOptions(s)
 	type result struct {
-		n   *network
+		n   *sandboxNet
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		n, err := slirp.Start(context.Background(), pid, o)
-		done <- result{&network{Network: n}, err}
+		n, err := network.Start(context.Background(), pid, o)
+		done <- result{&sandboxNet{Network: n}, err}
 	}()
-	return func() (*network, error) {
+	return func() (*sandboxNet, error) {
 		r := <-done
 		if r.err == nil {
 			// Only now: pid 1 running from a sealed copy lets this
@@ -251,11 +251,8 @@ func startNetwork(s *spec.Spec, pid int) func() (*network, error) {
 }
 
 // netOptions is the network s asks for.
-func netOptions(s *spec.Spec) slirp.Options {
-	o := slirp.Options{Mode: s.Net, AllowHostLoopback: s.AllowHostLoopback, DNS: s.DNS}
-	for _, p := range s.Publish {
-		o.Publish = append(o.Publish, slirp.PortSpec(p))
-	}
+func netOptions(s *spec.Spec) network.Options {
+	o := network.Options{Mode: s.Net, AllowHostLoopback: s.AllowHostLoopback, DNS: s.DNS, Publish: s.Publish}
 	if s.Egress != nil {
 		o.DNS = egress.ProxyIP // the egress DNS responder
 	}
