@@ -24,9 +24,17 @@ func TestEligible(t *testing.T) {
 		}, true},
 		{"pasta", func(s *spec.Spec) { s.Net = spec.NetPasta }, true},
 		{"dns", func(s *spec.Spec) { s.DNS = "1.1.1.1" }, true},
-		{"published port", func(s *spec.Spec) {
+		{"published ports through pasta", func(s *spec.Spec) {
 			s.Net = spec.NetPasta
-			s.Publish = []spec.Port{{HostPort: 8080, ChildPort: 80, Proto: "tcp"}}
+			s.Publish = []spec.Port{{HostIP: "127.0.0.1", HostPort: 8080, ChildPort: 80, Proto: "tcp"}, {HostIP: "127.0.0.1", HostPort: 5353, ChildPort: 5353, Proto: "udp"}}
+		}, true},
+		{"UDP to another port through pasta", func(s *spec.Spec) {
+			s.Net = spec.NetPasta
+			s.Publish = []spec.Port{{HostIP: "127.0.0.1", HostPort: 5353, ChildPort: 53, Proto: "udp"}}
+		}, false},
+		{"published port through slirp4netns", func(s *spec.Spec) {
+			s.Net = spec.NetSlirp4netns
+			s.Publish = []spec.Port{{HostIP: "127.0.0.1", HostPort: 8080, ChildPort: 80, Proto: "tcp"}}
 		}, false},
 		{"rootfs", func(s *spec.Spec) { s.RootFS = "/srv/root" }, false},
 		{"overlay", func(s *spec.Spec) { s.Overlay = &spec.Overlay{} }, false},

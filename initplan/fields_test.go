@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/rbox-dev/rbox/caps"
-	"github.com/rbox-dev/rbox/slirp"
+	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/spec"
 )
 
@@ -41,6 +41,7 @@ func TestEveryFieldReachesThePlan(t *testing.T) {
 		"AllowHostLoopback": "the parent starts the network helper with it; the plan sees it as Learned.Net",
 		"Net":               "the parent: the CLI shares the namespace for host, a helper starts for the user modes; the plan sees the result as Learned.Net",
 		"DNS":               "the parent puts it in Learned.Net, from which the plan writes resolv.conf",
+		"Egress":            "the parent starts the filtering proxies in the sandbox's network namespace (sandbox/egress.go); their DNS address reaches the plan through Learned.Net",
 		"PreserveFDs":       "each executor's mechanism: forkinit's prologue leaves fds 3..3+N-1 open, initproc hands them to Go's fork",
 	}
 	base := func() *spec.Spec {
@@ -50,7 +51,7 @@ func TestEveryFieldReachesThePlan(t *testing.T) {
 		}
 	}
 	show := func(s *spec.Spec) string {
-		pl, err := New(s, Learned{Net: slirp.ChildConfig{Mode: s.Net}, ConsoleSocket: 7})
+		pl, err := New(s, Learned{Net: network.ChildConfig{Mode: s.Net}, ConsoleSocket: 7})
 		if err != nil {
 			t.Fatalf("%+v: %v", s, err)
 		}

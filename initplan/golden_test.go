@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/rbox-dev/rbox/caps"
+	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/seccomp"
-	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 )
 
@@ -74,7 +74,7 @@ func TestGoldenPlans(t *testing.T) {
 	// terminal, stderr is not.
 	terminalStdio = func() []int { return []int{0, 1} }
 	for name, s := range map[string]*spec.Spec{"default": base(), "bind-heavy": binds, "terminal": tty} {
-		pl, err := New(s, Learned{Net: slirp.ChildConfig{Mode: spec.NetNone}, ConsoleSocket: 7})
+		pl, err := New(s, Learned{Net: network.ChildConfig{Mode: spec.NetNone}, ConsoleSocket: 7})
 		if err != nil {
 			t.Fatal(err)
 		}

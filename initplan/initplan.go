@@ -30,8 +30,8 @@ import (
 	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/fsetup"
+	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/seccomp"
-	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/sysplan"
 )
@@ -41,7 +41,7 @@ type Learned struct {
 	// SetgroupsDenied mirrors the id-map plan: setgroups(2) fails then.
 	SetgroupsDenied bool
 	// Net is the network as the helper (pasta, slirp4netns) leaves it.
-	Net slirp.ChildConfig
+	Net network.ChildConfig
 	// ConsoleSocket is pid 1's end of the socket on which it sends the
 	// master side of the payload's terminal to the parent (with TTY).
 	ConsoleSocket int
@@ -52,9 +52,10 @@ type Learned struct {
 type Hook uint8
 
 const (
-	// HookPorts starts the port forwarder's agent for published ports:
-	// goroutines of pid 1 (slirp.ConfigureChild). Before the filesystem:
-	// the agent is set up through the host's /proc.
+	// HookPorts starts rootlesskit's port agent for the published ports
+	// pasta does not forward itself (network.NeedsPortAgent): goroutines
+	// of pid 1 (ports.StartAgent). Before the filesystem: the agent
+	// is set up through the host's /proc.
 	HookPorts Hook = iota + 1
 	// HookRoot builds a custom root (--rootfs, an image, --overlay) with
 	// fsetup.Build: overlays and fuse-overlayfs are mounted by Go code
@@ -71,7 +72,7 @@ func (h Hook) String() string { return hookNames[h] }
 // no others in the plan.
 func Hooks(s *spec.Spec) []Hook {
 	var hs []Hook
-	if len(s.Publish) > 0 && !s.Shares(spec.NSNet) {
+	if !s.Shares(spec.NSNet) && network.NeedsPortAgent(s.Net, s.Publish) {
 		hs = append(hs, HookPorts)
 	}
 	if s.RootFS != "" || len(s.Layers) > 0 || s.Overlay != nil {
@@ -141,7 +142,7 @@ func New(s *spec.Spec, l Learned) (*Plan, error) {
 		pl.cut(&pid1, HookPorts)
 	}
 	cfg := fsetup.ConfigFor(s)
-	cfg.Files = fsetup.NetworkFiles(s, l.Net)
+	cfg.Files = fsetup.NetworkFiles(s, l.Net.EtcFiles)
 	pl.Root = cfg
 	if slices.Contains(hooks, HookRoot) {
 		pl.cut(&pid1, HookRoot)
@@ -232,13 +233,13 @@ type netlinkAck struct {
 
 // blockGateway makes the gateway unreachable from inside: pasta, unlike
 // slirp4netns, would pass traffic for it on to the host's network (see
-// slirp.ChildConfig.BlockGateway).
+// network.ChildConfig.BlockGateway).
 func blockGateway(p *sysplan.Program, gateway string) error {
 	gw := net.ParseIP(gateway).To4()
 	if gw == nil {
 		return fmt.Errorf("configure network: bad gateway %q", gateway)
 	}
-	req := slirp.UnreachableRouteRequest(gw)
+	req := network.UnreachableRouteRequest(gw)
 	addr := &unix.RawSockaddrNetlink{Family: unix.AF_NETLINK}
 	ack := new(netlinkAck)
 	p.Step("configure network: block gateway %s", gateway)

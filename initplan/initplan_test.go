@@ -8,7 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/caps"
-	"github.com/rbox-dev/rbox/slirp"
+	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/spec"
 )
 
@@ -16,7 +16,7 @@ func plainSpec() *spec.Spec {
 	return &spec.Spec{Args: []string{"true"}, Net: spec.NetNone, Caps: caps.Default, Cwd: "/", GIDMap: []spec.IDMap{{Inside: 0, Outside: 1000, Count: 1}}}
 }
 
-var noNet = Learned{Net: slirp.ChildConfig{Mode: spec.NetNone}}
+var noNet = Learned{Net: network.ChildConfig{Mode: spec.NetNone}}
 
 // The payload's search tries PATH in order, as execvp does.
 func TestCommandCandidates(t *testing.T) {
@@ -77,7 +77,7 @@ func TestHooksInPlan(t *testing.T) {
 	s.Overlay = &spec.Overlay{}
 	s.TTY = true
 	s.Share = []string{spec.NSPID}
-	pl, err := New(s, Learned{Net: slirp.ChildConfig{Mode: spec.NetPasta}})
+	pl, err := New(s, Learned{Net: network.ChildConfig{Mode: spec.NetPasta}})
 	if err != nil {
 		t.Fatal(err)
 	}

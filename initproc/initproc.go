@@ -29,7 +29,8 @@ import (
 	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/fsetup"
 	"github.com/rbox-dev/rbox/initplan"
-	"github.com/rbox-dev/rbox/slirp"
+	"github.com/rbox-dev/rbox/network"
+	"github.com/rbox-dev/rbox/network/ports"
 	"github.com/rbox-dev/rbox/spec"
 )
 
@@ -41,7 +42,7 @@ type Start struct {
 	// 1 sends the master side of the payload's pseudo-terminal.
 	ConsoleSocket int `json:"console_socket,omitempty"`
 	// Net is what pid 1 does to finish the network from inside.
-	Net slirp.ChildConfig `json:"net"`
+	Net network.ChildConfig `json:"net"`
 }
 
 // Lock pins the main goroutine to the main thread. Called from an init
@@ -132,15 +133,15 @@ func run(fdArg string) int {
 
 // runStage runs one stage of the plan on this, the main, thread: a
 // Program, or a Hook.
-func runStage(st initplan.Stage, pl *initplan.Plan, n slirp.ChildConfig) error {
+func runStage(st initplan.Stage, pl *initplan.Plan, n network.ChildConfig) error {
 	switch st.Hook {
 	case 0:
 		return st.Program.Run()
 	case initplan.HookPorts:
-		// Only the agent: the plan has checked the interface and
-		// blocked the gateway. Its goroutines serve for the rest of pid
-		// 1's life.
-		return slirp.ConfigureChild(slirp.ChildConfig{Mode: n.Mode, PortDirFD: n.PortDirFD})
+		// The plan has checked the interface and blocked the gateway;
+		// this is rootlesskit's port agent, whose goroutines serve for
+		// the rest of pid 1's life.
+		return ports.StartAgent(n.PortDirFD, nil)
 	case initplan.HookRoot:
 		return fsetup.Build(pl.Root)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/initplan"
-	"github.com/rbox-dev/rbox/slirp"
+	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
 )
@@ -69,7 +69,7 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 	mapped := make(chan error, 1)
 	go func() { mapped <- plan.Write(pid) }()
 	netStarted := startNetwork(s, pid)
-	learned.Net, err = slirp.ChildFor(netOptions(s))
+	learned.Net, err = network.ChildFor(netOptions(s))
 	if err == nil {
 		err = in.Prepare(s, learned)
 	}

@@ -30,7 +30,8 @@ import (
 	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/initproc"
-	"github.com/rbox-dev/rbox/slirp"
+	"github.com/rbox-dev/rbox/network"
+	"github.com/rbox-dev/rbox/network/egress"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
 )
@@ -232,20 +233,29 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 // startNetwork starts the sandbox's network for its pid 1 in the
 // background, at once, and returns a function that waits for it. The helper
 // (pasta or slirp4netns) and the port forwarding run as long as the
-// returned Network is open; the kernel ends the helper if rbox dies.
-func startNetwork(s *spec.Spec, pid int) func() (*slirp.Network, error) {
+// returned Network is open; the kernel ends the helper if rbox dies. The
+// egress proxies, when s has a policy, are started by that function, once
+// the caller has written pid 1's id maps.
+func startNetwork(s *spec.Spec, pid int) func() (*sandboxNet, error) {
 	o := netOptions(s)
 	type result struct {
-		n   *slirp.Network
+		n   *sandboxNet
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		n, err := slirp.Start(context.Background(), pid, o)
-		done <- result{n, err}
+		n, err := network.Start(context.Background(), pid, o)
+		done <- result{&sandboxNet{Network: n}, err}
 	}()
-	return func() (*slirp.Network, error) {
+	return func() (*sandboxNet, error) {
 		r := <-done
+		if r.err == nil {
+			// Only now: pid 1 running from a sealed copy lets this
+			// process at its namespaces once its maps may be written.
+			if r.n.egress, r.err = startEgress(s, pid); r.err != nil {
+				r.n.Close()
+			}
+		}
 		if r.err != nil {
 			return nil, fmt.Errorf("network: %w", r.err)
 		}
@@ -254,10 +264,10 @@ func startNetwork(s *spec.Spec, pid int) func() (*slirp.Network, error) {
 }
 
 // netOptions is the network s asks for.
-func netOptions(s *spec.Spec) slirp.Options {
-	o := slirp.Options{Mode: s.Net, AllowHostLoopback: s.AllowHostLoopback, DNS: s.DNS}
-	for _, p := range s.Publish {
-		o.Publish = append(o.Publish, slirp.PortSpec(p))
+func netOptions(s *spec.Spec) network.Options {
+	o := network.Options{Mode: s.Net, AllowHostLoopback: s.AllowHostLoopback, DNS: s.DNS, Publish: s.Publish}
+	if s.Egress != nil {
+		o.DNS = egress.ProxyIP // the egress DNS responder
 	}
 	return o
 }

@@ -63,7 +63,8 @@ func TestInitKinds(t *testing.T) {
 		{"pasta", []string{"--net", "pasta"}, true},
 		{"slirp4netns", []string{"--net", "slirp4netns"}, true},
 		{"binds, non-root with an added capability", []string{"--bind", hostDir(t) + ":/work", "--uid", "1000", "--cap-add", "NET_RAW"}, true},
-		{"published port", []string{"--net", "pasta", "-p", strconv.Itoa(port) + ":80"}, false},
+		{"published port through pasta (it forwards itself)", []string{"--net", "pasta", "-p", strconv.Itoa(port) + ":80"}, true},
+		{"published port through slirp4netns (the port agent)", []string{"--net", "slirp4netns", "-p", strconv.Itoa(port) + ":80"}, false},
 		{"terminal", []string{"-t"}, true},
 		{"overlay", []string{"--overlay"}, false},
 		{"shared pid namespace", []string{"--share", "pid"}, true},
@@ -84,7 +85,7 @@ func TestInitKinds(t *testing.T) {
 		if reexec {
 			got = "re-exec"
 		}
-		t.Logf("%-45s %s", k.name, got)
+		t.Logf("%-55s %s", k.name, got)
 		if got != want {
 			t.Errorf("%s runs on the %s executor, want %s", k.name, got, want)
 		}

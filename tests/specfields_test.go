@@ -38,6 +38,7 @@ var specFieldChecks = map[string][]func(*testing.T){
 	"Publish":           {TestNetworkPublish},
 	"AllowHostLoopback": {TestNetworkOutbound},
 	"DNS":               {TestNetworkResolverFiles},
+	"Egress":            {TestEgressPolicy, TestEgressEnvAndResolvConf},
 }
 
 // Every field of the Spec names the tests that check it is honoured: a
