@@ -52,6 +52,10 @@ func (p *Program) Format(w io.Writer) error {
 				fmt.Fprintf(&b, "$%d", o.args[j])
 				continue
 			}
+			if o.nr == unix.SYS_OPENAT && j == 2 {
+				b.WriteString(openFlags(uint64(o.args[j])))
+				continue
+			}
 			b.WriteString(p.formatArg(o.args[j]))
 		}
 		b.WriteByte(')')
@@ -127,6 +131,10 @@ func formatValue(v reflect.Value) string {
 			if f.Name == "_" || !f.IsExported() {
 				continue
 			}
+			if v.Type() == reflect.TypeFor[unix.OpenHow]() && f.Name == "Flags" {
+				parts = append(parts, f.Name+": "+openFlags(v.Field(i).Uint()))
+				continue
+			}
 			parts = append(parts, f.Name+": "+formatValue(v.Field(i)))
 		}
 		return v.Type().String() + "{" + strings.Join(parts, ", ") + "}"
@@ -143,6 +151,39 @@ func formatValue(v reflect.Value) string {
 		return "[" + strings.Join(parts, ", ") + "]"
 	}
 	return fmt.Sprint(v.Interface())
+}
+
+// openFlagNames are the O_* flags by name, compound ones (whose bits
+// include another's) first; a flag that is 0 on this architecture is
+// never shown.
+var openFlagNames = []struct {
+	bits uint64
+	name string
+}{
+	{unix.O_TMPFILE, "O_TMPFILE"}, {unix.O_SYNC, "O_SYNC"},
+	{unix.O_CREAT, "O_CREAT"}, {unix.O_EXCL, "O_EXCL"}, {unix.O_NOCTTY, "O_NOCTTY"},
+	{unix.O_TRUNC, "O_TRUNC"}, {unix.O_APPEND, "O_APPEND"}, {unix.O_NONBLOCK, "O_NONBLOCK"},
+	{unix.O_DSYNC, "O_DSYNC"}, {unix.O_DIRECT, "O_DIRECT"}, {unix.O_LARGEFILE, "O_LARGEFILE"},
+	{unix.O_DIRECTORY, "O_DIRECTORY"}, {unix.O_NOFOLLOW, "O_NOFOLLOW"}, {unix.O_NOATIME, "O_NOATIME"},
+	{unix.O_CLOEXEC, "O_CLOEXEC"}, {unix.O_PATH, "O_PATH"},
+}
+
+// openFlags shows open(2) flags by name: their values differ between
+// architectures (O_DIRECTORY is 0x10000 on amd64, 0x4000 on arm64), the
+// names do not, so a plan reads the same on every one.
+func openFlags(v uint64) string {
+	names := []string{[...]string{"O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE"}[v&unix.O_ACCMODE]}
+	v &^= unix.O_ACCMODE
+	for _, f := range openFlagNames {
+		if f.bits != 0 && v&f.bits == f.bits {
+			names = append(names, f.name)
+			v &^= f.bits
+		}
+	}
+	if v != 0 {
+		names = append(names, fmt.Sprintf("%#x", v))
+	}
+	return strings.Join(names, "|")
 }
 
 // trimZeros drops the zero bytes at the end of b (a buffer filled only in

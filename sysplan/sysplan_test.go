@@ -121,7 +121,7 @@ func TestStoreAndFormat(t *testing.T) {
 	if err := p.Format(&b); err != nil {
 		t.Fatal(err)
 	}
-	want := "# open /dev/null\n  0  openat(-100, \"/dev/null\", 0x80000, 0) -> $3\n  1  store $3 in the message\n  2  close($3)\n"
+	want := "# open /dev/null\n  0  openat(-100, \"/dev/null\", O_RDONLY|O_CLOEXEC, 0) -> $3\n  1  store $3 in the message\n  2  close($3)\n"
 	if b.String() != want {
 		t.Errorf("Format:\n%s\nwant:\n%s", b.String(), want)
 	}
