@@ -40,6 +40,16 @@ unit:
 integration: build
     scripts/run-integration {{test_user}}
 
+# Not part of `test` (it needs qemu-user-static, which CI does not
+# install): the unit tests that run in one process without namespaces
+# (sysplan's executor with arm64's system call numbers, the planner's golden
+# plans, the exec search) on arm64 under qemu-aarch64-static. qemu cannot
+# run the fast path's CLONE_VM children; TestChildCode reads their code.
+# Unit tests of the portable packages on arm64, emulated.
+unit-arm64:
+    command -v qemu-aarch64-static >/dev/null || { echo "unit-arm64: qemu-aarch64-static is missing (apt-get install qemu-user-static)"; exit 1; }
+    for p in sysplan initplan contract; do d=$(mktemp -d) && CGO_ENABLED=0 GOARCH=arm64 go test -c -o "$d/$p.test" ./$p && (cd $p && qemu-aarch64-static "$d/$p.test" -test.count=1) && rm -r "$d"; done
+
 # Everything: setup, lint, unit and integration tests.
 test: setup lint unit integration
 
