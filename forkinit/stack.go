@@ -16,7 +16,7 @@ const childStack = 64 << 10
 // whose lowest page is PROT_NONE. The children run in the parent's memory,
 // so a child that overflowed a stack carved from the heap would overwrite
 // Go's objects silently; here it faults on the guard page and dies of
-// SIGSEGV, which the parent reports as pid 1's death.
+// SIGSEGV, and rbox exits as pid 1 did (128+SIGSEGV).
 type stack struct {
 	mem   []byte // the whole mapping, the guard page first
 	guard int    // the guard's size: one page
