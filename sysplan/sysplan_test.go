@@ -236,3 +236,21 @@ func TestOpSize(t *testing.T) {
 		t.Errorf("an op takes %d bytes", n)
 	}
 }
+
+func TestOpenFlags(t *testing.T) {
+	for _, c := range []struct {
+		flags uint64
+		want  string
+	}{
+		{0, "O_RDONLY"},
+		{unix.O_RDWR | unix.O_CREAT | unix.O_EXCL | unix.O_CLOEXEC, "O_RDWR|O_CREAT|O_EXCL|O_CLOEXEC"},
+		{unix.O_WRONLY | unix.O_TMPFILE, "O_WRONLY|O_TMPFILE"},
+		{unix.O_SYNC | unix.O_DIRECTORY, "O_RDONLY|O_SYNC|O_DIRECTORY"},
+		{unix.O_DSYNC, "O_RDONLY|O_DSYNC"},
+		{unix.O_PATH | 1<<31, "O_RDONLY|O_PATH|0x80000000"},
+	} {
+		if got := openFlags(c.flags); got != c.want {
+			t.Errorf("openFlags(%#x) = %s, want %s", c.flags, got, c.want)
+		}
+	}
+}
