@@ -35,7 +35,8 @@ unit:
     scripts/run-unit-as-user {{test_user}}
 
 # Integration tests: the built binary driven as the caller, and as the
-# unprivileged test user when the caller is root.
+# unprivileged test user when the caller is root; each once per executor of
+# pid 1 (the fast one where a run allows it, then the re-exec one forced).
 integration: build
     scripts/run-integration {{test_user}}
 

@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/contract"
 )
 
 // The runtime's own hooks around a fork, which package syscall uses for
@@ -128,52 +130,52 @@ func (in *Init) child() {
 	syscall.RawSyscall(unix.SYS_CLOSE, uintptr(in.reportR), 0, 0)
 	// EOF: the parent failed (and said why) or died.
 	if !readFull(in.startR, uintptr(unsafe.Pointer(&in.buf[0])), 1) {
-		exit(exitSetupFailed)
+		exit(contract.ExitSetupFailed)
 	}
 	syscall.RawSyscall(unix.SYS_CLOSE, uintptr(in.startR), 0, 0)
-	if at, errno := in.setup.Exec(); at >= 0 {
-		in.fail(reportInit, at, errno, exitSetupFailed)
+	for i := 0; i < len(in.init); i++ {
+		if at, errno := in.init[i].Exec(); at >= 0 {
+			in.fail(reportInit, i, at, errno, contract.ExitSetupFailed)
+		}
 	}
 	// pid 1 waits (CLONE_VFORK) until the payload has exec'd or failed:
 	// until then they share one memory.
 	pid, errno := clonePayload(unix.CLONE_VM|unix.CLONE_VFORK|uintptr(unix.SIGCHLD), stackTop(in.payloadStack))
 	if errno != 0 {
-		in.fail(reportInit, -1, syscall.Errno(errno), exitSetupFailed)
+		in.fail(reportInit, -1, -1, syscall.Errno(errno), contract.ExitSetupFailed)
 	}
 	syscall.RawSyscall(unix.SYS_CLOSE, uintptr(in.reportW), 0, 0)
-	in.supervise(pid, in.setup.Slots[slotSignalFD])
+	in.supervise(pid, in.init[len(in.init)-1].Slots[0])
 }
 
-// startPayload runs in the payload's process: its limits, then exec.
+// startPayload runs in the payload's process: its session and limits,
+// then the command's search.
 //
 //go:nosplit
 //go:norace
 func (in *Init) startPayload() {
-	if at, errno := in.payload.Exec(); at >= 0 {
-		in.fail(reportPayload, at, errno, exitSetupFailed)
+	for i := 0; i < len(in.payload); i++ {
+		if at, errno := in.payload[i].Exec(); at >= 0 {
+			in.fail(reportPayload, i, at, errno, contract.ExitSetupFailed)
+		}
 	}
 	// Go's signal handlers back to the defaults, as after ForkExec, and
 	// the signal mask rbox was started with.
 	afterForkInChild()
 	syscall.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&in.oldMask)), 0, 8, 0, 0)
-	// execvp's search: a missing file or directory moves on to the next
-	// PATH entry, a denied one too but is remembered, anything else stops.
-	failure := syscall.Errno(unix.ENOENT)
-	for i := 0; i < len(in.exe); i++ {
-		_, _, errno := syscall.RawSyscall(unix.SYS_EXECVE, in.exe[i], uintptr(unsafe.Pointer(&in.argv[0])), uintptr(unsafe.Pointer(&in.envv[0])))
-		if errno == unix.ENOENT || errno == unix.ENOTDIR {
-			continue
+	c := &in.cmd
+	for i := 0; i < len(c.Paths); i++ {
+		_, _, errno := syscall.RawSyscall(unix.SYS_EXECVE, c.Paths[i], uintptr(unsafe.Pointer(&c.Argv[0])), uintptr(unsafe.Pointer(&c.Envv[0])))
+		exists := false
+		if errno == unix.ENOENT {
+			_, _, e := syscall.RawSyscall6(unix.SYS_FACCESSAT, atFDCWD, c.Paths[i], unix.F_OK, 0, 0, 0)
+			exists = e == 0
 		}
-		failure = errno
-		if errno != unix.EACCES {
+		if !in.search.Failed(i, errno, exists) {
 			break
 		}
 	}
-	code := exitCannotExecute
-	if failure == unix.ENOENT {
-		code = exitNotFound
-	}
-	in.fail(reportExec, -1, failure, code)
+	in.fail(reportExec, -1, in.search.Found, in.search.Errno, in.search.ExitCode())
 }
 
 // supervise is init's loop: forward signals to the payload, reap every
@@ -189,7 +191,7 @@ func (in *Init) supervise(payload, sigfd uintptr) {
 			continue
 		}
 		if errno != 0 {
-			exit(exitSetupFailed)
+			exit(contract.ExitSetupFailed)
 		}
 		signo := uintptr(in.sigbuf[0]) | uintptr(in.sigbuf[1])<<8
 		if signo != uintptr(unix.SIGCHLD) {
@@ -205,20 +207,21 @@ func (in *Init) supervise(payload, sigfd uintptr) {
 				continue
 			}
 			if sig := in.status & 0x7f; sig != 0 {
-				exit(128 + uintptr(sig))
+				exit(contract.SignalBase + uintptr(sig))
 			}
 			exit(uintptr(in.status>>8) & 0xff)
 		}
 	}
 }
 
-// fail reports (kind, op, errno) to the parent and exits with code.
+// fail reports (kind, program, op, errno) to the parent and exits with
+// code.
 //
 //go:nosplit
 //go:norace
-func (in *Init) fail(kind int32, at int, errno syscall.Errno, code int) {
-	in.report[0], in.report[1], in.report[2] = kind, int32(at), int32(errno)
-	syscall.RawSyscall(unix.SYS_WRITE, uintptr(in.reportW), uintptr(unsafe.Pointer(&in.report[0])), 12)
+func (in *Init) fail(kind int32, prog, at int, errno syscall.Errno, code int) {
+	in.report[0], in.report[1], in.report[2], in.report[3] = kind, int32(prog), int32(at), int32(errno)
+	syscall.RawSyscall(unix.SYS_WRITE, uintptr(in.reportW), uintptr(unsafe.Pointer(&in.report[0])), 16)
 	exit(uintptr(code))
 }
 
@@ -246,3 +249,6 @@ func exit(code uintptr) {
 		syscall.RawSyscall(unix.SYS_EXIT_GROUP, code, 0, 0)
 	}
 }
+
+// atFDCWD is AT_FDCWD as a system call argument.
+const atFDCWD = ^uintptr(-unix.AT_FDCWD - 1)

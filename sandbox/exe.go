@@ -19,8 +19,12 @@ import (
 // binary through /proc/1/exe, and take over pid 1, whose other threads keep
 // every capability and no seccomp filter.
 //
-// So when the payload is to hold CAP_SYS_PTRACE, pid 1 runs from a sealed,
-// execute-only copy of rbox in memory. The child cannot read that copy when
+// (The fast path's pid 1 is no re-execution: its memory is the rbox
+// parent's, which the caller executed in its own user namespace, so it
+// needs no copy; see forkinit.Eligible.)
+//
+// So when the payload of a re-executed pid 1 is to hold CAP_SYS_PTRACE,
+// pid 1 runs from a sealed, execute-only copy of rbox in memory. The child cannot read that copy when
 // it executes it (its uid has no mapping yet, so its capabilities do not
 // apply to the file), and the kernel then ties its memory to the caller's
 // user namespace, where the payload holds no capability. pid 1 is out of the

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/forkinit"
-	"github.com/rbox-dev/rbox/initproc"
+	"github.com/rbox-dev/rbox/initplan"
 	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
@@ -28,24 +30,48 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 	// Signals that arrive from now on are passed on to pid 1, which
 	// forwards them to the command once it runs.
 	signals := make(chan os.Signal, 16)
-	signal.Notify(signals, initproc.Forwarded...)
+	signal.Notify(signals, contract.Forwarded...)
 	defer signal.Stop(signals)
 
+	learned := initplan.Learned{SetgroupsDenied: plan.SetgroupsDenied}
+	var consoleParent, consoleChild *os.File
+	if s.TTY {
+		if consoleParent, consoleChild, err = socketPair(); err != nil {
+			return failf("console socket: %v", err)
+		}
+		defer consoleParent.Close()
+		learned.ConsoleSocket = int(consoleChild.Fd())
+	}
+	if s.Shares(spec.NSPID) {
+		if err := adoptOrphans(); err != nil {
+			return failf("%v", err)
+		}
+	}
 	pid, err := in.Start(cloneFlags(s))
+	if consoleChild != nil {
+		// pid 1 has its end by the clone; this one must go for the
+		// socket to end when pid 1 does.
+		consoleChild.Close()
+	}
 	if err != nil {
 		return failf("start the sandbox: %v (see `rbox check`)", err)
 	}
+	var term atomic.Pointer[terminal]
 	go func() {
 		for sig := range signals {
+			if t := term.Load(); sig == unix.SIGWINCH && t != nil {
+				t.resize()
+				continue
+			}
 			_ = unix.Kill(pid, sig.(unix.Signal))
 		}
 	}()
 	mapped := make(chan error, 1)
 	go func() { mapped <- plan.Write(pid) }()
 	netStarted := startNetwork(s, pid)
-	child, err := network.ChildFor(netOptions(s))
+	learned.Net, err = network.ChildFor(netOptions(s))
 	if err == nil {
-		err = in.Prepare(s, plan.SetgroupsDenied, child)
+		err = in.Prepare(s, learned)
 	}
 	if mapErr := <-mapped; err == nil {
 		err = mapErr
@@ -60,12 +86,25 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 	if err == nil {
 		err = in.Send()
 	}
+	if err == nil && consoleParent != nil {
+		var t *terminal
+		if t, err = startTerminal(consoleParent); t != nil {
+			term.Store(t)
+			defer t.restore()
+		}
+	}
 	if err != nil {
 		_ = unix.Kill(pid, unix.SIGKILL)
 		_, _ = in.Wait(pid)
 		return failf("%v", err)
 	}
 	ws, err := in.Wait(pid)
+	if s.Shares(spec.NSPID) {
+		killOrphans(netw.HelperPIDs())
+	}
+	if t := term.Load(); t != nil {
+		t.drain()
+	}
 	if err != nil {
 		return failf("wait for the sandbox: %v", err)
 	}
@@ -73,5 +112,5 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 		fmt.Fprintf(os.Stderr, "rbox: %s\n", msg)
 		return code
 	}
-	return statusCode(syscall.WaitStatus(ws))
+	return contract.StatusCode(syscall.WaitStatus(ws))
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/console"
+	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/initproc"
 	"github.com/rbox-dev/rbox/network"
@@ -34,6 +35,12 @@ import (
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
 )
+
+// ForceReexecEnv, set to anything in rbox's environment, makes every run
+// take the re-exec executor (initproc) even where the fast one could run
+// it. It is for rbox's own tests, which run the whole integration suite
+// once on each executor; it is not a user-facing setting.
+const ForceReexecEnv = "RBOX_TEST_FORCE_REEXEC"
 
 // cloneFlags are the namespaces the child is created in.
 func cloneFlags(s *spec.Spec) uintptr {
@@ -67,7 +74,7 @@ func allCaps() []uintptr {
 // stay open in pid 1, and so alive, for the sandbox's whole life without
 // reaching the command (an image's in-use lock).
 func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
-	if len(hold) == 0 && forkinit.Eligible(s) {
+	if len(hold) == 0 && forkinit.Eligible(s) && os.Getenv(ForceReexecEnv) == "" {
 		return runFast(s, plan)
 	}
 	specR, specW, err := os.Pipe()
@@ -93,7 +100,7 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 		start.ConsoleSocket = 3 + len(extra)
 		extra = append(extra, consoleChild)
 	}
-	exe, args := "/proc/self/exe", []string{initproc.Arg0, strconv.Itoa(3 + s.PreserveFDs + len(hold))}
+	exe, args := "/proc/self/exe", []string{contract.Arg0, strconv.Itoa(3 + s.PreserveFDs + len(hold))}
 	// The child's ends: closed here once it has them.
 	childEnds := []*os.File{specR, consoleChild}
 	closeChildEnds := func() {
@@ -138,6 +145,12 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 			AmbientCaps: allCaps(),
 			Pdeathsig:   unix.SIGKILL,
 		},
+	}
+	if s.Shares(spec.NSPID) {
+		if err := adoptOrphans(); err != nil {
+			closeChildEnds()
+			return failf("%v", err)
+		}
 	}
 	err = cmd.Start()
 	closeChildEnds()
@@ -184,21 +197,18 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 
 	var term *terminal
 	if consoleParent != nil {
-		master, err := console.Receive(consoleParent)
-		if err != nil {
+		if term, err = startTerminal(consoleParent); err != nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 			return failf("%v", err)
 		}
-		if master != nil {
-			term = newTerminal(master)
+		if term != nil {
 			defer term.restore()
-			term.relay()
 		}
 	}
 
 	signals := make(chan os.Signal, 16)
-	signal.Notify(signals, initproc.Forwarded...)
+	signal.Notify(signals, contract.Forwarded...)
 	defer signal.Stop(signals)
 	go func() {
 		for sig := range signals {
@@ -211,6 +221,9 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 	}()
 
 	err = cmd.Wait()
+	if s.Shares(spec.NSPID) {
+		killOrphans(netw.HelperPIDs())
+	}
 	if term != nil {
 		term.drain()
 	}
@@ -264,23 +277,14 @@ func exitCode(ps *os.ProcessState, err error) int {
 		return failf("wait for the sandbox: %v", err)
 	}
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
-		return statusCode(ws)
+		return contract.StatusCode(ws)
 	}
 	return ps.ExitCode()
 }
 
-// statusCode is rbox's exit code for pid 1's end: its exit status, or
-// 128+N if it died of signal N.
-func statusCode(ws syscall.WaitStatus) int {
-	if ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return ws.ExitStatus()
-}
-
 func failf(format string, a ...any) int {
 	fmt.Fprintf(os.Stderr, "rbox: "+format+"\n", a...)
-	return initproc.ExitSetupFailed
+	return contract.ExitSetupFailed
 }
 
 func socketPair() (*os.File, *os.File, error) {
@@ -289,6 +293,19 @@ func socketPair() (*os.File, *os.File, error) {
 		return nil, nil, err
 	}
 	return os.NewFile(uintptr(fds[0]), "console"), os.NewFile(uintptr(fds[1]), "console"), nil
+}
+
+// startTerminal receives the master side of the payload's terminal from
+// pid 1 on socket and starts relaying it; nil when pid 1 sent none (it
+// failed before).
+func startTerminal(socket *os.File) (*terminal, error) {
+	master, err := console.Receive(socket)
+	if err != nil || master == nil {
+		return nil, err
+	}
+	t := newTerminal(master)
+	t.relay()
+	return t, nil
 }
 
 // terminal relays between the caller's stdio and the master side of the

@@ -40,6 +40,9 @@ const (
 	// opCheck fails with errno -*cells[first argument] when that is
 	// negative (a netlink acknowledgement's error field).
 	opCheck
+	// opStore writes the slot in the first argument to
+	// *cells[second argument] (a descriptor passed with SCM_RIGHTS).
+	opStore
 )
 
 // Arg is an op's argument: a value, or the content of a slot when the op
@@ -96,13 +99,23 @@ type Program struct {
 	step   int32
 	labels []int32  // op index of each label, -1 until marked
 	keep   []any    // everything ops point into, beside the arena
-	cells  []*int32 // what opCheck ops read
+	cells  []*int32 // what opCheck ops read and opStore ops write
 	// arena is the chunk strings and bytes are copied to; chunks keeps
 	// every chunk alive. A chunk is never reallocated: the ops hold
 	// pointers into it.
 	arena  []byte
 	chunks [][]byte
+	// memory records what each pointer given to ops points to, for
+	// Format.
+	memory []region
 	Slots  [NumSlots]uintptr
+}
+
+// region is memory an op's argument may point to: a string (Str), bytes
+// (Bytes) or an object (Keep).
+type region struct {
+	at  uintptr
+	obj any // the string, the []byte or a pointer to the object
 }
 
 // A step is the name of the ops added after it, in pieces or as a format
@@ -211,7 +224,9 @@ func (p *Program) Str(s string) uintptr {
 	b := p.alloc(len(s) + 1)
 	copy(b, s)
 	b[len(s)] = 0
-	return uintptr(unsafe.Pointer(&b[0]))
+	at := uintptr(unsafe.Pointer(&b[0]))
+	p.memory = append(p.memory, region{at: at, obj: s})
+	return at
 }
 
 // Bytes returns a pointer to a copy of b (b must not be empty) that lives
@@ -219,14 +234,18 @@ func (p *Program) Str(s string) uintptr {
 func (p *Program) Bytes(b []byte) uintptr {
 	c := p.alloc(len(b))
 	copy(c, b)
-	return uintptr(unsafe.Pointer(&c[0]))
+	at := uintptr(unsafe.Pointer(&c[0]))
+	p.memory = append(p.memory, region{at: at, obj: c})
+	return at
 }
 
 // Keep keeps the object ptr points to alive as long as the Program and
 // returns its address; ptr must point into the heap (escape it with new).
 func Keep[T any](p *Program, ptr *T) uintptr {
 	p.keep = append(p.keep, ptr)
-	return uintptr(unsafe.Pointer(ptr))
+	at := uintptr(unsafe.Pointer(ptr))
+	p.memory = append(p.memory, region{at: at, obj: ptr})
+	return at
 }
 
 // Op is a handle on the last op added, to refine it.
@@ -240,7 +259,7 @@ func (p *Program) Call(nr uintptr, args ...Arg) Op {
 	if len(args) > 6 {
 		panic("sysplan: more than six arguments")
 	}
-	if nr >= opJump && nr != opJump && nr != opCheck {
+	if nr >= opJump && nr != opJump && nr != opCheck && nr != opStore {
 		panic("sysplan: system call number out of range")
 	}
 	o := op{nr: uint16(nr), into: noSlot, jumpTo: -1, step: p.step}
@@ -295,6 +314,14 @@ func (p *Program) Jump(l Label) {
 func (p *Program) FailOnNegative(src *int32) {
 	p.cells = append(p.cells, src)
 	p.Call(opCheck, V(uintptr(len(p.cells)-1)))
+}
+
+// Store writes the content of slot s, as the program runs, to *dst: a
+// descriptor's number in a message that passes it on. dst must live in the
+// heap (inside an object given to Keep).
+func (p *Program) Store(s Slot, dst *int32) {
+	p.cells = append(p.cells, dst)
+	p.Call(opStore, V(uintptr(s)), V(uintptr(len(p.cells)-1)))
 }
 
 // Finish resolves the labels; the Program must not be changed afterwards.
@@ -377,6 +404,10 @@ func (p *Program) Exec() (int, syscall.Errno) {
 		switch o.nr {
 		case opJump:
 			i = int(o.jumpTo)
+			continue
+		case opStore:
+			*p.cells[a[1]] = int32(p.Slots[a[0]%NumSlots])
+			i++
 			continue
 		case opCheck:
 			if v := *p.cells[a[0]]; v < 0 {

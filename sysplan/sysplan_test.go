@@ -100,6 +100,33 @@ func TestFailOnNegative(t *testing.T) {
 	}
 }
 
+// Store writes a descriptor an earlier op made where a later op reads it,
+// and Format shows the ops with their strings, objects and slots.
+func TestStoreAndFormat(t *testing.T) {
+	var p Program
+	cell := new(int32)
+	Keep(&p, cell)
+	p.Step("open /dev/null")
+	p.Call(unix.SYS_OPENAT, Int(unix.AT_FDCWD), V(p.Str("/dev/null")), V(unix.O_RDONLY|unix.O_CLOEXEC)).Into(3)
+	p.Store(3, cell)
+	p.Call(unix.SYS_CLOSE, Slot(3).FD())
+	p.Finish()
+	if err := p.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if *cell < 3 || uintptr(*cell) != p.Slots[3] {
+		t.Errorf("stored %d, slot holds %d", *cell, p.Slots[3])
+	}
+	var b strings.Builder
+	if err := p.Format(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := "# open /dev/null\n  0  openat(-100, \"/dev/null\", 0x80000, 0) -> $3\n  1  store $3 in the message\n  2  close($3)\n"
+	if b.String() != want {
+		t.Errorf("Format:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
 func TestUnmarkedLabelPanics(t *testing.T) {
 	defer func() {
 		if recover() == nil {

@@ -71,10 +71,11 @@ func TestBadInput(t *testing.T) {
 
 // A failure inside the sandbox's setup is one line naming the step and
 // the path, and exit 125 too, on both kinds of pid 1: the one forked
-// without exec (a plain run) and the re-executed one (see TestInitKinds).
+// without exec, and the re-executed one (scripts/run-integration's pass
+// under RBOX_TEST_FORCE_REEXEC), with and without a terminal.
 func TestSetupFailureExit125(t *testing.T) {
 	dir := hostDir(t)
-	for _, extra := range [][]string{nil, {"--cap-add", "SYS_PTRACE"}} {
+	for _, extra := range [][]string{nil, {"-t"}} {
 		cases := []struct {
 			args []string
 			says []string

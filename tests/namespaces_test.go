@@ -44,23 +44,50 @@ func TestPIDNamespace(t *testing.T) {
 	}
 }
 
-// A plain run's pid 1 is forked from rbox without exec (it still has rbox's
-// command line), with or without a user-mode network, and with ports
-// published through pasta (which forwards them itself); a run that needs Go
-// inside the sandbox, like one whose pid 1 must run from a sealed copy of
-// rbox or runs slirp4netns' port agent, re-executes rbox as pid 1.
+// Which executor runs pid 1 for each kind of run: the fast one (forkinit:
+// pid 1 is forked from rbox without exec and still has rbox's command
+// line) unless the run needs Go inside the sandbox (initplan.Hooks), which
+// takes the re-exec one (initproc: rbox-init).
+// Under RBOX_TEST_FORCE_REEXEC (scripts/run-integration's second pass)
+// every run takes the re-exec one.
 func TestInitKinds(t *testing.T) {
-	port := strconv.Itoa(nettest.FreePort(t, "tcp")) + ":80"
-	for _, args := range [][]string{{"--net", "none"}, {"--net", "pasta"}, {"--net", "slirp4netns"}, {"--net", "pasta", "-p", port}} {
-		forked := rbox(t, append(args, "--", "cat", "/proc/1/cmdline")...)
-		if argv := strings.Split(forked.stdout, "\x00"); forked.code != 0 || len(argv) < len(args)+4 || argv[len(args)+1] != "--" || argv[len(args)+2] != "cat" {
-			t.Fatalf("%v: pid 1's command line is %q, want rbox's own\n%s", args, forked.stdout, forked)
-		}
+	forced := os.Getenv("RBOX_TEST_FORCE_REEXEC") != ""
+	port := nettest.FreePort(t, "tcp")
+	kinds := []struct {
+		name  string
+		flags []string
+		fast  bool
+	}{
+		{"plain", nil, true},
+		{"user-mode network", []string{"--net", "user"}, true},
+		{"pasta", []string{"--net", "pasta"}, true},
+		{"slirp4netns", []string{"--net", "slirp4netns"}, true},
+		{"binds, non-root with an added capability", []string{"--bind", hostDir(t) + ":/work", "--uid", "1000", "--cap-add", "NET_RAW"}, true},
+		{"published port through pasta (it forwards itself)", []string{"--net", "pasta", "-p", strconv.Itoa(port) + ":80"}, true},
+		{"published port through slirp4netns (the port agent)", []string{"--net", "slirp4netns", "-p", strconv.Itoa(port) + ":80"}, false},
+		{"terminal", []string{"-t"}, true},
+		{"overlay", []string{"--overlay"}, false},
+		{"shared pid namespace", []string{"--share", "pid"}, true},
+		{"CAP_SYS_PTRACE", []string{"--cap-add", "SYS_PTRACE"}, true},
 	}
-	for _, args := range [][]string{{"--cap-add", "SYS_PTRACE"}, {"--net", "slirp4netns", "-p", port}} {
-		reexec := rbox(t, append(args, "--", "cat", "/proc/1/cmdline")...)
-		if reexec.code != 0 || !strings.HasPrefix(reexec.stdout, "rbox-init\x00") {
-			t.Fatalf("%v: pid 1's command line is %q, want rbox-init\n%s", args, reexec.stdout, reexec)
+	for _, k := range kinds {
+		// The payload's parent is pid 1, whichever pid namespace it is in.
+		r := rbox(t, append(k.flags, "--", "sh", "-c", `tr '\0' ' ' </proc/$PPID/cmdline`)...)
+		reexec := strings.HasPrefix(r.stdout, "rbox-init ")
+		if r.code != 0 || !reexec && !strings.Contains(r.stdout, " -- sh -c ") {
+			t.Fatalf("%s: pid 1's command line is %q\n%s", k.name, r.stdout, r)
+		}
+		want := "fast"
+		if forced || !k.fast {
+			want = "re-exec"
+		}
+		got := "fast"
+		if reexec {
+			got = "re-exec"
+		}
+		t.Logf("%-55s %s", k.name, got)
+		if got != want {
+			t.Errorf("%s runs on the %s executor, want %s", k.name, got, want)
 		}
 	}
 }

@@ -13,25 +13,48 @@ import (
 	"time"
 )
 
+// The exit code, and for a command that cannot start the one line that
+// says why: the same on both executors (scripts/run-integration runs this
+// on each). A file that exists but whose interpreter does not is "required
+// file not found" (as bash says), not "command not found" nor "no such
+// file".
 func TestExitCodes(t *testing.T) {
 	dir := hostDir(t)
 	writeFile(t, dir+"/noexec", "#!/bin/sh\n")
+	writeFile(t, dir+"/badinterp", "#!/no/such/interpreter\n")
+	if err := os.Chmod(dir+"/badinterp", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const badInterp = ": cannot execute: required file not found (the interpreter its #! line names, or its loader, is missing)"
 	for _, c := range []struct {
 		args []string
 		code int
+		says string
 	}{
-		{[]string{"true"}, 0},
-		{[]string{"sh", "-c", "exit 3"}, 3},
-		{[]string{"/data/noexec"}, 126},
-		{[]string{"/etc"}, 126},
-		{[]string{"no-such-command-rbox"}, 127},
-		{[]string{"/no/such/path"}, 127},
-		{[]string{"sh", "-c", "kill -9 $$"}, 128 + 9},
-		{[]string{"sh", "-c", "kill -TERM $$"}, 128 + 15},
+		{[]string{"true"}, 0, ""},
+		{[]string{"sh", "-c", "exit 3"}, 3, ""},
+		{[]string{"/data/noexec"}, 126, "rbox: /data/noexec: cannot execute: permission denied"},
+		{[]string{"/etc"}, 126, "rbox: /etc: cannot execute: permission denied"},
+		{[]string{"no-such-command-rbox"}, 127, "rbox: no-such-command-rbox: command not found"},
+		{[]string{"/no/such/path"}, 127, "rbox: /no/such/path: no such file"},
+		{[]string{"/data/badinterp"}, 127, "rbox: /data/badinterp" + badInterp},
+		{[]string{"badinterp"}, 127, "rbox: badinterp" + badInterp},
+		{[]string{"sh", "-c", "kill -9 $$"}, 128 + 9, ""},
+		{[]string{"sh", "-c", "kill -TERM $$"}, 128 + 15, ""},
 	} {
-		args := append([]string{"--ro-bind", dir + ":/data", "--"}, c.args...)
-		if r := rbox(t, args...); r.code != c.code {
+		args := append([]string{"--ro-bind", dir + ":/data", "--env", "PATH=/data:/usr/bin:/bin", "--"}, c.args...)
+		r := rbox(t, args...)
+		if r.code != c.code {
 			t.Errorf("rbox -- %v: exit %d, want %d\n%s", c.args, r.code, c.code, r)
+		}
+		var lines []string
+		for _, l := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+			if l != "" && !strings.HasPrefix(l, "rbox: warning: ") {
+				lines = append(lines, l)
+			}
+		}
+		if c.says != "" && (len(lines) != 1 || lines[0] != c.says) {
+			t.Errorf("rbox -- %v says %q, want %q", c.args, lines, c.says)
 		}
 	}
 }

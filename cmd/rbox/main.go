@@ -10,6 +10,7 @@ import (
 	"github.com/alecthomas/kong"
 	"golang.org/x/sys/unix"
 
+	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/hostcheck"
 	"github.com/rbox-dev/rbox/initproc"
 )
@@ -46,7 +47,7 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 func main() {
-	if (len(os.Args) == 2 || len(os.Args) == 3) && os.Args[0] == initproc.Arg0 {
+	if (len(os.Args) == 2 || len(os.Args) == 3) && os.Args[0] == contract.Arg0 {
 		initproc.Main(os.Args[1:])
 	}
 	if len(os.Args) == 2 && os.Args[0] == hostcheck.ProbeArg0 {
@@ -66,7 +67,7 @@ func runCLI(args []string) int {
 	)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "rbox: %v\n", err)
-		return initproc.ExitSetupFailed
+		return contract.ExitSetupFailed
 	}
 	code := 0
 	func() {
@@ -91,7 +92,7 @@ func runCLI(args []string) int {
 			code = ee.code
 		case err != nil:
 			fmt.Fprintf(os.Stderr, "rbox: %v\n", err)
-			code = initproc.ExitSetupFailed
+			code = contract.ExitSetupFailed
 		}
 	}()
 	return code
@@ -104,7 +105,7 @@ func usageError(err error) int {
 		msg = "missing command: give one after --, e.g. rbox -- sh"
 	}
 	fmt.Fprintf(os.Stderr, "rbox: %s (see rbox --help)\n", msg)
-	return initproc.ExitSetupFailed
+	return contract.ExitSetupFailed
 }
 
 // keepCallerFDs marks every fd from 3+keep on close-on-exec, so nothing the

@@ -1,0 +1,78 @@
+package initplan
+
+import (
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/rbox-dev/rbox/caps"
+	"github.com/rbox-dev/rbox/network"
+	"github.com/rbox-dev/rbox/spec"
+)
+
+// Each field of spec.Spec either changes the plan (both executors run
+// it) or is honoured elsewhere, named here; a new field fails this test
+// until it is one or the other. The integration tests (tests/
+// specfields_test.go) show each field honoured on both executors.
+func TestEveryFieldReachesThePlan(t *testing.T) {
+	changes := map[string]func(*spec.Spec){
+		"Args":          func(s *spec.Spec) { s.Args = []string{"other"} },
+		"Env":           func(s *spec.Spec) { s.Env = []string{"PATH=/opt/bin"} },
+		"Cwd":           func(s *spec.Spec) { s.Cwd = "/tmp" },
+		"Hostname":      func(s *spec.Spec) { s.Hostname = "other" },
+		"Share":         func(s *spec.Spec) { s.Share = []string{spec.NSPID} },
+		"UID":           func(s *spec.Spec) { s.UID = 1000 },
+		"GID":           func(s *spec.Spec) { s.GID = 1000 },
+		"GIDMap":        func(s *spec.Spec) { s.GIDMap = nil },
+		"RootFS":        func(s *spec.Spec) { s.RootFS = "/srv/root" },
+		"Layers":        func(s *spec.Spec) { s.Layers = []string{"/srv/layer"} },
+		"Overlay":       func(s *spec.Spec) { s.Overlay = &spec.Overlay{} },
+		"Mounts":        func(s *spec.Spec) { s.Mounts = []spec.Mount{{Kind: spec.MountTmpfs, Dest: "/scratch"}} },
+		"TimeOffsets":   func(s *spec.Spec) { s.TimeOffsets.Monotonic = 60 },
+		"Caps":          func(s *spec.Spec) { s.Caps = append(slices.Clone(caps.Default), "CAP_NET_RAW") },
+		"SeccompFilter": func(s *spec.Spec) { s.SeccompFilter = &spec.SeccompFilter{BPF: make([]byte, 8)} },
+		"AllowNested":   func(s *spec.Spec) { s.AllowNested = true },
+		"TTY":           func(s *spec.Spec) { s.TTY = true },
+		"Publish":       func(s *spec.Spec) { s.Publish = []spec.Port{{HostPort: 8080, ChildPort: 80, Proto: "tcp"}} },
+	}
+	elsewhere := map[string]string{
+		"UIDMap":            "the parent writes the id maps (userns)",
+		"StorageDriver":     "fsetup.Build, under HookRoot, picks the overlay driver",
+		"AllowHostLoopback": "the parent starts the network helper with it; the plan sees it as Learned.Net",
+		"Net":               "the parent: the CLI shares the namespace for host, a helper starts for the user modes; the plan sees the result as Learned.Net",
+		"DNS":               "the parent puts it in Learned.Net, from which the plan writes resolv.conf",
+		"PreserveFDs":       "each executor's mechanism: forkinit's prologue leaves fds 3..3+N-1 open, initproc hands them to Go's fork",
+	}
+	base := func() *spec.Spec {
+		return &spec.Spec{
+			Args: []string{"true"}, Env: []string{"PATH=/usr/bin"}, Cwd: "/", Hostname: "rbox", Net: spec.NetNone, Caps: caps.Default,
+			GIDMap: []spec.IDMap{{Inside: 0, Outside: 1000, Count: 1}, {Inside: 1, Outside: 100000, Count: 65536}},
+		}
+	}
+	show := func(s *spec.Spec) string {
+		pl, err := New(s, Learned{Net: network.ChildConfig{Mode: s.Net}, ConsoleSocket: 7})
+		if err != nil {
+			t.Fatalf("%+v: %v", s, err)
+		}
+		return format(pl)
+	}
+	plain := show(base())
+	typ := reflect.TypeOf(spec.Spec{})
+	for i := 0; i < typ.NumField(); i++ {
+		name := typ.Field(i).Name
+		if why, ok := elsewhere[name]; ok {
+			t.Logf("%s: %s", name, why)
+			continue
+		}
+		change, ok := changes[name]
+		if !ok {
+			t.Errorf("spec.Spec.%s: no change here shows the plan honours it, and nothing names who else does", name)
+			continue
+		}
+		s := base()
+		change(s)
+		if show(s) == plain {
+			t.Errorf("spec.Spec.%s: changing it leaves the plan as it was", name)
+		}
+	}
+}

@@ -1,0 +1,118 @@
+package initplan
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rbox-dev/rbox/caps"
+	"github.com/rbox-dev/rbox/network"
+	"github.com/rbox-dev/rbox/seccomp"
+	"github.com/rbox-dev/rbox/spec"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden plans in testdata/plans")
+
+// format shows a Plan as its system calls: pid 1's stages and hooks, the
+// payload's program and its command's search.
+func format(pl *Plan) string {
+	var b bytes.Buffer
+	for i, st := range pl.Init {
+		if st.Program == nil {
+			fmt.Fprintf(&b, "== pid 1, stage %d: hook: %s (Go, initproc only)\n", i, st.Hook)
+			continue
+		}
+		fmt.Fprintf(&b, "== pid 1, stage %d\n", i)
+		_ = st.Program.Format(&b)
+	}
+	b.WriteString("== payload's process, first (initproc: SysProcAttr)\n")
+	_ = pl.Session.Format(&b)
+	b.WriteString("== payload, on the thread that forks it\n")
+	_ = pl.Payload.Format(&b)
+	fmt.Fprintf(&b, "== exec search: %s\n", strings.Join(pl.Command.Candidates, " "))
+	return b.String()
+}
+
+// The plans of a default run, a bind-heavy one and one with a terminal, as
+// system calls, are
+// in testdata/plans: a change that alters what pid 1 does shows there (go
+// test ./initplan -update rewrites them). They depend on the host's system
+// directories (this project's machines: Debian 12) and on the kernel's
+// last capability.
+func TestGoldenPlans(t *testing.T) {
+	filter, err := seccomp.DefaultFilter(seccomp.DefaultOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := func() *spec.Spec {
+		return &spec.Spec{
+			Args: []string{"make", "-j2"}, Env: []string{"PATH=/usr/bin:/bin", "HOME=/root"},
+			Cwd: "/", Hostname: "rbox", Net: spec.NetNone, Caps: caps.Default, SeccompFilter: filter,
+			UIDMap: []spec.IDMap{{Inside: 0, Outside: 1000, Count: 1}, {Inside: 1, Outside: 100000, Count: 65536}},
+			GIDMap: []spec.IDMap{{Inside: 0, Outside: 1000, Count: 1}, {Inside: 1, Outside: 100000, Count: 65536}},
+		}
+	}
+	binds := base()
+	binds.Cwd = "/work"
+	binds.UID, binds.GID = 1000, 1000
+	binds.Mounts = []spec.Mount{
+		{Kind: spec.MountBind, Source: "/srv/project", Dest: "/work"},
+		{Kind: spec.MountROBind, Source: "/srv/project/.git", Dest: "/work/.git"},
+		{Kind: spec.MountROBind, Source: "/srv/cache/go", Dest: "/root/go/pkg/mod"},
+		{Kind: spec.MountTmpfs, Dest: "/work/build", SizeBytes: 64 << 20, Mode: 0o1777},
+		{Kind: spec.MountDir, Dest: "/work/out"},
+		{Kind: spec.MountSymlink, Source: "/work/out", Dest: "/out"},
+		{Kind: spec.MountBind, Source: "/srv/data.db", Dest: "/var/lib/app/data.db"},
+	}
+	tty := base()
+	tty.TTY = true
+	// As under a terminal emulator: stdin and stdout are the caller's
+	// terminal, stderr is not.
+	terminalStdio = func() []int { return []int{0, 1} }
+	for name, s := range map[string]*spec.Spec{"default": base(), "bind-heavy": binds, "terminal": tty} {
+		pl, err := New(s, Learned{Net: network.ChildConfig{Mode: spec.NetNone}, ConsoleSocket: 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := format(pl)
+		path := filepath.Join("testdata", "plans", name+".txt")
+		if *update {
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%v (go test ./initplan -update writes it)", err)
+		}
+		if got != string(want) {
+			t.Errorf("the %s plan changed; if that is meant, run go test ./initplan -update and review the diff of %s:\n%s", name, path, firstDifference(string(want), got))
+		}
+	}
+}
+
+// firstDifference shows the first line where got differs from want.
+func firstDifference(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < max(len(w), len(g)); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			return fmt.Sprintf("line %d:\n- %s\n+ %s", i+1, wl, gl)
+		}
+	}
+	return ""
+}
