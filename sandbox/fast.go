@@ -65,6 +65,7 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 		_, _ = in.Wait(pid)
 		return failf("%v", err)
 	}
+	notifyStarted(pid)
 	ws, err := in.Wait(pid)
 	if err != nil {
 		return failf("wait for the sandbox: %v", err)

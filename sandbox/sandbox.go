@@ -180,6 +180,7 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 		_ = cmd.Process.Kill()
 	}
 	specW.Close()
+	notifyStarted(cmd.Process.Pid)
 
 	var term *terminal
 	if consoleParent != nil {
