@@ -474,25 +474,25 @@ func readInfo(dir int) (*Info, error) {
 }
 
 // List returns every entry, cleaning those whose supervisor died, sorted by
-// name, each with whether it is alive.
-func (s *Store) List() ([]*Info, []bool, error) {
+// name, each with whether it is alive; entries that cannot be read (a
+// symlink planted in their place) are skipped and their errors returned.
+func (s *Store) List() (infos []*Info, lives []bool, bad []error, err error) {
 	names, err := s.names()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	var infos []*Info
-	var lives []bool
 	for _, n := range names {
 		info, live, err := s.Get(n)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, nil, err
+			bad = append(bad, err)
+			continue
 		}
 		infos, lives = append(infos, info), append(lives, live)
 	}
-	return infos, lives, nil
+	return infos, lives, bad, nil
 }
 
 func (s *Store) names() ([]string, error) {

@@ -673,3 +673,99 @@ func TestEscapeSeccompDockerProfile(t *testing.T) {
 	}
 	mustSucceed(t, "--seccomp unconfined", probeIn(t, []string{"--seccomp", "unconfined"}, "mkdir", "/tmp/d"))
 }
+
+// rbox exec's joining process, between joining the sandbox and executing
+// the command, is out of the sandbox's reach (runc CVE-2016-9962): a probe
+// holding CAP_SYS_PTRACE inside watches for it and tries ptrace and its
+// /proc fd, exe, cwd and mem. A long PATH keeps each joining process a few
+// milliseconds in that state. The same attacks on the exec'd commands once
+// they run (an ordinary process of the sandbox) must work: that is the
+// weakened setup showing the probe would notice.
+func TestEscapeExecJoiningProcess(t *testing.T) {
+	ns := newNamedState(t)
+	ns.ok("run", "-d", "--name", "watch", "--cap-add", "SYS_PTRACE", "--ro-bind", probeBin(t)+":/probe", "--",
+		"/probe", "watch-joiners", "8", filepath.Base(rboxBin), "sleep")
+	var long []string
+	for i := 0; i < 1000; i++ {
+		long = append(long, fmt.Sprintf("/no/such/dir/%d", i))
+	}
+	path := "PATH=" + strings.Join(append(long, "/usr/bin", "/bin"), ":")
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		if r := ns.rbox("exec", "--env", path, "watch", "--", "sleep", "0.05"); r.code != 0 {
+			t.Fatalf("exec %d: %s", i, r)
+		}
+	}
+	if got := ns.ok("wait", "watch"); got != "0\n" {
+		t.Fatalf("the probe ended with %q: %s", got, ns.ok("logs", "watch"))
+	}
+	m := items(result{stdout: ns.ok("logs", "watch")})
+	t.Logf("probe: %v", m)
+	if m["joining-seen"] == "0" || m["exec-seen"] == "0" {
+		t.Fatalf("the probe never saw a joining process or an exec'd command: %v", m)
+	}
+	for _, what := range []string{"fd", "exe", "cwd", "mem", "ptrace"} {
+		if m["joining-"+what] != "0" {
+			t.Errorf("the sandbox reached a joining process's %s %s times", what, m["joining-"+what])
+		}
+	}
+	for _, what := range []string{"fd", "exe", "cwd", "mem"} {
+		if m["exec-"+what] == "0" {
+			t.Errorf("weakened setup: the probe never reached an exec'd command's %s, so it cannot tell", what)
+		}
+	}
+	ns.ok("rm", "watch")
+}
+
+// A sandbox given the state directory (a user's --bind) plants symlinks in
+// it: for another sandbox's entry, pointing at a host directory, and for
+// its own log, pointing at a secret. rbox follows neither: rm does not
+// remove the directory's files, logs does not print the secret, ps goes on.
+// Weakened setup: a plain reader that follows links (os.ReadFile,
+// os.ReadDir) is redirected by the same links.
+func TestEscapeStateSymlink(t *testing.T) {
+	ns := newNamedState(t)
+	victim := hostDir(t)
+	writeFile(t, filepath.Join(victim, "precious"), "keep me")
+	_, secret := secretFile(t)
+	state := filepath.Join(ns.xdg, "rbox")
+	ns.ok("run", "--name", "other", "--", "true")
+	// The sandbox plants the links, then waits.
+	script := fmt.Sprintf(`ln -s %s /state/sandboxes/evil && rm /state/sandboxes/planter/log && ln -s %s /state/sandboxes/planter/log && `+
+		`rm -r /state/sandboxes/other && ln -s %s /state/sandboxes/other && echo planted > /tmp/done; exec sleep 300`, victim, secret, victim)
+	ns.ok("run", "-d", "--name", "planter", "--bind", state+":/state", "--", "sh", "-c", script)
+	waitFor(t, "the links", 5*time.Second, func() bool {
+		_, err := os.Lstat(filepath.Join(state, "sandboxes", "other"))
+		fi, err2 := os.Lstat(filepath.Join(state, "sandboxes", "planter", "log"))
+		return err == nil && err2 == nil && fi.Mode()&os.ModeSymlink != 0
+	})
+	// Weakened: a reader that follows links gets the secret and the files.
+	if b, err := os.ReadFile(filepath.Join(state, "sandboxes", "planter", "log")); err != nil || !strings.Contains(string(b), "TOPSECRET") {
+		t.Fatalf("weakened setup: the planted log link does not lead to the secret: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(state, "sandboxes", "evil", "precious")); err != nil {
+		t.Fatalf("weakened setup: the planted entry does not lead to the host directory: %v", err)
+	}
+	for _, name := range []string{"evil", "other"} {
+		r := ns.rbox("rm", "-f", name)
+		if r.code == 0 {
+			t.Errorf("rm %s through a planted link succeeded: %s", name, r)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(victim, "precious")); err != nil || string(b) != "keep me" {
+		t.Errorf("the host directory behind a planted link was changed: %q %v", b, err)
+	}
+	r := ns.rbox("logs", "planter")
+	if r.code == 0 || strings.Contains(r.stdout, "TOPSECRET") {
+		t.Errorf("logs followed the planted link: %s", r)
+	}
+	r = ns.rbox("ps")
+	if r.code != 0 || !strings.Contains(r.stdout, "planter") || strings.Contains(r.stdout, "evil") {
+		t.Errorf("ps with planted links: %s", r)
+	}
+	ns.ok("stop", "-t", "0", "planter")
+	ns.ok("rm", "planter")
+	for _, name := range []string{"evil", "other"} {
+		_ = os.Remove(filepath.Join(state, "sandboxes", name))
+	}
+}

@@ -64,9 +64,6 @@ func (r *RunCmd) runNamed() error {
 	if err != nil {
 		return err
 	}
-	if plan.Warning != "" {
-		fmt.Fprintf(os.Stderr, "rbox: warning: %s\n", plan.Warning)
-	}
 	store, err := state.Open()
 	if err != nil {
 		return err
@@ -101,6 +98,9 @@ func (r *RunCmd) runNamed() error {
 		return err
 	}
 	defer entry.Release()
+	if plan.Warning != "" {
+		fmt.Fprintf(os.Stderr, "rbox: warning: %s\n", plan.Warning)
+	}
 	var logDone chan struct{}
 	if report != nil {
 		if logDone, err = logOutput(entry); err != nil {
@@ -113,33 +113,31 @@ func (r *RunCmd) runNamed() error {
 	if err := keepCallerFDs(r.PreserveF); err != nil {
 		return err
 	}
+	// report says, once, that the command started (code 0) or why it
+	// could not (its code, and the message from the log).
 	var once sync.Once
-	started := func(ok bool, code int) {
+	started := func(code int, why []byte) {
 		once.Do(func() {
 			if report == nil {
 				return
 			}
-			if ok {
+			if code == 0 {
 				fmt.Fprintf(report, "0\n")
 			} else {
-				fmt.Fprintf(report, "%d\t", code)
-				// The reason is in the log: pass it on.
-				closeOutput(logDone)
-				for _, f := range []string{"log.1", "log"} {
-					if lf, _ := store.OpenFile(n.Name, f); lf != nil {
-						_, _ = io.Copy(report, io.LimitReader(lf, 64<<10))
-						lf.Close()
-					}
-				}
+				fmt.Fprintf(report, "%d\t%s", code, why)
 			}
 			report.Close()
 		})
 	}
+	// watched is closed once the watch for the command has written what it
+	// found: the entry's last write and its removal come after.
+	watched := make(chan struct{})
 	sandbox.Started = func(pid1 int) {
 		info.Init, _ = state.ProcOf(pid1)
 		info.Status = state.StatusRunning
 		_ = entry.Write(info)
 		go func() {
+			defer close(watched)
 			payload, ok := waitForCommand(pid1)
 			if ok {
 				info.Payload = payload
@@ -147,12 +145,26 @@ func (r *RunCmd) runNamed() error {
 			}
 			if ok || payload.PID == 0 && processExists(pid1) {
 				// Started, or pid 1 runs on after ten seconds.
-				started(true, 0)
+				started(0, nil)
 			}
 		}()
 	}
 	code := sandbox.Run(s, plan, r.hold...)
-	started(false, code)
+	if info.Init.PID != 0 {
+		<-watched
+	}
+	closeOutput(logDone)
+	var why []byte
+	if report != nil {
+		// The reason it could not start, should it not have, is in the log.
+		for _, f := range []string{"log.1", "log"} {
+			if lf, _ := store.OpenFile(n.Name, f); lf != nil {
+				b, _ := io.ReadAll(io.LimitReader(lf, 64<<10))
+				why = append(why, b...)
+				lf.Close()
+			}
+		}
+	}
 	info.Status, info.ExitCode, info.Finished = state.StatusExited, code, time.Now()
 	// A command that never started leaves nothing: the name is free for
 	// another try.
@@ -162,7 +174,8 @@ func (r *RunCmd) runNamed() error {
 	} else {
 		_ = entry.Write(info)
 	}
-	closeOutput(logDone)
+	// Reported once the entry is final, so the caller sees it so.
+	started(code, why)
 	return exitError{code}
 }
 
@@ -220,6 +233,11 @@ func (r *RunCmd) detach(name string) error {
 		return fmt.Errorf("--name %s: the name is in use by %s", name, what)
 	}
 	store.Close()
+	// Nothing the caller left open reaches the supervisor, which outlives
+	// it (a pipe of a shell's $(...) would never see its end).
+	if err := keepCallerFDs(0); err != nil {
+		return err
+	}
 	rd, wr, err := os.Pipe()
 	if err != nil {
 		return err

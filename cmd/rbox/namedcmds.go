@@ -75,9 +75,12 @@ func (c *PsCmd) Run() error {
 		return err
 	}
 	defer store.Close()
-	infos, lives, err := store.List()
+	infos, lives, bad, err := store.List()
 	if err != nil {
 		return err
+	}
+	for _, err := range bad {
+		fmt.Fprintf(os.Stderr, "rbox: warning: skipped: %v\n", err)
 	}
 	type row struct {
 		*state.Info
@@ -151,7 +154,7 @@ func (c *ExecCmd) Run() error {
 	rules := info.Exec
 	target, err := info.Payload.PidFD()
 	if err != nil {
-		return fmt.Errorf("sandbox %q: its command has ended", c.Name)
+		return fmt.Errorf("sandbox %q: its command has ended (%v)", c.Name, err)
 	}
 	req := &enter.Request{
 		Target: target, Namespaces: rules.Namespaces, Args: args,
