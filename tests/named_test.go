@@ -117,12 +117,23 @@ func oneLine(t *testing.T, what string, r result, want string) {
 const view = `cat /proc/1/comm; hostname; for n in user mnt pid net uts ipc cgroup time; do readlink /proc/self/ns/$n; done; ` +
 	`grep -E '^(Seccomp|Seccomp_filters|NoNewPrivs|CapEff|CapBnd|CapAmb|Uid|Gid):' /proc/self/status`
 
+// The lifecycle on both kinds of pid 1: the fast path's, and the
+// re-executed one (which CAP_SYS_PTRACE for the command asks for).
 func TestNamedDetachedLifecycle(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		flags []string
+	}{{"fast", nil}, {"initproc", []string{"--cap-add", "SYS_PTRACE"}}} {
+		t.Run(c.name, func(t *testing.T) { namedLifecycle(t, c.flags) })
+	}
+}
+
+func namedLifecycle(t *testing.T, flags []string) {
 	ns := newNamedState(t)
 	marker := fmt.Sprintf("named-life-%d", time.Now().UnixNano())
 	script := `echo started; echo from-main > /tmp/main; { ` + view + `; } > /tmp/v; mv /tmp/v /tmp/main-view; ` +
 		`while [ ! -e /tmp/from-exec ]; do sleep 0.02; done; echo "main read: $(cat /tmp/from-exec)"; sleep 300; : ` + marker
-	out := ns.ok("run", "--name", "box1", "-d", "--hostname", "inside", "--", "sh", "-c", script)
+	out := ns.ok(append(append([]string{"run", "--name", "box1", "-d", "--hostname", "inside"}, flags...), "--", "sh", "-c", script)...)
 	if strings.TrimSpace(out) != "box1" {
 		t.Errorf("run -d printed %q, want the name", out)
 	}
@@ -285,10 +296,15 @@ func TestNamedSupervisorKilled(t *testing.T) {
 	if err := syscall.Kill(e.Supervisor.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	// Gone (or a zombie): its threads have ended and released its files.
+	waitFor(t, "the supervisor to end", 5*time.Second, func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", e.Supervisor.PID))
+		return err != nil || strings.Contains(string(b), "State:\tZ")
+	})
 	waitFor(t, "the sandbox to die with its supervisor", 5*time.Second, func() bool { return len(processesWith(marker)) == 0 })
-	if got := ns.ps(true); len(got) != 0 {
-		t.Errorf("ps --all after kill -9 of the supervisor: %v", got)
-	}
+	// ps recognises the entry as dead once the last of the supervisor's
+	// threads has ended (which releases its lock), and cleans it.
+	waitFor(t, "ps --all to show nothing", 5*time.Second, func() bool { return len(ns.ps(true)) == 0 })
 	if e := ns.entries(); len(e) > 0 {
 		t.Errorf("state left: %v", e)
 	}
@@ -393,4 +409,48 @@ func TestNamedDefaultStateDir(t *testing.T) {
 	if err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 || int(st.Sys().(*syscall.Stat_t).Uid) != os.Getuid() {
 		t.Fatalf("%s: %v %v", dir, st.Mode(), err)
 	}
+}
+
+// stop escalates to SIGKILL when the command ignores SIGTERM.
+func TestNamedStopEscalates(t *testing.T) {
+	ns := newNamedState(t)
+	ns.ok("run", "-d", "--name", "stubborn", "--", "sh", "-c", `trap "" TERM; echo ready; while :; do sleep 0.1; done`)
+	waitFor(t, "the trap", 5*time.Second, func() bool { return strings.Contains(ns.ok("logs", "stubborn"), "ready") })
+	start := time.Now()
+	ns.ok("stop", "-t", "1", "stubborn")
+	if d := time.Since(start); d < time.Second || d > 6*time.Second {
+		t.Errorf("stop -t 1 of a command ignoring SIGTERM took %v", d)
+	}
+	if got := ns.ok("wait", "stubborn"); got != "137\n" {
+		t.Errorf("wait: %q", got)
+	}
+	ns.ok("rm", "stubborn")
+}
+
+// A detached sandbox's log is bounded; logs -f follows it to the end.
+func TestNamedLogs(t *testing.T) {
+	ns := newNamedState(t)
+	ns.ok("run", "-d", "--name", "chatty", "--", "sh", "-c", `head -c 20000000 /dev/zero | tr '\0' x; echo; echo last line`)
+	ns.rbox("wait", "chatty")
+	var total int64
+	for _, f := range []string{"log", "log.1"} {
+		st, err := os.Stat(filepath.Join(ns.xdg, "rbox", "sandboxes", "chatty", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += st.Size()
+	}
+	if total > 8<<20+64<<10 {
+		t.Errorf("the log holds %d bytes, more than its bound", total)
+	}
+	if out := ns.ok("logs", "chatty"); !strings.HasSuffix(out, "x\nlast line\n") || int64(len(out)) != total {
+		t.Errorf("logs printed %d bytes ending %q", len(out), out[max(0, len(out)-20):])
+	}
+	ns.ok("run", "-d", "--name", "ticker", "--", "sh", "-c", `for i in 1 2 3 4 5; do echo tick $i; sleep 0.2; done`)
+	out := ns.ok("logs", "-f", "ticker")
+	if !strings.Contains(out, "tick 1\n") || !strings.HasSuffix(out, "tick 5\n") {
+		t.Errorf("logs -f: %q", out)
+	}
+	oneLine(t, "logs of an attached sandbox", func() result { ns.ok("run", "--name", "att", "--", "true"); return ns.rbox("logs", "att") }(), "attached")
+	ns.ok("rm", "chatty", "ticker", "att")
 }

@@ -97,7 +97,8 @@ func (r *RunCmd) runNamed() error {
 		}
 		return err
 	}
-	defer entry.Release()
+	// The entry's lock is not released here but by this process's end: a
+	// command waiting for it (stop, wait) then knows the supervisor is gone.
 	if plan.Warning != "" {
 		fmt.Fprintf(os.Stderr, "rbox: warning: %s\n", plan.Warning)
 	}
