@@ -191,6 +191,9 @@ const execStep = "execute the command"
 // then execve along the sandbox's PATH.
 func planInner(sp *forkinit.Spawn, r *Request) (string, error) {
 	p := &sp.Inner
+	// It goes with rbox exec, as a sandbox goes with its rbox.
+	p.Step("set the parent-death signal")
+	p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_SET_PDEATHSIG), sysplan.V(uintptr(unix.SIGKILL)))
 	p.Step("setsid")
 	p.Call(unix.SYS_SETSID)
 	if r.Console >= 0 {

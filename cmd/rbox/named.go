@@ -53,6 +53,9 @@ func (r *RunCmd) runNamed() error {
 	if n.Detach && r.TTY {
 		return fmt.Errorf("-d and -t do not go together: a detached sandbox has no terminal (use rbox exec -t NAME -- sh to get one)")
 	}
+	if n.Detach && r.PreserveF > 0 {
+		return fmt.Errorf("--preserve-fds does not go with -d: the detached sandbox outlives the caller's descriptors")
+	}
 	if n.Detach && !supervising {
 		return r.detach(n.Name)
 	}
@@ -215,7 +218,8 @@ func randomName() string {
 // and exit code).
 func (r *RunCmd) detach(name string) error {
 	// Mistakes are reported here, before anything starts.
-	if _, _, err := r.buildSpec(); err != nil {
+	_, plan, err := r.buildSpec()
+	if err != nil {
 		return err
 	}
 	for _, f := range r.hold {
@@ -274,6 +278,10 @@ func (r *RunCmd) detach(name string) error {
 		return fmt.Errorf("the supervisor of %s ended before the command started", name)
 	}
 	if code == 0 {
+		// Said once it runs: a failure is one line.
+		if plan.Warning != "" {
+			fmt.Fprintf(os.Stderr, "rbox: warning: %s\n", plan.Warning)
+		}
 		fmt.Println(name)
 		return nil
 	}
