@@ -66,7 +66,7 @@ func allCaps() []uintptr {
 // stay open in pid 1, and so alive, for the sandbox's whole life without
 // reaching the command (an image's in-use lock).
 func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
-	if len(hold) == 0 && forkinit.Eligible(s) {
+	if len(hold) == 0 && forkinit.Eligible(s) && s.JoinNet == nil {
 		return runFast(s, plan)
 	}
 	specR, specW, err := os.Pipe()
@@ -138,7 +138,7 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 			Pdeathsig:   unix.SIGKILL,
 		},
 	}
-	err = cmd.Start()
+	err = startInit(cmd, s)
 	closeChildEnds()
 	if err != nil {
 		return failf("start the sandbox: %v (see `rbox check`)", err)
@@ -155,7 +155,7 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 			mapErr = fmt.Errorf("the sandbox's init ended before its id maps were written")
 		}
 	}
-	if mapErr == nil {
+	if mapErr == nil && s.JoinNet == nil {
 		mapErr = plan.Write(cmd.Process.Pid)
 	}
 	if err := <-specSent; err != nil && mapErr == nil {

@@ -138,6 +138,19 @@ type Spec struct {
 	AllowHostLoopback bool `json:"allow_host_loopback,omitempty"`
 	// DNS, when set, is the sandbox's only nameserver.
 	DNS string `json:"dns,omitempty"`
+
+	// Named sandboxes (issue 13).
+	// JoinNet, when set, is a running sandbox's command: this sandbox is
+	// made in its user namespace and shares its network namespace (rbox run
+	// --net sandbox:NAME). UIDMap and GIDMap are then that namespace's.
+	JoinNet *Process `json:"join_net,omitempty"`
+}
+
+// Process names a running process across pid reuse: its pid and its start
+// time (field 22 of /proc/PID/stat).
+type Process struct {
+	PID       int    `json:"pid"`
+	StartTime uint64 `json:"start_time"`
 }
 
 // SeccompFilter is a compiled seccomp filter, ready to load.

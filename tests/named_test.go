@@ -454,3 +454,34 @@ func TestNamedLogs(t *testing.T) {
 	oneLine(t, "logs of an attached sandbox", func() result { ns.ok("run", "--name", "att", "--", "true"); return ns.rbox("logs", "att") }(), "attached")
 	ns.ok("rm", "chatty", "ticker", "att")
 }
+
+// --net sandbox:NAME: a second sandbox shares a running one's network (its
+// loopback services, its interfaces) but has its own mount namespace, host
+// name and processes.
+func TestNamedNetSandbox(t *testing.T) {
+	ns := newNamedState(t)
+	ns.ok("run", "-d", "--name", "db", "--", "sh", "-c", `while :; do echo hello-from-db | busybox nc -l -p 5432; done`)
+	// 5432 is 0x1538, listening is state 0A (busybox listens on IPv6's
+	// any address, which takes IPv4 too).
+	waitFor(t, "db's listener", 5*time.Second, func() bool {
+		return strings.Contains(ns.ok("exec", "db", "--", "cat", "/proc/net/tcp", "/proc/net/tcp6"), ":1538 00000000000000000000000000000000:0000 0A")
+	})
+	nsLinks := "readlink /proc/self/ns/net /proc/self/ns/user /proc/self/ns/mnt /proc/self/ns/pid"
+	out := ns.ok("run", "--net", "sandbox:db", "--hostname", "second", "--", "sh", "-c",
+		"busybox nc 127.0.0.1 5432 </dev/null; hostname; "+nsLinks+"; ls /sys/class/net")
+	db := strings.Fields(ns.ok("exec", "db", "--", "sh", "-c", nsLinks))
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 7 || lines[0] != "hello-from-db" || lines[1] != "second" {
+		t.Fatalf("the second sandbox printed %q", out)
+	}
+	if lines[2] != db[0] || lines[3] != db[1] || lines[4] == db[2] || lines[5] == db[3] {
+		t.Errorf("namespaces: second %v, db %v: want net and user shared, mount and pid not", lines[2:6], db)
+	}
+	if lines[6] != "lo" {
+		t.Errorf("the second sandbox's /sys/class/net lists %q, want db's (lo)", lines[6])
+	}
+	oneLine(t, "--net sandbox: of an unknown sandbox", ns.rbox("run", "--net", "sandbox:ghost", "--", "true"), `no sandbox named "ghost"`)
+	oneLine(t, "--net sandbox: with -p", ns.rbox("run", "--net", "sandbox:db", "-p", "18999:80", "--", "true"), "belong to the sandbox")
+	ns.ok("rm", "-f", "db")
+	oneLine(t, "--net sandbox: of an ended sandbox", ns.rbox("run", "--net", "sandbox:db", "--", "true"), `no sandbox named "db"`)
+}

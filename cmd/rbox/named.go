@@ -76,6 +76,9 @@ func (r *RunCmd) runNamed() error {
 		Name: n.Name, Supervisor: state.Self(), Status: state.StatusStarting, Created: time.Now(),
 		Command: s.Args, Detached: n.Detach, Remove: n.Rm, Net: s.Net, Exec: execRules(s, plan.SetgroupsDenied),
 	}
+	if r.joinedName != "" {
+		info.Net = netSandboxPrefix + r.joinedName
+	}
 	for _, p := range s.Publish {
 		info.Ports = append(info.Ports, fmt.Sprintf("%s:%d->%d/%s", p.HostIP, p.HostPort, p.ChildPort, p.Proto))
 	}
