@@ -53,9 +53,9 @@ type Request struct {
 	// SeccompBPF and SeccompFlags are the sandbox's filter, if any.
 	SeccompBPF   []byte
 	SeccompFlags uint
-	// Cgroup, when set, is the sandbox's cgroup directory: the command is
-	// moved there before it joins anything.
-	Cgroup string
+	// Cgroups are the sandbox's cgroup directories (one per hierarchy):
+	// the command is moved into each before it joins anything.
+	Cgroups []string
 	// Console, when not -1, is a unix socket on which the command's
 	// process sends the master side of a pseudo-terminal it opens in the
 	// sandbox's devpts and takes as its controlling terminal.
@@ -131,11 +131,11 @@ func planOuter(sp *forkinit.Spawn, r *Request) error {
 	p := &sp.Outer
 	p.Step("set non-dumpable")
 	p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_SET_DUMPABLE), sysplan.V(0))
-	if r.Cgroup != "" {
-		// The hook for sandboxes with a cgroup: the joining process enters
-		// it while it still sees the host's cgroup tree ("0" is the writer).
-		procs := filepath.Join(r.Cgroup, "cgroup.procs")
-		p.Step("join cgroup %s", r.Cgroup)
+	for _, dir := range r.Cgroups {
+		// The sandbox's limits: the joining process enters its cgroups
+		// while it still sees the host's cgroup tree ("0" is the writer).
+		procs := filepath.Join(dir, "cgroup.procs")
+		p.Step("join cgroup %s", dir)
 		p.Call(unix.SYS_OPENAT, sysplan.Int(unix.AT_FDCWD), sysplan.V(p.Str(procs)), sysplan.V(unix.O_WRONLY|unix.O_CLOEXEC)).Into(slotFile)
 		p.Call(unix.SYS_WRITE, slotFile.FD(), sysplan.V(p.Str("0")), sysplan.V(1))
 		p.Call(unix.SYS_CLOSE, slotFile.FD())

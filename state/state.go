@@ -79,9 +79,10 @@ type ExecRules struct {
 	SeccompFlags uint   `json:"seccomp_flags,omitempty"`
 	// SetgroupsDenied mirrors the id maps: setgroups(2) fails inside.
 	SetgroupsDenied bool `json:"setgroups_denied,omitempty"`
-	// Cgroup is the sandbox's cgroup directory on the host, when it has
-	// one; a joining command is placed in it first.
-	Cgroup string `json:"cgroup,omitempty"`
+	// Cgroups are the sandbox's cgroup directories on the host (one per
+	// hierarchy), when it has them; a joining command is placed in each
+	// first.
+	Cgroups []string `json:"cgroups,omitempty"`
 }
 
 // Proc names a process across pid reuse: its pid and its start time in
