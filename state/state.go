@@ -598,6 +598,12 @@ func (p Proc) PidFD() (int, error) {
 	return fd, nil
 }
 
+// Alive reports whether p still is the process recorded.
+func (p Proc) Alive() bool {
+	st, err := startTime(p.PID)
+	return err == nil && st == p.StartTime
+}
+
 // Signal sends sig to p through a pidfd.
 func (p Proc) Signal(sig unix.Signal) error {
 	fd, err := p.PidFD()

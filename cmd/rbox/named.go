@@ -294,39 +294,54 @@ func (r *RunCmd) detach(name string) error {
 }
 
 // waitForCommand waits until pid 1 has started the command, and returns
-// it: a child of pid 1 that has executed something other than rbox. (Before
-// its exec it shares pid 1's memory, which is not dumpable, or runs rbox's
-// executable.) It gives up, reporting false, when pid 1 ends or after ten
-// seconds (a command that made itself unreadable, or rbox itself).
+// it (see commandOf). It gives up, reporting false, when pid 1 ends or after
+// ten seconds (a command that made itself unreadable, or rbox itself).
 func waitForCommand(pid1 int) (state.Proc, bool) {
-	self, _ := os.Readlink("/proc/self/exe")
-	myTime, _ := os.Readlink("/proc/self/ns/time")
-	children := fmt.Sprintf("/proc/%d/task/%d/children", pid1, pid1)
 	deadline := time.Now().Add(10 * time.Second)
 	for delay := 500 * time.Microsecond; time.Now().Before(deadline); delay = min(2*delay, 10*time.Millisecond) {
-		b, err := os.ReadFile(children)
-		if err != nil {
-			return state.Proc{}, false
-		}
-		var found []int
-		for _, f := range strings.Fields(string(b)) {
-			pid, _ := strconv.Atoi(f)
-			if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && exe != self {
-				found = append(found, pid)
-			}
-		}
-		// The command is in the sandbox's time namespace; a helper pid 1
-		// started before making it (fuse-overlayfs) is not.
-		for i := len(found) - 1; i >= 0; i-- {
-			t, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/time", found[i]))
-			if t != myTime || i == 0 {
-				p, err := state.ProcOf(found[i])
-				return p, err == nil
-			}
+		p, ok, gone := commandOf(pid1)
+		if ok || gone {
+			return p, ok
 		}
 		time.Sleep(delay)
 	}
 	return state.Proc{}, false
+}
+
+// commandOf finds the sandbox's command among pid 1's children: one that
+// has executed something else than pid 1 and rbox run. (Before its exec it
+// runs their executable, and shares pid 1's memory, which is not dumpable,
+// so its /proc/PID/exe cannot even be read by a caller that is not root.)
+// A helper pid 1 started before making the sandbox's time namespace
+// (fuse-overlayfs) is in the caller's; the command is in the sandbox's.
+// gone is true when pid 1 has ended.
+func commandOf(pid1 int) (p state.Proc, ok, gone bool) {
+	skip := map[string]bool{}
+	for _, who := range []string{"self", strconv.Itoa(pid1)} {
+		if exe, err := os.Readlink("/proc/" + who + "/exe"); err == nil {
+			skip[exe] = true
+		}
+	}
+	myTime, _ := os.Readlink("/proc/self/ns/time")
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid1, pid1))
+	if err != nil {
+		return p, false, true
+	}
+	var found []int
+	for _, f := range strings.Fields(string(b)) {
+		pid, _ := strconv.Atoi(f)
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && !skip[exe] {
+			found = append(found, pid)
+		}
+	}
+	for i := len(found) - 1; i >= 0; i-- {
+		t, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/time", found[i]))
+		if t != myTime || i == 0 {
+			p, err := state.ProcOf(found[i])
+			return p, err == nil, false
+		}
+	}
+	return p, false, false
 }
 
 // processExists reports whether pid is still there (not yet reaped).

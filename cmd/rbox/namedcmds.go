@@ -154,6 +154,13 @@ func (c *ExecCmd) Run() error {
 	rules := info.Exec
 	target, err := info.Payload.PidFD()
 	if err != nil {
+		// Recorded wrong or not at all (it could not be told apart in
+		// time): looked for again among pid 1's children.
+		if p, ok, _ := commandOf(info.Init.PID); ok && info.Init.Alive() {
+			target, err = p.PidFD()
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("sandbox %q: its command has ended (%v)", c.Name, err)
 	}
 	req := &enter.Request{
@@ -312,10 +319,7 @@ func (c *StopCmd) Run() error {
 	if err != nil {
 		return err
 	}
-	target := info.Payload
-	if target.PID == 0 {
-		target = info.Init
-	}
+	target := command(info)
 	if c.Timeout > 0 {
 		_ = target.Signal(unix.SIGTERM)
 	}
@@ -331,6 +335,18 @@ func (c *StopCmd) Run() error {
 		<-done
 	}
 	return nil
+}
+
+// command is the sandbox's command as recorded, or found again among pid
+// 1's children, or else pid 1 (which passes the usual signals on to it).
+func command(info *state.Info) state.Proc {
+	if info.Payload.PID != 0 && info.Payload.Alive() {
+		return info.Payload
+	}
+	if p, ok, _ := commandOf(info.Init.PID); ok && info.Init.Alive() {
+		return p
+	}
+	return info.Init
 }
 
 // KillCmd signals a sandbox's command.
@@ -355,8 +371,8 @@ func (c *KillCmd) Run() error {
 	if err != nil {
 		return err
 	}
-	target := info.Payload
-	if target.PID == 0 || sig == unix.SIGKILL {
+	target := command(info)
+	if sig == unix.SIGKILL {
 		target = info.Init
 	}
 	if err := target.Signal(sig); err != nil {
