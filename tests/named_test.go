@@ -223,6 +223,10 @@ func TestNamedAttachedAndNameRules(t *testing.T) {
 	if e := ns.entries(); len(e) > 0 {
 		t.Errorf("state left: %v", e)
 	}
+	// A command named like one of rbox's runs in a sandbox after --.
+	if r := rbox(t, "--", "rm", "-f", "/tmp/nothing"); r.code != 0 {
+		t.Errorf("rbox -- rm -f /tmp/nothing: %s", r)
+	}
 	// `rbox -- cmd` and `rbox run -- cmd` still work unnamed.
 	if got := strings.TrimSpace(rbox(t, "run", "--", "echo", "plain").stdout); got != "plain" {
 		t.Errorf("rbox run -- echo plain: %q", got)

@@ -80,7 +80,7 @@ func runCLI(args []string) int {
 				code = e.code
 			}
 		}()
-		ctx, err := parser.Parse(args)
+		ctx, err := parser.Parse(runAfterDashes(parser, args))
 		if err != nil {
 			code = usageError(err)
 			return

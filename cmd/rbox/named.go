@@ -9,12 +9,14 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/alecthomas/kong"
 	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/initproc"
@@ -184,6 +186,22 @@ func (r *RunCmd) runNamed() error {
 	// Reported once the entry is final, so the caller sees it so.
 	started(code, why)
 	return exitError{code}
+}
+
+// runAfterDashes makes `rbox [FLAGS] -- COMMAND` the run command whatever
+// COMMAND is called: kong would take `rbox -- ps` or `rbox --bind a:/b --
+// rm -rf /b/x` for its own ps and rm commands. When the first argument is
+// not a command of rbox's and "--" is given, "run" is put first.
+func runAfterDashes(parser *kong.Kong, args []string) []string {
+	if len(args) == 0 || !slices.Contains(args, "--") {
+		return args
+	}
+	for _, c := range parser.Model.Children {
+		if args[0] == c.Name || slices.Contains(c.Aliases, args[0]) {
+			return args
+		}
+	}
+	return append([]string{"run"}, args...)
 }
 
 // trimDashes drops the "--" that kong keeps at the head of a passthrough
