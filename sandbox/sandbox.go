@@ -74,7 +74,7 @@ func allCaps() []uintptr {
 // stay open in pid 1, and so alive, for the sandbox's whole life without
 // reaching the command (an image's in-use lock).
 func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
-	if len(hold) == 0 && forkinit.Eligible(s) && os.Getenv(ForceReexecEnv) == "" {
+	if len(hold) == 0 && forkinit.Eligible(s) && s.JoinNet == nil && os.Getenv(ForceReexecEnv) == "" {
 		return runFast(s, plan)
 	}
 	specR, specW, err := os.Pipe()
@@ -152,7 +152,7 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 			return failf("%v", err)
 		}
 	}
-	err = cmd.Start()
+	err = startInit(cmd, s)
 	closeChildEnds()
 	if err != nil {
 		return failf("start the sandbox: %v (see `rbox check`)", err)
@@ -169,7 +169,7 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 			mapErr = fmt.Errorf("the sandbox's init ended before its id maps were written")
 		}
 	}
-	if mapErr == nil {
+	if mapErr == nil && s.JoinNet == nil {
 		mapErr = plan.Write(cmd.Process.Pid)
 	}
 	if err := <-specSent; err != nil && mapErr == nil {
@@ -194,6 +194,7 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 		_ = cmd.Process.Kill()
 	}
 	specW.Close()
+	notifyStarted(cmd.Process.Pid)
 
 	var term *terminal
 	if consoleParent != nil {

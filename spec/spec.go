@@ -145,6 +145,12 @@ type Spec struct {
 	// filtering proxies, which reach only the allowed destinations; Net is
 	// then NetNone (no helper runs).
 	Egress *Egress `json:"egress,omitempty"`
+
+	// Named sandboxes (issue 13).
+	// JoinNet, when set, is a running sandbox's command: this sandbox is
+	// made in its user namespace and shares its network namespace (rbox run
+	// --net sandbox:NAME). UIDMap and GIDMap are then that namespace's.
+	JoinNet *Process `json:"join_net,omitempty"`
 }
 
 // Egress is an outbound policy: the rules as given (see package
@@ -153,6 +159,13 @@ type Egress struct {
 	Allow []string `json:"allow"`
 	// AllowHostLoopback lets allowed destinations be the host's loopback.
 	AllowHostLoopback bool `json:"allow_host_loopback,omitempty"`
+}
+
+// Process names a running process across pid reuse: its pid and its start
+// time (field 22 of /proc/PID/stat).
+type Process struct {
+	PID       int    `json:"pid"`
+	StartTime uint64 `json:"start_time"`
 }
 
 // SeccompFilter is a compiled seccomp filter, ready to load.

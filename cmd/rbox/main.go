@@ -26,10 +26,11 @@ func init() { initproc.Lock() }
 // CLI is rbox's command line. The run command is the default, so
 // `rbox [flags] -- cmd` needs no verb.
 type CLI struct {
-	Run     RunCmd     `cmd:"" default:"withargs" help:"Run a command in a new sandbox (the default command)."`
-	Check   CheckCmd   `cmd:"" help:"Try each kernel feature rbox uses and tell how to fix what does not work."`
-	Image   ImageCmd   `cmd:"" passthrough:"" help:"Manage the image store: import, load, pull, ls, rm (run by the rbox-image executable)."`
-	Version VersionCmd `cmd:"" help:"Print rbox's version."`
+	Run     RunCmd        `cmd:"" default:"withargs" help:"Run a command in a new sandbox (the default command)."`
+	Check   CheckCmd      `cmd:"" help:"Try each kernel feature rbox uses and tell how to fix what does not work."`
+	Image   ImageCmd      `cmd:"" passthrough:"" help:"Manage the image store: import, load, pull, ls, rm (run by the rbox-image executable)."`
+	Version VersionCmd    `cmd:"" help:"Print rbox's version."`
+	Named   namedCommands `embed:""`
 }
 
 // VersionCmd prints the version.
@@ -80,7 +81,7 @@ func runCLI(args []string) int {
 				code = e.code
 			}
 		}()
-		ctx, err := parser.Parse(args)
+		ctx, err := parser.Parse(runAfterDashes(parser, args))
 		if err != nil {
 			code = usageError(err)
 			return
