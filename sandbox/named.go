@@ -27,17 +27,20 @@ func notifyStarted(pid1 int) {
 // shares another's network, inside that one's user and network namespaces
 // (package enter), as cmd would have started it otherwise.
 func startInit(cmd *exec.Cmd, s *spec.Spec) error {
-	if s.JoinNet == nil {
+	if s.JoinNet == nil && s.Bridge == nil {
 		return cmd.Start()
 	}
-	target, err := state.Proc{PID: s.JoinNet.PID, StartTime: s.JoinNet.StartTime}.PidFD()
+	joined, flags, what := s.JoinNet, cloneFlags(s)&^(unix.CLONE_NEWUSER|unix.CLONE_NEWNET), "the sandbox to share the network of"
+	if s.Bridge != nil {
+		// A network namespace of its own, owned by the network's user
+		// namespace, for the holder to plug into the bridge.
+		joined, flags, what = &s.Bridge.Holder, cloneFlags(s)&^unix.CLONE_NEWUSER, "network "+s.Bridge.Network
+	}
+	target, err := state.Proc{PID: joined.PID, StartTime: joined.StartTime}.PidFD()
 	if err != nil {
-		return fmt.Errorf("the sandbox to share the network of has ended: %w", err)
+		return fmt.Errorf("%s has ended: %w", what, err)
 	}
-	req := &enter.InitRequest{
-		Target: target, Path: cmd.Path, Args: cmd.Args,
-		Flags: cloneFlags(s) &^ (unix.CLONE_NEWUSER | unix.CLONE_NEWNET),
-	}
+	req := &enter.InitRequest{Target: target, Path: cmd.Path, Args: cmd.Args, Flags: flags}
 	for _, f := range cmd.ExtraFiles {
 		req.Files = append(req.Files, int(f.Fd()))
 	}

@@ -74,7 +74,7 @@ func allCaps() []uintptr {
 // stay open in pid 1, and so alive, for the sandbox's whole life without
 // reaching the command (an image's in-use lock).
 func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
-	if len(hold) == 0 && forkinit.Eligible(s) && s.JoinNet == nil && os.Getenv(ForceReexecEnv) == "" {
+	if len(hold) == 0 && forkinit.Eligible(s) && s.JoinNet == nil && s.Bridge == nil && os.Getenv(ForceReexecEnv) == "" {
 		return runFast(s, plan)
 	}
 	specR, specW, err := os.Pipe()
@@ -169,7 +169,7 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 			mapErr = fmt.Errorf("the sandbox's init ended before its id maps were written")
 		}
 	}
-	if mapErr == nil && s.JoinNet == nil {
+	if mapErr == nil && s.JoinNet == nil && s.Bridge == nil {
 		mapErr = plan.Write(cmd.Process.Pid)
 	}
 	if err := <-specSent; err != nil && mapErr == nil {
@@ -182,6 +182,9 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 		defer netw.Close()
 	} else if mapErr == nil {
 		mapErr = netErr
+	}
+	if mapErr == nil {
+		mapErr = attachBridge(s, cmd.Process.Pid)
 	}
 	if mapErr != nil {
 		_ = cmd.Process.Kill()

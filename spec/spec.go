@@ -151,6 +151,26 @@ type Spec struct {
 	// made in its user namespace and shares its network namespace (rbox run
 	// --net sandbox:NAME). UIDMap and GIDMap are then that namespace's.
 	JoinNet *Process `json:"join_net,omitempty"`
+
+	// --- sandbox networks (package network/bridge) ---
+
+	// Bridge, when set, puts the sandbox on an rbox network: pid 1 is made
+	// in the network's user namespace (UIDMap and GIDMap are then its),
+	// with a network namespace of its own, to which the network's holder
+	// gives an eth0 on the bridge before the command starts. Net is then
+	// NetNone and DNS the network's gateway.
+	Bridge *Bridge `json:"bridge,omitempty"`
+}
+
+// Bridge is the rbox network a sandbox is on.
+type Bridge struct {
+	// Network is its name, Root the directory of the caller's networks.
+	Network string `json:"network"`
+	Root    string `json:"root"`
+	// Holder is the process holding the network's namespaces.
+	Holder Process `json:"holder"`
+	// Name is the name the sandbox answers to on the network ("" for none).
+	Name string `json:"name,omitempty"`
 }
 
 // Egress is an outbound policy: the rules as given (see package

@@ -60,6 +60,8 @@ type RunCmd struct {
 	// joined is the sandbox --net sandbox:NAME shares a network with.
 	joined     *spec.Process
 	joinedName string
+	// bridge is the rbox network --net NAME puts the sandbox on.
+	bridge *spec.Bridge
 
 	Command []string `arg:"" optional:"" passthrough:"" help:"Command and arguments."`
 }
@@ -135,6 +137,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 		return nil, nil, fmt.Errorf("missing command: give one after --, e.g. rbox -- sh")
 	}
 	if err := r.joinNet(); err != nil {
+		return nil, nil, err
+	}
+	if err := r.bridgeNet(); err != nil {
 		return nil, nil, err
 	}
 	s := &spec.Spec{Args: r.Command, Hostname: r.Hostname, AllowNested: r.AllowNested, PreserveFDs: r.PreserveF}
@@ -250,6 +255,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	}
 	s.UIDMap, s.GIDMap = plan.UIDMap, plan.GIDMap
 	if err := r.applyJoinNet(s, plan); err != nil {
+		return nil, nil, err
+	}
+	if err := r.applyBridge(s, plan); err != nil {
 		return nil, nil, err
 	}
 	return s, plan, nil

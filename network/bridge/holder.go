@@ -1,0 +1,291 @@
+package bridge
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// HolderArg0 is argv[0] of the re-executed rbox that holds a network.
+const HolderArg0 = "rbox-network-holder"
+
+// bridgeName is the bridge's name in the holder's namespace.
+const bridgeName = "rbox0"
+
+// mtu of the bridge and the veth pairs (slirp4netns's tap takes the same).
+const mtu = 65520
+
+// request is one line on the holder's socket.
+type request struct {
+	Op string `json:"op"` // "attach" or "users"
+	// PID is a sandbox's pid 1 (attach), Name the name it answers to.
+	PID  int    `json:"pid,omitempty"`
+	Name string `json:"name,omitempty"`
+}
+
+// reply is the holder's answer.
+type reply struct {
+	Error   string   `json:"error,omitempty"`
+	Address string   `json:"address,omitempty"`
+	Users   []string `json:"users,omitempty"`
+}
+
+// holder is a network's namespace side.
+type holder struct {
+	prefix  netip.Prefix
+	gateway netip.Addr
+	br      netlink.Link
+	mu      sync.Mutex
+	byName  map[string]netip.Addr
+	used    map[netip.Addr]string // address -> name ("" for unnamed)
+	serial  int
+}
+
+// HolderMain runs the holder of the network in dir; fd 3 reaches EOF once
+// its id maps are written, fd 4 gets "ok" or the failure. It never returns.
+func HolderMain(dir string) {
+	ready, report := os.NewFile(3, "ready"), os.NewFile(4, "report")
+	_, _ = ready.Read(make([]byte, 1))
+	ready.Close()
+	h, err := startHolder(dir)
+	if err != nil {
+		fmt.Fprintf(report, "%v\n", err)
+		os.Exit(1)
+	}
+	ln, err := listen(dir)
+	if err != nil {
+		fmt.Fprintf(report, "%v\n", err)
+		os.Exit(1)
+	}
+	fmt.Fprintln(report, "ok")
+	report.Close()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			os.Exit(1)
+		}
+		go h.serve(c)
+	}
+}
+
+func startHolder(dir string) (*holder, error) {
+	n, err := Read(filepath.Dir(dir), filepath.Base(dir))
+	if err != nil {
+		return nil, err
+	}
+	p, err := netip.ParsePrefix(n.Subnet)
+	if err != nil {
+		return nil, err
+	}
+	h := &holder{prefix: p, gateway: Gateway(p), byName: map[string]netip.Addr{}, used: map[netip.Addr]string{}}
+	lo, err := netlink.LinkByName("lo")
+	if err == nil {
+		err = netlink.LinkSetUp(lo)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loopback: %w", err)
+	}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridgeName, MTU: mtu}}
+	if err := netlink.LinkAdd(br); err != nil {
+		return nil, fmt.Errorf("create the bridge: %w", err)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: h.gateway.AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
+	if err := netlink.AddrAdd(br, addr); err != nil {
+		return nil, fmt.Errorf("address the bridge: %w", err)
+	}
+	if err := netlink.LinkSetUp(br); err != nil {
+		return nil, fmt.Errorf("bring the bridge up: %w", err)
+	}
+	h.br = br
+	// Sandboxes' traffic out goes through this namespace to the helper's
+	// tap; the sysctl is this network namespace's own.
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0); err != nil {
+		return nil, fmt.Errorf("enable forwarding: %w", err)
+	}
+	if err := h.serveDNS(); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+func listen(dir string) (net.Listener, error) {
+	path := filepath.Join(dir, "sock")
+	_ = os.Remove(path)
+	return net.Listen("unix", path)
+}
+
+func (h *holder) serve(c net.Conn) {
+	defer c.Close()
+	var req request
+	if err := json.NewDecoder(bufio.NewReader(c)).Decode(&req); err != nil {
+		return
+	}
+	var rep reply
+	switch req.Op {
+	case "attach":
+		a, err := h.attach(req.PID, req.Name)
+		if err != nil {
+			rep.Error = err.Error()
+		} else {
+			rep.Address = netip.PrefixFrom(a, h.prefix.Bits()).String()
+		}
+	case "users":
+		rep.Users = h.users()
+	default:
+		rep.Error = "unknown request"
+	}
+	_ = json.NewEncoder(c).Encode(rep)
+}
+
+func (h *holder) users() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for a, name := range h.used {
+		if name == "" {
+			name = a.String()
+		}
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// lease takes the lowest free address for name.
+func (h *holder) lease(name string) (netip.Addr, int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if name != "" {
+		if _, ok := h.byName[name]; ok {
+			return netip.Addr{}, 0, fmt.Errorf("a sandbox named %s is already on this network", name)
+		}
+	}
+	for a := h.gateway.Next(); h.prefix.Contains(a) && a.Next().IsValid() && h.prefix.Contains(a.Next()); a = a.Next() {
+		if _, ok := h.used[a]; !ok {
+			h.used[a] = name
+			if name != "" {
+				h.byName[name] = a
+			}
+			h.serial++
+			return a, h.serial, nil
+		}
+	}
+	return netip.Addr{}, 0, fmt.Errorf("no free address left in %s", h.prefix)
+}
+
+func (h *holder) release(a netip.Addr) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if name := h.used[a]; name != "" {
+		delete(h.byName, name)
+	}
+	delete(h.used, a)
+}
+
+// attach gives the network namespace of pid (a sandbox's pid 1, made in
+// this user namespace) an eth0 on the bridge, and keeps its address and
+// name until pid ends.
+func (h *holder) attach(pid int, name string) (netip.Addr, error) {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("the sandbox's init: %w", err)
+	}
+	nsfd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/net", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(pidfd)
+		return netip.Addr{}, fmt.Errorf("the sandbox's network namespace: %w", err)
+	}
+	defer unix.Close(nsfd)
+	a, serial, err := h.lease(name)
+	if err != nil {
+		unix.Close(pidfd)
+		return netip.Addr{}, err
+	}
+	hostSide := fmt.Sprintf("veth%d", serial)
+	if err := h.plug(nsfd, hostSide, a); err != nil {
+		if l, lerr := netlink.LinkByName(hostSide); lerr == nil {
+			_ = netlink.LinkDel(l)
+		}
+		h.release(a)
+		unix.Close(pidfd)
+		return netip.Addr{}, err
+	}
+	go func() {
+		// The sandbox's namespace, and with it the veth pair, goes when
+		// its last process ends; then the address and name are free.
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+				break
+			}
+		}
+		unix.Close(pidfd)
+		if l, err := netlink.LinkByName(hostSide); err == nil {
+			_ = netlink.LinkDel(l)
+		}
+		h.release(a)
+	}()
+	return a, nil
+}
+
+// plug makes the veth pair: hostSide on the bridge, eth0 in the namespace
+// nsfd with address a, up, routed through the gateway.
+func (h *holder) plug(nsfd int, hostSide string, a netip.Addr) error {
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: hostSide, MTU: mtu, MasterIndex: h.br.Attrs().Index},
+		PeerName:      "eth0",
+		PeerNamespace: netlink.NsFd(nsfd),
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fmt.Errorf("create the veth pair: %w", err)
+	}
+	in, err := netlink.NewHandleAt(netns.NsHandle(nsfd))
+	if err != nil {
+		return fmt.Errorf("netlink in the sandbox's namespace: %w", err)
+	}
+	defer in.Close()
+	eth, err := in.LinkByName("eth0")
+	if err != nil {
+		return fmt.Errorf("eth0: %w", err)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(h.prefix.Bits(), 32)}}
+	if err := in.AddrAdd(eth, addr); err != nil {
+		return fmt.Errorf("address eth0: %w", err)
+	}
+	if err := in.LinkSetUp(eth); err != nil {
+		return fmt.Errorf("bring eth0 up: %w", err)
+	}
+	if lo, err := in.LinkByName("lo"); err == nil {
+		_ = in.LinkSetUp(lo)
+	}
+	route := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: h.gateway.AsSlice()}
+	if err := in.RouteAdd(route); err != nil {
+		return fmt.Errorf("default route: %w", err)
+	}
+	host, err := netlink.LinkByName(hostSide)
+	if err == nil {
+		err = netlink.LinkSetUp(host)
+	}
+	if err != nil {
+		return fmt.Errorf("bring %s up: %w", hostSide, err)
+	}
+	return nil
+}
+
+// lookup is the address of a sandbox's name.
+func (h *holder) lookup(name string) (netip.Addr, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	a, ok := h.byName[name]
+	return a, ok
+}
