@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -47,8 +49,14 @@ type holder struct {
 	br      netlink.Link
 	mu      sync.Mutex
 	byName  map[string]netip.Addr
-	used    map[netip.Addr]string // address -> name ("" for unnamed)
+	used    map[netip.Addr]*lease
 	serial  int
+}
+
+// lease is a sandbox's address: its name ("" for none) and its pid 1.
+type lease struct {
+	name  string
+	pidfd int // -1 until plugged
 }
 
 // HolderMain runs the holder of the network in dir; fd 3 reaches EOF once
@@ -87,7 +95,7 @@ func startHolder(dir string) (*holder, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &holder{prefix: p, gateway: Gateway(p), byName: map[string]netip.Addr{}, used: map[netip.Addr]string{}}
+	h := &holder{prefix: p, gateway: Gateway(p), byName: map[string]netip.Addr{}, used: map[netip.Addr]*lease{}}
 	lo, err := netlink.LinkByName("lo")
 	if err == nil {
 		err = netlink.LinkSetUp(lo)
@@ -151,7 +159,14 @@ func (h *holder) users() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var out []string
-	for a, name := range h.used {
+	for a, l := range h.used {
+		// A sandbox that has just ended, its release not yet run, is not
+		// a user.
+		fds := []unix.PollFd{{Fd: int32(l.pidfd), Events: unix.POLLIN}}
+		if n, _ := unix.Poll(fds, 0); l.pidfd >= 0 && n > 0 {
+			continue
+		}
+		name := l.name
 		if name == "" {
 			name = a.String()
 		}
@@ -162,7 +177,7 @@ func (h *holder) users() []string {
 }
 
 // lease takes the lowest free address for name.
-func (h *holder) lease(name string) (netip.Addr, int, error) {
+func (h *holder) lease(name string, pidfd int) (netip.Addr, int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if name != "" {
@@ -172,7 +187,7 @@ func (h *holder) lease(name string) (netip.Addr, int, error) {
 	}
 	for a := h.gateway.Next(); h.prefix.Contains(a) && a.Next().IsValid() && h.prefix.Contains(a.Next()); a = a.Next() {
 		if _, ok := h.used[a]; !ok {
-			h.used[a] = name
+			h.used[a] = &lease{name: name, pidfd: pidfd}
 			if name != "" {
 				h.byName[name] = a
 			}
@@ -186,8 +201,8 @@ func (h *holder) lease(name string) (netip.Addr, int, error) {
 func (h *holder) release(a netip.Addr) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if name := h.used[a]; name != "" {
-		delete(h.byName, name)
+	if l := h.used[a]; l != nil && l.name != "" {
+		delete(h.byName, l.name)
 	}
 	delete(h.used, a)
 }
@@ -206,7 +221,7 @@ func (h *holder) attach(pid int, name string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("the sandbox's network namespace: %w", err)
 	}
 	defer unix.Close(nsfd)
-	a, serial, err := h.lease(name)
+	a, serial, err := h.lease(name, pidfd)
 	if err != nil {
 		unix.Close(pidfd)
 		return netip.Addr{}, err
@@ -229,11 +244,11 @@ func (h *holder) attach(pid int, name string) (netip.Addr, error) {
 				break
 			}
 		}
-		unix.Close(pidfd)
 		if l, err := netlink.LinkByName(hostSide); err == nil {
 			_ = netlink.LinkDel(l)
 		}
 		h.release(a)
+		unix.Close(pidfd)
 	}()
 	return a, nil
 }
@@ -268,6 +283,9 @@ func (h *holder) plug(nsfd int, hostSide string, a netip.Addr) error {
 	if lo, err := in.LinkByName("lo"); err == nil {
 		_ = in.LinkSetUp(lo)
 	}
+	if err := pingForAll(nsfd); err != nil {
+		return err
+	}
 	route := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: h.gateway.AsSlice()}
 	if err := in.RouteAdd(route); err != nil {
 		return fmt.Errorf("default route: %w", err)
@@ -288,4 +306,61 @@ func (h *holder) lookup(name string) (netip.Addr, bool) {
 	defer h.mu.Unlock()
 	a, ok := h.byName[name]
 	return a, ok
+}
+
+// pingForAll lets every group of the sandbox send ICMP echo requests
+// through datagram sockets (net.ipv4.ping_group_range, as podman sets it):
+// ping works inside without CAP_NET_RAW. The sysctl is the namespace's of
+// the thread that opens it, so one locked thread goes there and back.
+func pingForAll(nsfd int) error {
+	groups, err := mappedGroups()
+	if err != nil {
+		return err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	self, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer self.Close()
+	if err := netns.Set(netns.NsHandle(nsfd)); err != nil {
+		return fmt.Errorf("enter the sandbox's network namespace: %w", err)
+	}
+	werr := os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte(groups), 0)
+	if err := netns.Set(self); err != nil {
+		// This thread cannot go back: let it end with its goroutine.
+		runtime.LockOSThread()
+		return err
+	}
+	if werr != nil {
+		return fmt.Errorf("net.ipv4.ping_group_range: %w", werr)
+	}
+	return nil
+}
+
+// mappedGroups is the widest ping_group_range the kernel takes here: from
+// the mapped group lowest on the host to the highest (both ends must be
+// mapped).
+func mappedGroups() (string, error) {
+	b, err := os.ReadFile("/proc/self/gid_map")
+	if err != nil {
+		return "", err
+	}
+	var low, high, lowOut, highOut uint64
+	first := true
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var in, out, n uint64
+		if _, err := fmt.Sscan(line, &in, &out, &n); err != nil || n == 0 {
+			return "", fmt.Errorf("gid_map line %q", line)
+		}
+		if first || out < lowOut {
+			low, lowOut = in, out
+		}
+		if first || out+n-1 > highOut {
+			high, highOut = in+n-1, out+n-1
+		}
+		first = false
+	}
+	return fmt.Sprintf("%d %d", low, high), nil
 }
