@@ -169,9 +169,11 @@ func TestBridgeKill9(t *testing.T) {
 	if l := ns.networks()["dev"]; l.Running {
 		t.Errorf("network ls after kill -9: %+v, want it not running", l)
 	}
-	if got := ns.ok("exec", "db", "--", "cat", "/proc/net/dev"); strings.Contains(got, "eth0") {
-		t.Errorf("db still has its eth0 after the network's end:\n%s", got)
-	}
+	// The namespace, and with it the veth pair, is torn down by the
+	// kernel in the background.
+	waitFor(t, "db's eth0 to go with the network", 10*time.Second, func() bool {
+		return !strings.Contains(ns.ok("exec", "db", "--", "cat", "/proc/net/dev"), "eth0")
+	})
 	ns.ok("network", "rm", "dev")
 	if _, ok := ns.networks()["dev"]; ok {
 		t.Errorf("network rm left dev")
