@@ -4,6 +4,7 @@ package tests
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -205,5 +206,50 @@ func TestBridgeBadInput(t *testing.T) {
 	}
 	if l := ns.networks(); len(l) != 1 {
 		t.Errorf("networks after bad input: %v", l)
+	}
+}
+
+// A network's sandboxes reach out through its one slirp4netns (a server
+// on the host's own address), and names other than the network's
+// sandboxes' resolve through it.
+func TestBridgeOutbound(t *testing.T) {
+	ns := newNetworkState(t)
+	ns.ok("network", "create", "dev")
+	ln, err := net.Listen("tcp", net.JoinHostPort(hostAddress(t), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("hello-from-host\n"))
+			c.Close()
+		}
+	}()
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	out := ns.ok("run", "--net", "dev", "--", "sh", "-c", "busybox nc -w 5 "+host+" "+port+" </dev/null; cat /etc/resolv.conf")
+	if !strings.Contains(out, "hello-from-host") || !strings.Contains(out, "nameserver 10.89.0.1") {
+		t.Fatalf("outbound from the network:\n%s", out)
+	}
+	helpers := 0
+	for _, p := range processesWith("slirp4netns") {
+		if b, _ := os.ReadFile("/proc/" + itoa(p) + "/cmdline"); strings.Contains(string(b), itoa(ns.networks()["dev"].Holder)) {
+			helpers++
+		}
+	}
+	ns.ok("run", "-d", "--name", "a", "--net", "dev", "--", "sleep", "60")
+	ns.ok("run", "-d", "--name", "b", "--net", "dev", "--", "sleep", "60")
+	after := 0
+	for _, p := range processesWith("slirp4netns") {
+		if b, _ := os.ReadFile("/proc/" + itoa(p) + "/cmdline"); strings.Contains(string(b), itoa(ns.networks()["dev"].Holder)) {
+			after++
+		}
+	}
+	if helpers != 1 || after != 1 {
+		t.Errorf("slirp4netns processes for the network: %d, then %d with two sandboxes; want one", helpers, after)
 	}
 }

@@ -120,6 +120,13 @@ func startHolder(dir string) (*holder, error) {
 	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0); err != nil {
 		return nil, fmt.Errorf("enable forwarding: %w", err)
 	}
+	// slirp4netns answers a sandbox's connection with packets to the
+	// sandbox's own address, for which it asks on its tap by ARP: this
+	// namespace answers for the addresses it routes elsewhere (the
+	// bridge's), so no NAT is needed here.
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/all/proxy_arp", []byte("1"), 0); err != nil {
+		return nil, fmt.Errorf("enable proxy ARP: %w", err)
+	}
 	if err := h.serveDNS(); err != nil {
 		return nil, err
 	}
