@@ -210,8 +210,7 @@ func TestBridgeBadInput(t *testing.T) {
 }
 
 // A network's sandboxes reach out through its one slirp4netns (a server
-// on the host's own address), and names other than the network's
-// sandboxes' resolve through it.
+// on the host's own address).
 func TestBridgeOutbound(t *testing.T) {
 	ns := newNetworkState(t)
 	ns.ok("network", "create", "dev")
