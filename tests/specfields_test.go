@@ -38,6 +38,9 @@ var specFieldChecks = map[string][]func(*testing.T){
 	"Publish":           {TestNetworkPublish},
 	"AllowHostLoopback": {TestNetworkOutbound},
 	"DNS":               {TestNetworkResolverFiles},
+	// Always the re-exec executor: pid 1 is made in the network's user
+	// namespace.
+	"Bridge": {TestBridgeReachByName, TestBridgeKill9},
 }
 
 // Every field of the Spec names the tests that check it is honoured: a
