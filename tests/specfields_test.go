@@ -38,6 +38,7 @@ var specFieldChecks = map[string][]func(*testing.T){
 	"Publish":           {TestNetworkPublish},
 	"AllowHostLoopback": {TestNetworkOutbound},
 	"DNS":               {TestNetworkResolverFiles},
+	"Egress":            {TestEgressPolicy, TestEgressEnvAndResolvConf},
 	// Always the re-exec executor: pid 1 is made in the network's user
 	// namespace.
 	"Bridge": {TestBridgeReachByName, TestBridgeKill9},
