@@ -139,6 +139,13 @@ type Spec struct {
 	// DNS, when set, is the sandbox's only nameserver.
 	DNS string `json:"dns,omitempty"`
 
+	// --- outbound traffic by policy (package network/egress) ---
+
+	// Egress, when set, gives the sandbox its loopback and rbox's
+	// filtering proxies, which reach only the allowed destinations; Net is
+	// then NetNone (no helper runs).
+	Egress *Egress `json:"egress,omitempty"`
+
 	// Named sandboxes (issue 13).
 	// JoinNet, when set, is a running sandbox's command: this sandbox is
 	// made in its user namespace and shares its network namespace (rbox run
@@ -151,6 +158,14 @@ type Spec struct {
 type Process struct {
 	PID       int    `json:"pid"`
 	StartTime uint64 `json:"start_time"`
+}
+
+// Egress is an outbound policy: the rules as given (see package
+// network/egress for their syntax).
+type Egress struct {
+	Allow []string `json:"allow"`
+	// AllowHostLoopback lets allowed destinations be the host's loopback.
+	AllowHostLoopback bool `json:"allow_host_loopback,omitempty"`
 }
 
 // SeccompFilter is a compiled seccomp filter, ready to load.
