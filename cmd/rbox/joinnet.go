@@ -26,8 +26,8 @@ func (r *RunCmd) joinNet() error {
 	if err := state.ValidName(name); err != nil {
 		return fmt.Errorf("--net %s: %v", r.Net, err)
 	}
-	if len(r.Publish) > 0 || r.HostLoop || r.DNS != "" {
-		return fmt.Errorf("--net %s: -p, --allow-host-loopback and --dns belong to the sandbox whose network is shared", r.Net)
+	if len(r.Publish) > 0 || r.HostLoop || r.DNS != "" || len(r.Egress.AllowNet) > 0 {
+		return fmt.Errorf("--net %s: -p, --allow-host-loopback, --dns and --allow-net belong to the sandbox whose network is shared", r.Net)
 	}
 	if contains(r.Share, spec.NSNet) {
 		return fmt.Errorf("--net %s shares %s's network: drop net from --share", r.Net, name)

@@ -204,6 +204,17 @@ func runAfterDashes(parser *kong.Kong, args []string) []string {
 	return append([]string{"run"}, args...)
 }
 
+// takeCommand checks the command kong left in r.Command. With the verb
+// given (as runAfterDashes gives it), kong keeps the "--" and takes an
+// unknown flag before it for the start of the command.
+func (r *RunCmd) takeCommand() error {
+	if len(r.Command) > 0 && r.Command[0] != "--" && strings.HasPrefix(r.Command[0], "-") {
+		return fmt.Errorf("unknown flag %s (see rbox --help)", r.Command[0])
+	}
+	r.Command = trimDashes(r.Command)
+	return nil
+}
+
 // trimDashes drops the "--" that kong keeps at the head of a passthrough
 // argument when the verb is given (rbox run -- cmd).
 func trimDashes(args []string) []string {

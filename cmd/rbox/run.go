@@ -90,7 +90,9 @@ func (mountFlag) Decode(ctx *kong.DecodeContext) error {
 
 // Run builds the Spec and runs the sandbox.
 func (r *RunCmd) Run() error {
-	r.Command = trimDashes(r.Command)
+	if err := r.takeCommand(); err != nil {
+		return err
+	}
 	if r.Named.Name != "" || r.Named.Detach || r.Named.Rm {
 		return r.runNamed()
 	}
