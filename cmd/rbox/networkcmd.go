@@ -171,6 +171,9 @@ func (r *RunCmd) bridgeNet() error {
 	if len(r.Publish) > 0 || r.HostLoop {
 		return fmt.Errorf("--net %s: -p and --allow-host-loopback need --net user; a network's sandboxes reach each other", r.Net)
 	}
+	if len(r.Egress.AllowNet) > 0 {
+		return fmt.Errorf("--net %s: --allow-net needs --net user; a network's outbound traffic is not filtered", r.Net)
+	}
 	if contains(r.Share, spec.NSNet) {
 		return fmt.Errorf("--net %s needs a new network namespace: drop net from --share", r.Net)
 	}
