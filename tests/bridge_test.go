@@ -199,7 +199,7 @@ func TestBridgeBadInput(t *testing.T) {
 		{[]string{"run", "--net", "nosuch", "--", "true"}, "no such network (rbox network create nosuch)"},
 		{[]string{"run", "--net", "dev", "-p", "8080:80", "--", "true"}, "-p"},
 		{[]string{"run", "--net", "dev", "--allow-net", "example.com", "--", "true"}, "--allow-net needs --net user"},
-		{[]string{"run", "--net", "-bad", "--", "true"}, "nor a network name"},
+		{[]string{"run", "--net", "bad!name", "--", "true"}, "nor a network name"},
 	} {
 		r := ns.rbox(c.args...)
 		if r.code != 125 || !strings.Contains(r.stderr, c.want) || strings.Count(r.stderr, "\n") != 1 {

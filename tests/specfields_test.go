@@ -41,7 +41,8 @@ var specFieldChecks = map[string][]func(*testing.T){
 	"Egress":            {TestEgressPolicy, TestEgressEnvAndResolvConf},
 	// Always the re-exec executor: pid 1 is made in the network's user
 	// namespace.
-	"Bridge": {TestBridgeReachByName, TestBridgeKill9},
+	"JoinNet": {TestNamedNetSandbox},
+	"Bridge":  {TestBridgeReachByName, TestBridgeKill9},
 }
 
 // Every field of the Spec names the tests that check it is honoured: a

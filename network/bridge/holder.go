@@ -56,7 +56,7 @@ type holder struct {
 // lease is a sandbox's address: its name ("" for none) and its pid 1.
 type lease struct {
 	name  string
-	pidfd int // -1 until plugged
+	pidfd int // the sandbox's pid 1
 }
 
 // HolderMain runs the holder of the network in dir; fd 3 reaches EOF once
@@ -169,8 +169,7 @@ func (h *holder) users() []string {
 	for a, l := range h.used {
 		// A sandbox that has just ended, its release not yet run, is not
 		// a user.
-		fds := []unix.PollFd{{Fd: int32(l.pidfd), Events: unix.POLLIN}}
-		if n, _ := unix.Poll(fds, 0); l.pidfd >= 0 && n > 0 {
+		if l.ended() {
 			continue
 		}
 		name := l.name
@@ -183,10 +182,16 @@ func (h *holder) users() []string {
 	return out
 }
 
-// lease takes the lowest free address for name.
+// lease takes the lowest free address for name. Sandboxes that have
+// ended, their release not yet run, give theirs up first.
 func (h *holder) lease(name string, pidfd int) (netip.Addr, int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for a, l := range h.used {
+		if l.ended() {
+			h.drop(a, l)
+		}
+	}
 	if name != "" {
 		if _, ok := h.byName[name]; ok {
 			return netip.Addr{}, 0, fmt.Errorf("a sandbox named %s is already on this network", name)
@@ -205,13 +210,29 @@ func (h *holder) lease(name string, pidfd int) (netip.Addr, int, error) {
 	return netip.Addr{}, 0, fmt.Errorf("no free address left in %s", h.prefix)
 }
 
-func (h *holder) release(a netip.Addr) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if l := h.used[a]; l != nil && l.name != "" {
+// ended tells whether the lease's sandbox has ended.
+func (l *lease) ended() bool {
+	fds := []unix.PollFd{{Fd: int32(l.pidfd), Events: unix.POLLIN}}
+	n, _ := unix.Poll(fds, 0)
+	return n > 0
+}
+
+// drop frees a's lease l, if it still holds a (h.mu held).
+func (h *holder) drop(a netip.Addr, l *lease) {
+	if h.used[a] != l {
+		return
+	}
+	if l.name != "" && h.byName[l.name] == a {
 		delete(h.byName, l.name)
 	}
 	delete(h.used, a)
+}
+
+// release frees a's lease l once its sandbox has ended.
+func (h *holder) release(a netip.Addr, l *lease) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.drop(a, l)
 }
 
 // attach gives the network namespace of pid (a sandbox's pid 1, made in
@@ -229,6 +250,12 @@ func (h *holder) attach(pid int, name string) (netip.Addr, error) {
 	}
 	defer unix.Close(nsfd)
 	a, serial, err := h.lease(name, pidfd)
+	var l *lease
+	if err == nil {
+		h.mu.Lock()
+		l = h.used[a]
+		h.mu.Unlock()
+	}
 	if err != nil {
 		unix.Close(pidfd)
 		return netip.Addr{}, err
@@ -238,7 +265,7 @@ func (h *holder) attach(pid int, name string) (netip.Addr, error) {
 		if l, lerr := netlink.LinkByName(hostSide); lerr == nil {
 			_ = netlink.LinkDel(l)
 		}
-		h.release(a)
+		h.release(a, l)
 		unix.Close(pidfd)
 		return netip.Addr{}, err
 	}
@@ -254,7 +281,7 @@ func (h *holder) attach(pid int, name string) (netip.Addr, error) {
 		if l, err := netlink.LinkByName(hostSide); err == nil {
 			_ = netlink.LinkDel(l)
 		}
-		h.release(a)
+		h.release(a, l)
 		unix.Close(pidfd)
 	}()
 	return a, nil
