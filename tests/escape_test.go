@@ -892,3 +892,38 @@ func TestEscapeExecFDsAndCwd(t *testing.T) {
 	}
 	ns.ok("rm", "-f", "fds")
 }
+
+// Root with every capability on one network cannot reach another
+// network's sandbox, however it routes or readdresses its eth0 (the
+// networks' namespaces have no link between them), nor the host's loopback
+// through the network's slirp4netns. Weakened: the same script on the
+// victim's own network reaches it, and --net user --allow-host-loopback
+// reaches the host's loopback.
+func TestEscapeBridgeOtherNetwork(t *testing.T) {
+	ns := newNetworkState(t)
+	ns.ok("network", "create", "dev")
+	ns.ok("network", "create", "other")
+	ns.ok("run", "-d", "--name", "db", "--net", "dev", "--", "sh", "-c",
+		"while true; do echo secret-of-db | busybox nc -l -p 5432; done")
+	loop, hits := egressServer(t, "127.0.0.1:0", "hostloop")
+	_, loopPort, _ := net.SplitHostPort(loop)
+	attack := "ip route add 10.89.0.0/24 dev eth0 2>/dev/null; busybox nc -w 2 10.89.0.2 5432 </dev/null; " +
+		"ip addr flush dev eth0 && ip addr add 10.89.0.99/24 dev eth0 && ip route add default dev eth0 && echo readdressed; " +
+		"busybox nc -w 2 10.89.0.2 5432 </dev/null; echo ping | timeout 3 busybox nc -w 2 10.0.2.2 " + loopPort + "; true"
+	r := ns.rbox("run", "--net", "other", "--cap-add", "ALL", "--", "sh", "-c", attack)
+	if !strings.Contains(r.stdout, "readdressed") {
+		t.Fatalf("the attack did not run (root could not readdress eth0):\n%s", r)
+	}
+	if strings.Contains(r.stdout, "secret-of-db") || hits.Load() != 0 {
+		t.Errorf("a sandbox on another network reached db or the host's loopback (%d connections):\n%s", hits.Load(), r)
+	}
+	// Weakened: on db's own network the same probe reaches it.
+	w := ns.rbox("run", "--net", "dev", "--", "sh", "-c", "busybox nc -w 2 10.89.0.2 5432 </dev/null")
+	if !strings.Contains(w.stdout, "secret-of-db") {
+		t.Errorf("weakened setup: db not reached from its own network:\n%s", w)
+	}
+	w = ns.rbox("run", "--net", "user", "--allow-host-loopback", "--", "sh", "-c", "echo ping | timeout 3 busybox nc -w 2 10.0.2.2 "+loopPort+"; true")
+	if !strings.Contains(w.stdout, "hostloop") {
+		t.Errorf("weakened setup: the host's loopback not reached with --allow-host-loopback:\n%s", w)
+	}
+}
