@@ -381,9 +381,14 @@ func mappedGroups() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return groupRange(string(b))
+}
+
+// groupRange is mappedGroups for a gid_map's text.
+func groupRange(gidMap string) (string, error) {
 	var low, high, lowOut, highOut uint64
 	first := true
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(gidMap), "\n") {
 		var in, out, n uint64
 		if _, err := fmt.Sscan(line, &in, &out, &n); err != nil || n == 0 {
 			return "", fmt.Errorf("gid_map line %q", line)
