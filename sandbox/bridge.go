@@ -12,6 +12,6 @@ func attachBridge(s *spec.Spec, pid int) error {
 	if s.Bridge == nil {
 		return nil
 	}
-	_, err := bridge.Attach(s.Bridge.Root, s.Bridge.Network, pid, s.Bridge.Name)
+	_, err := bridge.Attach(s.Bridge.Root, s.Bridge.Network, pid, s.Bridge.Name, s.Bridge.Publish)
 	return err
 }

@@ -171,6 +171,9 @@ type Bridge struct {
 	Holder Process `json:"holder"`
 	// Name is the name the sandbox answers to on the network ("" for none).
 	Name string `json:"name,omitempty"`
+	// Publish are host ports the network's helper forwards to the
+	// sandbox's address while it runs.
+	Publish []Port `json:"publish,omitempty"`
 }
 
 // Egress is an outbound policy: the rules as given (see package

@@ -4,6 +4,7 @@ package tests
 
 import (
 	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -197,7 +198,6 @@ func TestBridgeBadInput(t *testing.T) {
 		{[]string{"network", "create", "user"}, "one of --net's modes"},
 		{[]string{"network", "rm", "nosuch"}, "no network named nosuch"},
 		{[]string{"run", "--net", "nosuch", "--", "true"}, "no such network (rbox network create nosuch)"},
-		{[]string{"run", "--net", "dev", "-p", "8080:80", "--", "true"}, "-p"},
 		{[]string{"run", "--net", "dev", "--allow-net", "example.com", "--", "true"}, "--allow-net needs --net user"},
 		{[]string{"run", "--net", "bad!name", "--", "true"}, "nor a network name"},
 	} {
@@ -253,4 +253,41 @@ func TestBridgeOutbound(t *testing.T) {
 	if helpers != 1 || after != 1 {
 		t.Errorf("slirp4netns processes for the network: %d, then %d with two sandboxes; want one", helpers, after)
 	}
+}
+
+// -p from a network: the network's slirp4netns forwards the host port to
+// the sandbox's address while it runs, and frees it when it ends.
+func TestBridgePublish(t *testing.T) {
+	ns := newNetworkState(t)
+	ns.ok("network", "create", "dev")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := itoa(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+	ns.ok("run", "-d", "--name", "web", "--net", "dev", "-p", port+":80", "--", "sh", "-c",
+		"while true; do echo hello-web | busybox nc -l -p 80; done")
+	var got []byte
+	waitFor(t, "the published port", 5*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		got, _ = io.ReadAll(c)
+		return strings.Contains(string(got), "hello-web")
+	})
+	if r := ns.rbox("run", "--net", "dev", "-p", port+":80", "--", "true"); r.code != 125 || !strings.Contains(r.stderr, "in use") {
+		t.Errorf("a second -p of the same port: %s", r)
+	}
+	ns.ok("rm", "-f", "web")
+	waitFor(t, "the host port to be free again", 5*time.Second, func() bool {
+		l, err := net.Listen("tcp", "127.0.0.1:"+port)
+		if err == nil {
+			l.Close()
+		}
+		return err == nil
+	})
 }

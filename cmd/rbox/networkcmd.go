@@ -10,6 +10,7 @@ import (
 
 	"github.com/rbox-dev/rbox/enter"
 	"github.com/rbox-dev/rbox/network/bridge"
+	"github.com/rbox-dev/rbox/network/ports"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/state"
 	"github.com/rbox-dev/rbox/userns"
@@ -168,8 +169,19 @@ func (r *RunCmd) bridgeNet() error {
 	if !bridge.Running(root, r.Net) || !(state.Proc{PID: n.Holder.PID, StartTime: n.Holder.StartTime}).Alive() {
 		return fmt.Errorf("--net %s: the network is not running (rbox network rm %s, then create it again)", r.Net, r.Net)
 	}
-	if len(r.Publish) > 0 || r.HostLoop {
-		return fmt.Errorf("--net %s: -p and --allow-host-loopback need --net user; a network's sandboxes reach each other", r.Net)
+	if r.HostLoop {
+		return fmt.Errorf("--net %s: --allow-host-loopback needs --net user", r.Net)
+	}
+	var publish []spec.Port
+	for _, raw := range r.Publish {
+		p, err := ports.Parse(raw)
+		if err != nil {
+			return fmt.Errorf("invalid -p/--publish %w", err)
+		}
+		publish = append(publish, p)
+	}
+	if err := ports.Check(publish); err != nil {
+		return err
 	}
 	if len(r.Egress.AllowNet) > 0 {
 		return fmt.Errorf("--net %s: --allow-net needs --net user; a network's outbound traffic is not filtered", r.Net)
@@ -181,8 +193,8 @@ func (r *RunCmd) bridgeNet() error {
 	if name == "" {
 		name = r.Hostname
 	}
-	r.bridge = &spec.Bridge{Network: r.Net, Root: root, Holder: spec.Process{PID: n.Holder.PID, StartTime: n.Holder.StartTime}, Name: name}
-	r.Net = spec.NetNone
+	r.bridge = &spec.Bridge{Network: r.Net, Root: root, Holder: spec.Process{PID: n.Holder.PID, StartTime: n.Holder.StartTime}, Name: name, Publish: publish}
+	r.Net, r.Publish = spec.NetNone, nil
 	if r.DNS == "" {
 		r.DNS = n.Gateway
 	}

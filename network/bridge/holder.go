@@ -16,6 +16,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/spec"
 )
 
 // HolderArg0 is argv[0] of the re-executed rbox that holds a network.
@@ -33,6 +35,8 @@ type request struct {
 	// PID is a sandbox's pid 1 (attach), Name the name it answers to.
 	PID  int    `json:"pid,omitempty"`
 	Name string `json:"name,omitempty"`
+	// Publish are the host ports to forward to the sandbox (attach).
+	Publish []spec.Port `json:"publish,omitempty"`
 }
 
 // reply is the holder's answer.
@@ -44,6 +48,7 @@ type reply struct {
 
 // holder is a network's namespace side.
 type holder struct {
+	dir     string
 	prefix  netip.Prefix
 	gateway netip.Addr
 	br      netlink.Link
@@ -95,7 +100,7 @@ func startHolder(dir string) (*holder, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &holder{prefix: p, gateway: Gateway(p), byName: map[string]netip.Addr{}, used: map[netip.Addr]*lease{}}
+	h := &holder{dir: dir, prefix: p, gateway: Gateway(p), byName: map[string]netip.Addr{}, used: map[netip.Addr]*lease{}}
 	lo, err := netlink.LinkByName("lo")
 	if err == nil {
 		err = netlink.LinkSetUp(lo)
@@ -148,7 +153,7 @@ func (h *holder) serve(c net.Conn) {
 	var rep reply
 	switch req.Op {
 	case "attach":
-		a, err := h.attach(req.PID, req.Name)
+		a, err := h.attach(req.PID, req.Name, req.Publish)
 		if err != nil {
 			rep.Error = err.Error()
 		} else {
@@ -238,7 +243,7 @@ func (h *holder) release(a netip.Addr, l *lease) {
 // attach gives the network namespace of pid (a sandbox's pid 1, made in
 // this user namespace) an eth0 on the bridge, and keeps its address and
 // name until pid ends.
-func (h *holder) attach(pid int, name string) (netip.Addr, error) {
+func (h *holder) attach(pid int, name string, ps []spec.Port) (netip.Addr, error) {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("the sandbox's init: %w", err)
@@ -269,6 +274,12 @@ func (h *holder) attach(pid int, name string) (netip.Addr, error) {
 		unix.Close(pidfd)
 		return netip.Addr{}, err
 	}
+	forwards, err := publish(h.dir, a, ps)
+	if err != nil {
+		h.release(a, l)
+		unix.Close(pidfd)
+		return netip.Addr{}, err
+	}
 	go func() {
 		// The sandbox's namespace, and with it the veth pair, goes when
 		// its last process ends; then the address and name are free.
@@ -278,6 +289,7 @@ func (h *holder) attach(pid int, name string) (netip.Addr, error) {
 				break
 			}
 		}
+		unpublish(h.dir, forwards)
 		if l, err := netlink.LinkByName(hostSide); err == nil {
 			_ = netlink.LinkDel(l)
 		}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/network/slirp4netns"
+	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/state"
 	"github.com/rbox-dev/rbox/userns"
 )
@@ -202,7 +203,7 @@ func SupervisorMain(dir string, plan func() (*userns.Plan, error)) {
 		fail("%s", line)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	helper, exitW, err := slirp4netns.Start(ctx, slirp4netns.Config{PID: holder.Process.Pid, Device: "tap0", MTU: mtu, Log: os.Stderr})
+	helper, exitW, err := slirp4netns.Start(ctx, slirp4netns.Config{PID: holder.Process.Pid, Device: "tap0", MTU: mtu, APISocket: filepath.Join(dir, apiSocket), Log: os.Stderr})
 	cancel()
 	if err != nil {
 		_ = holder.Process.Kill()
@@ -299,9 +300,10 @@ func Users(root, name string) ([]string, error) {
 }
 
 // Attach gives the sandbox whose pid 1 is pid an eth0 on the network,
-// answering to sandboxName when not empty; it returns its address.
-func Attach(root, name string, pid int, sandboxName string) (string, error) {
-	rep, err := call(root, name, request{Op: "attach", PID: pid, Name: sandboxName})
+// answering to sandboxName when not empty, with the host ports publish
+// forwarded to it while it runs; it returns its address.
+func Attach(root, name string, pid int, sandboxName string, publish []spec.Port) (string, error) {
+	rep, err := call(root, name, request{Op: "attach", PID: pid, Name: sandboxName, Publish: publish})
 	if err != nil {
 		return "", err
 	}
