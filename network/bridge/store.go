@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -109,10 +110,15 @@ func Dir(root, name string) string { return filepath.Join(root, name) }
 
 // Read reads a network's record.
 func Read(root, name string) (*Network, error) {
-	b, err := os.ReadFile(filepath.Join(Dir(root, name), "network.json"))
+	f, err := os.OpenFile(filepath.Join(Dir(root, name), "network.json"), os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("network %s: %w", name, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 1<<16))
 	if err != nil {
 		return nil, err
 	}
