@@ -197,7 +197,7 @@ func TestBridgeBadInput(t *testing.T) {
 		{[]string{"network", "create", "dev"}, "network dev exists"},
 		{[]string{"network", "create", "user"}, "one of --net's modes"},
 		{[]string{"network", "rm", "nosuch"}, "no network named nosuch"},
-		{[]string{"run", "--net", "nosuch", "--", "true"}, "no such network (rbox network create nosuch)"},
+		{[]string{"run", "--net", "nosuch", "--", "true"}, "no network of that name (modes: none, user, pasta, slirp4netns, host, sandbox:NAME; or rbox network create nosuch)"},
 		{[]string{"run", "--net", "dev", "--allow-net", "example.com", "--", "true"}, "--allow-net needs --net user"},
 		{[]string{"run", "--net", "bad!name", "--", "true"}, "nor a network name"},
 	} {

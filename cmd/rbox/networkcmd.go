@@ -161,7 +161,7 @@ func (r *RunCmd) bridgeNet() error {
 	}
 	n, err := bridge.Read(root, r.Net)
 	if errors.Is(err, bridge.ErrNotFound) {
-		return fmt.Errorf("--net %s: no such network (rbox network create %s)", r.Net, r.Net)
+		return fmt.Errorf("--net %s: unknown network mode, and no network of that name (modes: none, user, pasta, slirp4netns, host, sandbox:NAME; or rbox network create %s)", r.Net, r.Net)
 	}
 	if err != nil {
 		return fmt.Errorf("--net %s: %v", r.Net, err)
