@@ -23,6 +23,7 @@ type netListing struct {
 	Running   bool     `json:"running"`
 	Holder    int      `json:"holder_pid"`
 	Sandboxes []string `json:"sandboxes"`
+	Links     []string `json:"links"`
 }
 
 // networks lists the state's networks by name.
@@ -142,12 +143,14 @@ func TestBridgeKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the sandbox on the network", 10*time.Second, func() bool {
-		return len(ns.networks()["dev"].Sandboxes) == 1
+		l := ns.networks()["dev"]
+		return len(l.Sandboxes) == 1 && len(l.Links) == 1
 	})
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()
-	waitFor(t, "the killed sandbox to leave the network", 5*time.Second, func() bool {
-		return len(ns.networks()["dev"].Sandboxes) == 0
+	waitFor(t, "the killed sandbox to leave the network, its veth pair gone", 5*time.Second, func() bool {
+		l := ns.networks()["dev"]
+		return len(l.Sandboxes) == 0 && len(l.Links) == 0
 	})
 	// The name answers again for a new sandbox.
 	ns.ok("run", "--hostname", "victim", "--net", "dev", "--", "true")
@@ -180,6 +183,18 @@ func TestBridgeKill9(t *testing.T) {
 	if _, ok := ns.networks()["dev"]; ok {
 		t.Errorf("network rm left dev")
 	}
+
+	// kill -9 of the holder: the supervisor ends slirp4netns and itself.
+	ns.ok("network", "create", "second")
+	holder = ns.networks()["second"].Holder
+	if err := syscall.Kill(holder, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the supervisor and slirp4netns to end", 5*time.Second, func() bool { return len(ns.helpersOf(holder)) == 0 })
+	if ns.networks()["second"].Running {
+		t.Errorf("network ls shows second running after its holder was killed")
+	}
+	ns.ok("network", "rm", "second")
 }
 
 // Bad input: one line on stderr naming the problem, exit 125, nothing left.

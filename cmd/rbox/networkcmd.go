@@ -72,6 +72,8 @@ type networkListing struct {
 	Running bool     `json:"running"`
 	Holder  int      `json:"holder_pid,omitempty"`
 	Users   []string `json:"sandboxes"`
+	// Links are the interfaces on the bridge: one veth end per sandbox.
+	Links []string `json:"links"`
 }
 
 // Run lists the networks.
@@ -90,11 +92,12 @@ func (c *NetworkLsCmd) Run() error {
 		if err != nil {
 			continue
 		}
-		l := networkListing{Name: name, Subnet: n.Subnet, Gateway: n.Gateway, Users: []string{}}
+		l := networkListing{Name: name, Subnet: n.Subnet, Gateway: n.Gateway, Users: []string{}, Links: []string{}}
 		if l.Running = bridge.Running(root, name); l.Running {
 			l.Holder = n.Holder.PID
-			if users, err := bridge.Users(root, name); err == nil && users != nil {
-				l.Users = users
+			if users, links, err := bridge.UsersAndLinks(root, name); err == nil {
+				l.Users = append(l.Users, users...)
+				l.Links = append(l.Links, links...)
 			}
 		}
 		out = append(out, l)

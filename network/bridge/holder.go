@@ -44,6 +44,8 @@ type reply struct {
 	Error   string   `json:"error,omitempty"`
 	Address string   `json:"address,omitempty"`
 	Users   []string `json:"users,omitempty"`
+	// Links are the interfaces on the bridge (the sandboxes' veth ends).
+	Links []string `json:"links,omitempty"`
 }
 
 // holder is a network's namespace side.
@@ -160,7 +162,7 @@ func (h *holder) serve(c net.Conn) {
 			rep.Address = netip.PrefixFrom(a, h.prefix.Bits()).String()
 		}
 	case "users":
-		rep.Users = h.users()
+		rep.Users, rep.Links = h.users(), h.links()
 	default:
 		rep.Error = "unknown request"
 	}
@@ -182,6 +184,22 @@ func (h *holder) users() []string {
 			name = a.String()
 		}
 		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// links lists the interfaces enslaved to the bridge.
+func (h *holder) links() []string {
+	all, err := netlink.LinkList()
+	if err != nil {
+		return []string{"? " + err.Error()}
+	}
+	var out []string
+	for _, l := range all {
+		if l.Attrs().MasterIndex == h.br.Attrs().Index {
+			out = append(out, l.Attrs().Name)
+		}
 	}
 	sort.Strings(out)
 	return out

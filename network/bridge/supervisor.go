@@ -292,11 +292,17 @@ func call(root, name string, req request) (*reply, error) {
 // Users lists the sandboxes on a running network (by name, or address for
 // unnamed ones).
 func Users(root, name string) ([]string, error) {
+	users, _, err := UsersAndLinks(root, name)
+	return users, err
+}
+
+// UsersAndLinks is Users and the interfaces on the network's bridge.
+func UsersAndLinks(root, name string) (users, links []string, err error) {
 	rep, err := call(root, name, request{Op: "users"})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return rep.Users, nil
+	return rep.Users, rep.Links, nil
 }
 
 // Attach gives the sandbox whose pid 1 is pid an eth0 on the network,
