@@ -84,8 +84,8 @@ func TestBridgeReachByName(t *testing.T) {
 	ns.ok("run", "-d", "--name", "db", "--net", "dev", "--", "sh", "-c",
 		"while true; do echo hello-from-db | busybox nc -l -p 5432; done")
 	out := ns.ok("run", "--net", "dev", "--cap-drop", "ALL", "--", "sh", "-c",
-		"ip -4 -br addr show eth0; ping -c1 -W5 db | grep -c '1 received'; busybox nc db 5432 </dev/null")
-	if !strings.Contains(out, "10.89.0.") || !strings.Contains(out, "\n1\n") || !strings.Contains(out, "hello-from-db") {
+		"ip -4 -br addr show eth0; ping -c1 -W5 db | grep -c '1 received'; busybox nc db 5432 </dev/null; getent hosts db.dev")
+	if !strings.Contains(out, "10.89.0.") || !strings.Contains(out, "\n1\n") || !strings.Contains(out, "hello-from-db") || !strings.Contains(out, "db.dev") {
 		t.Fatalf("a sandbox on dev did not reach db by name (eth0 address, ping, TCP):\n%s", out)
 	}
 	dbAddr := "10.89.0.2"

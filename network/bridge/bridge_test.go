@@ -79,9 +79,10 @@ func TestGroupRange(t *testing.T) {
 }
 
 // The responder answers A for a sandbox's name (any case, with or without
-// the final dot) and, for a known name, AAAA with no answer.
+// the final dot, alone or followed by the network's name) and, for a known
+// name, AAAA with no answer.
 func TestAnswer(t *testing.T) {
-	h := &holder{byName: map[string]netip.Addr{"db": netip.MustParseAddr("10.89.0.2")}}
+	h := &holder{network: "dev", byName: map[string]netip.Addr{"db": netip.MustParseAddr("10.89.0.2")}}
 	ask := func(name string, typ dnsmessage.Type) *dnsmessage.Message {
 		b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 7, RecursionDesired: true})
 		_ = b.StartQuestions()
@@ -103,6 +104,9 @@ func TestAnswer(t *testing.T) {
 	m := ask("DB.", dnsmessage.TypeA)
 	if m.ID != 7 || !m.Response || len(m.Answers) != 1 || m.Answers[0].Body.(*dnsmessage.AResource).A != [4]byte{10, 89, 0, 2} {
 		t.Errorf("A db: %+v", m)
+	}
+	if m := ask("db.dev.", dnsmessage.TypeA); len(m.Answers) != 1 {
+		t.Errorf("A db.dev: %+v", m)
 	}
 	if m := ask("db.", dnsmessage.TypeAAAA); len(m.Answers) != 0 || m.RCode != dnsmessage.RCodeSuccess {
 		t.Errorf("AAAA db: %+v", m)

@@ -13,9 +13,8 @@ import (
 const upstream = "10.0.2.3:53"
 
 // serveDNS answers on the gateway's port 53 (UDP) for the names of the
-// network's sandboxes (NAME, or NAME.NETWORK... any suffix after the first
-// label is ignored only when the first label is a sandbox's) and relays
-// every other question to upstream.
+// network's sandboxes (NAME, or NAME.NETWORK) and relays every other
+// question to upstream.
 func (h *holder) serveDNS() error {
 	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: h.gateway.AsSlice(), Port: 53})
 	if err != nil {
@@ -51,6 +50,9 @@ func (h *holder) answer(q []byte) []byte {
 		return nil
 	}
 	name := strings.TrimSuffix(strings.ToLower(qs[0].Name.String()), ".")
+	if short, ok := strings.CutSuffix(name, "."+h.network); ok {
+		name = short
+	}
 	a, ok := h.lookup(name)
 	if !ok {
 		return relay(q)

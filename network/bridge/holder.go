@@ -51,6 +51,7 @@ type reply struct {
 // holder is a network's namespace side.
 type holder struct {
 	dir     string
+	network string // the network's name
 	prefix  netip.Prefix
 	gateway netip.Addr
 	br      netlink.Link
@@ -102,7 +103,7 @@ func startHolder(dir string) (*holder, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &holder{dir: dir, prefix: p, gateway: Gateway(p), byName: map[string]netip.Addr{}, used: map[netip.Addr]*lease{}}
+	h := &holder{dir: dir, network: strings.ToLower(n.Name), prefix: p, gateway: Gateway(p), byName: map[string]netip.Addr{}, used: map[netip.Addr]*lease{}}
 	lo, err := netlink.LinkByName("lo")
 	if err == nil {
 		err = netlink.LinkSetUp(lo)
