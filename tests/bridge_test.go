@@ -211,6 +211,7 @@ func TestBridgeBadInput(t *testing.T) {
 		{[]string{"network", "create", "--subnet", "10.89.0.0/16", "x"}, "overlaps network dev"},
 		{[]string{"network", "create", "dev"}, "network dev exists"},
 		{[]string{"network", "create", "user"}, "one of --net's modes"},
+		{[]string{"network", "create", strings.Repeat("n", 63)}, "use a shorter name"},
 		{[]string{"network", "rm", "nosuch"}, "no network named nosuch"},
 		{[]string{"run", "--net", "nosuch", "--", "true"}, "no network of that name (modes: none, user, pasta, slirp4netns, host, sandbox:NAME; or rbox network create nosuch)"},
 		{[]string{"run", "--net", "dev", "--allow-net", "example.com", "--", "true"}, "--allow-net needs --net user"},

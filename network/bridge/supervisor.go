@@ -34,6 +34,10 @@ const SupervisorArg0 = "rbox-network"
 // runs detached, in a session of its own, until Remove.
 func Create(root, name string, prefix netip.Prefix) error {
 	dir := Dir(root, name)
+	// sun_path holds 107 bytes and a NUL.
+	if p := filepath.Join(dir, apiSocket); len(p) > 107 {
+		return fmt.Errorf("the network's sockets would be %s, longer than a Unix socket path may be: use a shorter name", p)
+	}
 	if err := os.Mkdir(dir, 0o700); errors.Is(err, os.ErrExist) {
 		if Running(root, name) {
 			return fmt.Errorf("%w: %s", ErrExists, name)
