@@ -216,6 +216,8 @@ func TestBridgeBadInput(t *testing.T) {
 		{[]string{"run", "--net", "nosuch", "--", "true"}, "no network of that name (modes: none, user, pasta, slirp4netns, host, sandbox:NAME; or rbox network create nosuch)"},
 		{[]string{"run", "--net", "dev", "--allow-net", "example.com", "--", "true"}, "--allow-net needs --net user"},
 		{[]string{"run", "--net", "bad!name", "--", "true"}, "nor a network name"},
+		{[]string{"run", "--net", "dev", "--share", "net", "--", "true"}, "drop net from --share"},
+		{[]string{"run", "--net", "dev", "--share", "user", "--", "true"}, "drop user from --share"},
 	} {
 		r := ns.rbox(c.args...)
 		if r.code != 125 || !strings.Contains(r.stderr, c.want) || strings.Count(r.stderr, "\n") != 1 {

@@ -192,6 +192,9 @@ func (r *RunCmd) bridgeNet() error {
 	if contains(r.Share, spec.NSNet) {
 		return fmt.Errorf("--net %s needs a new network namespace: drop net from --share", r.Net)
 	}
+	if contains(r.Share, spec.NSUser) {
+		return fmt.Errorf("--net %s makes the sandbox in the network's user namespace: drop user from --share", r.Net)
+	}
 	name := r.Named.Name
 	if name == "" {
 		name = r.Hostname
