@@ -309,3 +309,32 @@ func TestBridgePublish(t *testing.T) {
 		return err == nil
 	})
 }
+
+// The sandboxes of one network share the network's user namespace (the
+// isolation consequence docs/security.md describes), each with network,
+// mount and pid namespaces of its own; another network's sandboxes have
+// another user namespace.
+func TestBridgeUserNamespace(t *testing.T) {
+	ns := newNetworkState(t)
+	ns.ok("network", "create", "dev")
+	ns.ok("network", "create", "other")
+	show := "readlink /proc/self/ns/user /proc/self/ns/net /proc/self/ns/mnt /proc/self/ns/pid"
+	ns.ok("run", "-d", "--name", "a", "--net", "dev", "--", "sleep", "60")
+	a := strings.Fields(ns.ok("exec", "a", "--", "sh", "-c", show))
+	b := strings.Fields(ns.ok("run", "--net", "dev", "--", "sh", "-c", show))
+	c := strings.Fields(ns.ok("run", "--net", "other", "--", "sh", "-c", show))
+	if len(a) != 4 || len(b) != 4 || len(c) != 4 {
+		t.Fatalf("namespaces: %v %v %v", a, b, c)
+	}
+	if a[0] != b[0] {
+		t.Errorf("two sandboxes on dev have user namespaces %s and %s, want one", a[0], b[0])
+	}
+	for i := 1; i < 4; i++ {
+		if a[i] == b[i] {
+			t.Errorf("two sandboxes on dev share %s", a[i])
+		}
+	}
+	if c[0] == a[0] {
+		t.Errorf("a sandbox on another network shares dev's user namespace %s", a[0])
+	}
+}
