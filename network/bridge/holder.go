@@ -208,7 +208,7 @@ func (h *holder) links() []string {
 
 // lease takes the lowest free address for name. Sandboxes that have
 // ended, their release not yet run, give theirs up first.
-func (h *holder) lease(name string, pidfd int) (netip.Addr, int, error) {
+func (h *holder) lease(name string, pidfd int) (netip.Addr, *lease, int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for a, l := range h.used {
@@ -218,20 +218,21 @@ func (h *holder) lease(name string, pidfd int) (netip.Addr, int, error) {
 	}
 	if name != "" {
 		if _, ok := h.byName[name]; ok {
-			return netip.Addr{}, 0, fmt.Errorf("a sandbox named %s is already on this network", name)
+			return netip.Addr{}, nil, 0, fmt.Errorf("a sandbox named %s is already on this network", name)
 		}
 	}
 	for a := h.gateway.Next(); h.prefix.Contains(a) && a.Next().IsValid() && h.prefix.Contains(a.Next()); a = a.Next() {
 		if _, ok := h.used[a]; !ok {
-			h.used[a] = &lease{name: name, pidfd: pidfd}
+			l := &lease{name: name, pidfd: pidfd}
+			h.used[a] = l
 			if name != "" {
 				h.byName[name] = a
 			}
 			h.serial++
-			return a, h.serial, nil
+			return a, l, h.serial, nil
 		}
 	}
-	return netip.Addr{}, 0, fmt.Errorf("no free address left in %s", h.prefix)
+	return netip.Addr{}, nil, 0, fmt.Errorf("no free address left in %s", h.prefix)
 }
 
 // ended tells whether the lease's sandbox has ended.
@@ -273,21 +274,15 @@ func (h *holder) attach(pid int, name string, ps []spec.Port) (netip.Addr, error
 		return netip.Addr{}, fmt.Errorf("the sandbox's network namespace: %w", err)
 	}
 	defer unix.Close(nsfd)
-	a, serial, err := h.lease(name, pidfd)
-	var l *lease
-	if err == nil {
-		h.mu.Lock()
-		l = h.used[a]
-		h.mu.Unlock()
-	}
+	a, l, serial, err := h.lease(name, pidfd)
 	if err != nil {
 		unix.Close(pidfd)
 		return netip.Addr{}, err
 	}
 	hostSide := fmt.Sprintf("veth%d", serial)
 	if err := h.plug(nsfd, hostSide, a); err != nil {
-		if l, lerr := netlink.LinkByName(hostSide); lerr == nil {
-			_ = netlink.LinkDel(l)
+		if link, lerr := netlink.LinkByName(hostSide); lerr == nil {
+			_ = netlink.LinkDel(link)
 		}
 		h.release(a, l)
 		unix.Close(pidfd)
@@ -295,6 +290,9 @@ func (h *holder) attach(pid int, name string, ps []spec.Port) (netip.Addr, error
 	}
 	forwards, err := publish(h.dir, a, ps)
 	if err != nil {
+		if link, lerr := netlink.LinkByName(hostSide); lerr == nil {
+			_ = netlink.LinkDel(link)
+		}
 		h.release(a, l)
 		unix.Close(pidfd)
 		return netip.Addr{}, err
@@ -309,8 +307,8 @@ func (h *holder) attach(pid int, name string, ps []spec.Port) (netip.Addr, error
 			}
 		}
 		unpublish(h.dir, forwards)
-		if l, err := netlink.LinkByName(hostSide); err == nil {
-			_ = netlink.LinkDel(l)
+		if link, err := netlink.LinkByName(hostSide); err == nil {
+			_ = netlink.LinkDel(link)
 		}
 		h.release(a, l)
 		unix.Close(pidfd)
