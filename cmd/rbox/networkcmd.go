@@ -56,6 +56,13 @@ func (c *NetworkCreateCmd) Run() error {
 	if err != nil {
 		return fmt.Errorf("network %s: %v", c.Name, err)
 	}
+	// The network's user namespace got the maps a sandbox would: say so
+	// when that is only the caller's own id.
+	if caller, err := currentCaller(); err == nil {
+		if plan, err := userns.NewPlan(caller, 0, 0); err == nil && plan.Warning != "" {
+			fmt.Fprintf(os.Stderr, "rbox: warning: %s\n", plan.Warning)
+		}
+	}
 	fmt.Println(c.Name)
 	return nil
 }
