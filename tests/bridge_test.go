@@ -41,14 +41,26 @@ func (ns *namedState) networks() map[string]netListing {
 }
 
 // newNetworkState is a state directory whose sandboxes and networks are
-// removed at the end, whatever the test left.
+// removed at the end, whatever the test left: the sandboxes first (a
+// network in use cannot be removed), then the networks, then, should
+// anything still run, the networks' supervisors are killed.
 func newNetworkState(t *testing.T) *namedState {
 	ns := newNamedState(t)
 	t.Cleanup(func() {
+		for _, e := range parsePs(t, ns.rbox("ps", "--all", "--json").stdout) {
+			ns.rbox("rm", "-f", e.Name)
+		}
 		var ls []netListing
 		_ = json.Unmarshal([]byte(ns.rbox("network", "ls", "--json").stdout), &ls)
 		for _, l := range ls {
 			ns.rbox("network", "rm", l.Name)
+		}
+		left := processesWith(filepath.Join(ns.xdg, "rbox", "networks"))
+		for _, p := range left {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+		if len(left) > 0 {
+			t.Errorf("network processes left after the test: %v", left)
 		}
 	})
 	return ns
