@@ -100,3 +100,7 @@ inittime: build
 # The egress benchmark alone.
 bench-egress: build setup
     scripts/bench-egress {{test_user}}
+
+# The sandbox network benchmark alone.
+bench-bridge: build setup
+    scripts/bench-bridge {{test_user}}

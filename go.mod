@@ -12,6 +12,8 @@ require (
 	github.com/rootless-containers/rootlesskit/v2 v2.3.6
 	github.com/seccomp/libseccomp-golang v0.11.1
 	github.com/sirupsen/logrus v1.10.2
+	github.com/vishvananda/netlink v1.3.1
+	github.com/vishvananda/netns v0.0.5
 	go.podman.io/storage v1.65.1
 	golang.org/x/net v0.43.0
 	golang.org/x/sys v0.50.0

@@ -17,6 +17,10 @@ var childRoots = []string{
 	"github.com/rbox-dev/rbox/forkinit.clonePayload.abi0",
 	"github.com/rbox-dev/rbox/forkinit.childEntry",
 	"github.com/rbox-dev/rbox/forkinit.payloadEntry",
+	"github.com/rbox-dev/rbox/forkinit.cloneOuter.abi0",
+	"github.com/rbox-dev/rbox/forkinit.cloneInner.abi0",
+	"github.com/rbox-dev/rbox/forkinit.outerEntry",
+	"github.com/rbox-dev/rbox/forkinit.innerEntry",
 }
 
 // childCallees are the functions outside rbox the children may call: raw

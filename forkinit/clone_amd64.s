@@ -41,3 +41,11 @@ TEXT ·cloneInit(SB),NOSPLIT|NOFRAME,$0-32
 // func clonePayload(flags, stack uintptr) (pid uintptr, errno uintptr)
 TEXT ·clonePayload(SB),NOSPLIT|NOFRAME,$0-32
 	CLONE_THEN(·payloadEntry)
+
+// func cloneOuter(flags, stack uintptr) (pid uintptr, errno uintptr)
+TEXT ·cloneOuter(SB),NOSPLIT|NOFRAME,$0-32
+	CLONE_THEN(·outerEntry)
+
+// func cloneInner(flags, stack uintptr) (pid uintptr, errno uintptr)
+TEXT ·cloneInner(SB),NOSPLIT|NOFRAME,$0-32
+	CLONE_THEN(·innerEntry)

@@ -11,3 +11,5 @@ const sharesMemory = false
 
 func cloneInit(_, _ uintptr) (uintptr, uintptr)    { return 0, uintptr(unix.ENOSYS) }
 func clonePayload(_, _ uintptr) (uintptr, uintptr) { return 0, uintptr(unix.ENOSYS) }
+func cloneOuter(_, _ uintptr) (uintptr, uintptr)   { return 0, uintptr(unix.ENOSYS) }
+func cloneInner(_, _ uintptr) (uintptr, uintptr)   { return 0, uintptr(unix.ENOSYS) }

@@ -13,7 +13,7 @@ func ConfigFor(s *spec.Spec) *Config {
 	cfg := &Config{
 		Mounts:   s.Mounts,
 		NewPID:   !s.Shares(spec.NSPID),
-		NewNet:   !s.Shares(spec.NSNet),
+		NewNet:   !s.Shares(spec.NSNet) || s.JoinNet != nil, // a joined one is owned by the sandbox's user namespace
 		NewIPC:   !s.Shares(spec.NSIPC),
 		MaskProc: !s.AllowNested || mapsHostRoot(s),
 		Console:  s.TTY,

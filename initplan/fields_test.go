@@ -42,6 +42,8 @@ func TestEveryFieldReachesThePlan(t *testing.T) {
 		"Net":               "the parent: the CLI shares the namespace for host, a helper starts for the user modes; the plan sees the result as Learned.Net",
 		"DNS":               "the parent puts it in Learned.Net, from which the plan writes resolv.conf",
 		"Egress":            "the parent starts the filtering proxies in the sandbox's network namespace (sandbox/egress.go); their DNS address reaches the plan through Learned.Net",
+		"JoinNet":           "the parent: pid 1 is made in the joined sandbox's user namespace and enters its network namespace (enter.StartInit); the plan sees Net none",
+		"Bridge":            "the parent: pid 1 is made in the network's user namespace (enter.StartInit) and the network's holder plugs its network namespace before the command starts; the plan sees Net none and DNS",
 		"PreserveFDs":       "each executor's mechanism: forkinit's prologue leaves fds 3..3+N-1 open, initproc hands them to Go's fork",
 	}
 	base := func() *spec.Spec {

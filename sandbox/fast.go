@@ -98,6 +98,7 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 		_, _ = in.Wait(pid)
 		return failf("%v", err)
 	}
+	notifyStarted(pid)
 	ws, err := in.Wait(pid)
 	if s.Shares(spec.NSPID) {
 		killOrphans(netw.HelperPIDs())

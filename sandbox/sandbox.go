@@ -74,7 +74,7 @@ func allCaps() []uintptr {
 // stay open in pid 1, and so alive, for the sandbox's whole life without
 // reaching the command (an image's in-use lock).
 func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
-	if len(hold) == 0 && forkinit.Eligible(s) && os.Getenv(ForceReexecEnv) == "" {
+	if len(hold) == 0 && forkinit.Eligible(s) && s.JoinNet == nil && s.Bridge == nil && os.Getenv(ForceReexecEnv) == "" {
 		return runFast(s, plan)
 	}
 	specR, specW, err := os.Pipe()
@@ -152,7 +152,7 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 			return failf("%v", err)
 		}
 	}
-	err = cmd.Start()
+	err = startInit(cmd, s)
 	closeChildEnds()
 	if err != nil {
 		return failf("start the sandbox: %v (see `rbox check`)", err)
@@ -169,7 +169,7 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 			mapErr = fmt.Errorf("the sandbox's init ended before its id maps were written")
 		}
 	}
-	if mapErr == nil {
+	if mapErr == nil && s.JoinNet == nil && s.Bridge == nil {
 		mapErr = plan.Write(cmd.Process.Pid)
 	}
 	if err := <-specSent; err != nil && mapErr == nil {
@@ -183,6 +183,9 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 	} else if mapErr == nil {
 		mapErr = netErr
 	}
+	if mapErr == nil {
+		mapErr = attachBridge(s, cmd.Process.Pid)
+	}
 	if mapErr != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
@@ -194,6 +197,7 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 		_ = cmd.Process.Kill()
 	}
 	specW.Close()
+	notifyStarted(cmd.Process.Pid)
 
 	var term *terminal
 	if consoleParent != nil {

@@ -145,6 +145,35 @@ type Spec struct {
 	// filtering proxies, which reach only the allowed destinations; Net is
 	// then NetNone (no helper runs).
 	Egress *Egress `json:"egress,omitempty"`
+
+	// Named sandboxes (issue 13).
+	// JoinNet, when set, is a running sandbox's command: this sandbox is
+	// made in its user namespace and shares its network namespace (rbox run
+	// --net sandbox:NAME). UIDMap and GIDMap are then that namespace's.
+	JoinNet *Process `json:"join_net,omitempty"`
+
+	// --- sandbox networks (package network/bridge) ---
+
+	// Bridge, when set, puts the sandbox on an rbox network: pid 1 is made
+	// in the network's user namespace (UIDMap and GIDMap are then its),
+	// with a network namespace of its own, to which the network's holder
+	// gives an eth0 on the bridge before the command starts. Net is then
+	// NetNone and DNS the network's gateway.
+	Bridge *Bridge `json:"bridge,omitempty"`
+}
+
+// Bridge is the rbox network a sandbox is on.
+type Bridge struct {
+	// Network is its name, Root the directory of the caller's networks.
+	Network string `json:"network"`
+	Root    string `json:"root"`
+	// Holder is the process holding the network's namespaces.
+	Holder Process `json:"holder"`
+	// Name is the name the sandbox answers to on the network ("" for none).
+	Name string `json:"name,omitempty"`
+	// Publish are host ports the network's helper forwards to the
+	// sandbox's address while it runs.
+	Publish []Port `json:"publish,omitempty"`
 }
 
 // Egress is an outbound policy: the rules as given (see package
@@ -153,6 +182,13 @@ type Egress struct {
 	Allow []string `json:"allow"`
 	// AllowHostLoopback lets allowed destinations be the host's loopback.
 	AllowHostLoopback bool `json:"allow_host_loopback,omitempty"`
+}
+
+// Process names a running process across pid reuse: its pid and its start
+// time (field 22 of /proc/PID/stat).
+type Process struct {
+	PID       int    `json:"pid"`
+	StartTime uint64 `json:"start_time"`
 }
 
 // SeccompFilter is a compiled seccomp filter, ready to load.

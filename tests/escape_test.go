@@ -759,3 +759,171 @@ func hostAddress(t *testing.T) string {
 	t.Fatal("the host has no IPv4 address besides its loopback")
 	return ""
 }
+
+// rbox exec's joining process, between joining the sandbox and executing
+// the command, is out of the sandbox's reach (runc CVE-2016-9962): a probe
+// holding CAP_SYS_PTRACE inside watches for it and tries ptrace and its
+// /proc fd, exe, cwd and mem. A long PATH keeps each joining process a few
+// milliseconds in that state. The same attacks on the exec'd commands once
+// they run (an ordinary process of the sandbox) must work: that is the
+// weakened setup showing the probe would notice.
+func TestEscapeExecJoiningProcess(t *testing.T) {
+	ns := newNamedState(t)
+	ns.ok("run", "-d", "--name", "watch", "--cap-add", "SYS_PTRACE", "--ro-bind", probeBin(t)+":/probe", "--",
+		"/probe", "watch-joiners", "8", filepath.Base(rboxBin), "sleep")
+	var long []string
+	for i := 0; i < 1000; i++ {
+		long = append(long, fmt.Sprintf("/no/such/dir/%d", i))
+	}
+	path := "PATH=" + strings.Join(append(long, "/usr/bin", "/bin"), ":")
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		if r := ns.rbox("exec", "--env", path, "watch", "--", "sleep", "0.05"); r.code != 0 {
+			t.Fatalf("exec %d: %s", i, r)
+		}
+	}
+	if got := ns.ok("wait", "watch"); got != "0\n" {
+		t.Fatalf("the probe ended with %q: %s", got, ns.ok("logs", "watch"))
+	}
+	m := items(result{stdout: ns.ok("logs", "watch")})
+	t.Logf("probe: %v", m)
+	if m["joining-seen"] == "0" || m["exec-seen"] == "0" {
+		t.Fatalf("the probe never saw a joining process or an exec'd command: %v", m)
+	}
+	for _, what := range []string{"fd", "exe", "cwd", "mem", "ptrace"} {
+		if m["joining-"+what] != "0" {
+			t.Errorf("the sandbox reached a joining process's %s %s times", what, m["joining-"+what])
+		}
+	}
+	for _, what := range []string{"fd", "exe", "cwd", "mem"} {
+		if m["exec-"+what] == "0" {
+			t.Errorf("weakened setup: the probe never reached an exec'd command's %s, so it cannot tell", what)
+		}
+	}
+	ns.ok("rm", "watch")
+}
+
+// A sandbox given the state directory (a user's --bind) plants symlinks in
+// it: for another sandbox's entry, pointing at a host directory, and for
+// its own log, pointing at a secret. rbox follows neither: rm does not
+// remove the directory's files, logs does not print the secret, ps goes on.
+// Weakened setup: a plain reader that follows links (os.ReadFile,
+// os.ReadDir) is redirected by the same links.
+func TestEscapeStateSymlink(t *testing.T) {
+	ns := newNamedState(t)
+	victim := hostDir(t)
+	writeFile(t, filepath.Join(victim, "precious"), "keep me")
+	_, secret := secretFile(t)
+	state := filepath.Join(ns.xdg, "rbox")
+	ns.ok("run", "--name", "other", "--", "true")
+	// The sandbox plants the links, then waits.
+	script := fmt.Sprintf(`ln -s %s /state/sandboxes/evil && rm /state/sandboxes/planter/log && ln -s %s /state/sandboxes/planter/log && `+
+		`rm -r /state/sandboxes/other && ln -s %s /state/sandboxes/other && echo planted > /tmp/done; exec sleep 300`, victim, secret, victim)
+	ns.ok("run", "-d", "--name", "planter", "--bind", state+":/state", "--", "sh", "-c", script)
+	waitFor(t, "the links", 5*time.Second, func() bool {
+		_, err := os.Lstat(filepath.Join(state, "sandboxes", "other"))
+		fi, err2 := os.Lstat(filepath.Join(state, "sandboxes", "planter", "log"))
+		return err == nil && err2 == nil && fi.Mode()&os.ModeSymlink != 0
+	})
+	// Weakened: a reader that follows links gets the secret and the files.
+	if b, err := os.ReadFile(filepath.Join(state, "sandboxes", "planter", "log")); err != nil || !strings.Contains(string(b), "TOPSECRET") {
+		t.Fatalf("weakened setup: the planted log link does not lead to the secret: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(state, "sandboxes", "evil", "precious")); err != nil {
+		t.Fatalf("weakened setup: the planted entry does not lead to the host directory: %v", err)
+	}
+	for _, name := range []string{"evil", "other"} {
+		r := ns.rbox("rm", "-f", name)
+		if r.code == 0 {
+			t.Errorf("rm %s through a planted link succeeded: %s", name, r)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(victim, "precious")); err != nil || string(b) != "keep me" {
+		t.Errorf("the host directory behind a planted link was changed: %q %v", b, err)
+	}
+	r := ns.rbox("logs", "planter")
+	if r.code == 0 || strings.Contains(r.stdout, "TOPSECRET") {
+		t.Errorf("logs followed the planted link: %s", r)
+	}
+	listed := ns.ps(false)
+	if _, evil := listed["evil"]; !listed["planter"].Running || evil || len(listed) != 1 {
+		t.Errorf("ps with planted links: %v", listed)
+	}
+	ns.ok("stop", "-t", "0", "planter")
+	ns.ok("rm", "planter")
+	for _, name := range []string{"evil", "other"} {
+		_ = os.Remove(filepath.Join(state, "sandboxes", name))
+	}
+}
+
+// rbox exec carries neither the caller's descriptors nor its working
+// directory into the sandbox: the exec'd probe holds 0, 1 and 2 alone and
+// starts at the sandbox command's directory, where the caller's secret is
+// not. Weakened: the same probe run on the host with the same descriptor
+// and directory sees both.
+func TestEscapeExecFDsAndCwd(t *testing.T) {
+	ns := newNamedState(t)
+	ns.ok("run", "-d", "--name", "fds", "--ro-bind", probeBin(t)+":/probe", "--", "sleep", "300")
+	dir, _ := secretFile(t)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	prepare := func(c *exec.Cmd) { ns.env(c); c.Dir = dir; c.ExtraFiles = []*os.File{pw} }
+	r := rboxCmd(t, prepare, "exec", "fds", "--", "/probe", "fds")
+	mustRefuse(t, "exec", r, "")
+	if got := items(r); got["fd 3"] != "" || got["fd 0"] == "" {
+		t.Errorf("exec: descriptors other than 0-2 reached the command:\n%s", r)
+	}
+	r = rboxCmd(t, prepare, "exec", "fds", "--", "/probe", "read-cwd", "secret")
+	mustRefuse(t, "exec", r, "ENOENT")
+	if items(r)["cwd"] != "/" {
+		t.Errorf("exec: working directory inside = %q, want /\n%s", items(r)["cwd"], r)
+	}
+	h := probeHost(t, func(c *exec.Cmd) { c.Dir = dir; c.ExtraFiles = []*os.File{pw} }, "fds")
+	mustSucceed(t, "on the host", h)
+	if !strings.HasPrefix(items(h)["fd 3"], "pipe:") {
+		t.Errorf("on the host: fd 3 not seen:\n%s", h)
+	}
+	if h := probeHost(t, func(c *exec.Cmd) { c.Dir = dir }, "read-cwd", "secret"); !strings.Contains(h.stdout, "TOPSECRET") {
+		t.Errorf("on the host: the secret was not read:\n%s", h)
+	}
+	ns.ok("rm", "-f", "fds")
+}
+
+// Root with every capability on one network cannot reach another
+// network's sandbox, however it routes or readdresses its eth0 (the
+// networks' namespaces have no link between them), nor the host's loopback
+// through the network's slirp4netns. Weakened: the same script on the
+// victim's own network reaches it, and --net user --allow-host-loopback
+// reaches the host's loopback.
+func TestEscapeBridgeOtherNetwork(t *testing.T) {
+	ns := newNetworkState(t)
+	ns.ok("network", "create", "dev")
+	ns.ok("network", "create", "other")
+	ns.ok("run", "-d", "--name", "db", "--net", "dev", "--", "sh", "-c",
+		"while true; do echo secret-of-db | busybox nc -l -p 5432; done")
+	loop, hits := egressServer(t, "127.0.0.1:0", "hostloop")
+	_, loopPort, _ := net.SplitHostPort(loop)
+	attack := "ip route add 10.89.0.0/24 dev eth0 2>/dev/null; busybox nc -w 2 10.89.0.2 5432 </dev/null; " +
+		"ip addr flush dev eth0 && ip addr add 10.89.0.99/24 dev eth0 && ip route add default dev eth0 && echo readdressed; " +
+		"busybox nc -w 2 10.89.0.2 5432 </dev/null; echo ping | timeout 3 busybox nc -w 2 10.0.2.2 " + loopPort + "; true"
+	r := ns.rbox("run", "--net", "other", "--cap-add", "ALL", "--", "sh", "-c", attack)
+	if !strings.Contains(r.stdout, "readdressed") {
+		t.Fatalf("the attack did not run (root could not readdress eth0):\n%s", r)
+	}
+	if strings.Contains(r.stdout, "secret-of-db") || hits.Load() != 0 {
+		t.Errorf("a sandbox on another network reached db or the host's loopback (%d connections):\n%s", hits.Load(), r)
+	}
+	// Weakened: on db's own network the same probe reaches it.
+	w := ns.rbox("run", "--net", "dev", "--", "sh", "-c", "busybox nc -w 2 10.89.0.2 5432 </dev/null")
+	if !strings.Contains(w.stdout, "secret-of-db") {
+		t.Errorf("weakened setup: db not reached from its own network:\n%s", w)
+	}
+	w = ns.rbox("run", "--net", "user", "--allow-host-loopback", "--", "sh", "-c", "echo ping | timeout 3 busybox nc -w 2 10.0.2.2 "+loopPort+"; true")
+	if !strings.Contains(w.stdout, "hostloop") {
+		t.Errorf("weakened setup: the host's loopback not reached with --allow-host-loopback:\n%s", w)
+	}
+}

@@ -39,6 +39,10 @@ var specFieldChecks = map[string][]func(*testing.T){
 	"AllowHostLoopback": {TestNetworkOutbound},
 	"DNS":               {TestNetworkResolverFiles},
 	"Egress":            {TestEgressPolicy, TestEgressEnvAndResolvConf},
+	// Always the re-exec executor: pid 1 is made in the network's user
+	// namespace.
+	"JoinNet": {TestNamedNetSandbox},
+	"Bridge":  {TestBridgeReachByName, TestBridgeKill9},
 }
 
 // Every field of the Spec names the tests that check it is honoured: a

@@ -13,6 +13,7 @@ import (
 	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/hostcheck"
 	"github.com/rbox-dev/rbox/initproc"
+	"github.com/rbox-dev/rbox/network/bridge"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -26,10 +27,12 @@ func init() { initproc.Lock() }
 // CLI is rbox's command line. The run command is the default, so
 // `rbox [flags] -- cmd` needs no verb.
 type CLI struct {
-	Run     RunCmd     `cmd:"" default:"withargs" help:"Run a command in a new sandbox (the default command)."`
-	Check   CheckCmd   `cmd:"" help:"Try each kernel feature rbox uses and tell how to fix what does not work."`
-	Image   ImageCmd   `cmd:"" passthrough:"" help:"Manage the image store: import, load, pull, ls, rm (run by the rbox-image executable)."`
-	Version VersionCmd `cmd:"" help:"Print rbox's version."`
+	Run     RunCmd        `cmd:"" default:"withargs" help:"Run a command in a new sandbox (the default command)."`
+	Check   CheckCmd      `cmd:"" help:"Try each kernel feature rbox uses and tell how to fix what does not work."`
+	Image   ImageCmd      `cmd:"" passthrough:"" help:"Manage the image store: import, load, pull, ls, rm (run by the rbox-image executable)."`
+	Version VersionCmd    `cmd:"" help:"Print rbox's version."`
+	Named   namedCommands `embed:""`
+	Network NetworkCmd    `cmd:"" help:"Manage sandbox networks: create, ls, rm (run sandboxes on one with --net NAME)."`
 }
 
 // VersionCmd prints the version.
@@ -52,6 +55,12 @@ func main() {
 	}
 	if len(os.Args) == 2 && os.Args[0] == hostcheck.ProbeArg0 {
 		hostcheck.ProbeMain(os.Args[1])
+	}
+	if len(os.Args) == 2 && os.Args[0] == bridge.SupervisorArg0 {
+		networkSupervisorMain(os.Args[1])
+	}
+	if len(os.Args) == 2 && os.Args[0] == bridge.HolderArg0 {
+		bridge.HolderMain(os.Args[1])
 	}
 	os.Exit(runCLI(os.Args[1:]))
 }
@@ -80,7 +89,7 @@ func runCLI(args []string) int {
 				code = e.code
 			}
 		}()
-		ctx, err := parser.Parse(args)
+		ctx, err := parser.Parse(runAfterDashes(parser, args))
 		if err != nil {
 			code = usageError(err)
 			return

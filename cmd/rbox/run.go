@@ -31,7 +31,7 @@ type RunCmd struct {
 	Chdir   string    `short:"w" placeholder:"DIR" help:"Working directory inside (default: where the caller's cwd is bound, else /)."`
 
 	Share      []string `sep:"," placeholder:"NS" help:"Keep these host namespaces: pid, net, uts, ipc, cgroup, time."`
-	Net        string   `default:"none" placeholder:"MODE" help:"Network: none (loopback only), user (outbound through pasta, else slirp4netns), pasta, slirp4netns, or host (the host's network namespace)."`
+	Net        string   `default:"none" placeholder:"MODE" help:"Network: none (loopback only), user (outbound through pasta, else slirp4netns), pasta, slirp4netns, host (the host's network namespace), or sandbox:NAME (share a running named sandbox's)."`
 	Publish    []string `short:"p" placeholder:"[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]" help:"Forward the host's HOSTIP:HOSTPORT (default 127.0.0.1) to PORT inside. Repeatable; needs a user-mode --net."`
 	HostLoop   bool     `name:"allow-host-loopback" help:"Let the sandbox reach the host's loopback services at 10.0.2.2 (user-mode --net only)."`
 	DNS        string   `name:"dns" placeholder:"IP" help:"Nameserver for the sandbox's /etc/resolv.conf (default: the helper's forwarder, 10.0.2.3)."`
@@ -52,10 +52,16 @@ type RunCmd struct {
 	Seccomp     string   `default:"default" placeholder:"default|unconfined|PROFILE.json" help:"System call filter."`
 	AllowNested bool     `name:"allow-nested" help:"Let the command create user namespaces (to run rbox or bwrap inside)."`
 
-	Storage storageFlags `embed:""`
-	Egress  egressFlags  `embed:""`
+	Storage storageFlags  `embed:""`
+	Egress  egressFlags   `embed:""`
+	Named   namedRunFlags `embed:""`
 	// hold keeps an image's in-use lock for the sandbox's life.
 	hold []*os.File
+	// joined is the sandbox --net sandbox:NAME shares a network with.
+	joined     *spec.Process
+	joinedName string
+	// bridge is the rbox network --net NAME puts the sandbox on.
+	bridge *spec.Bridge
 
 	Command []string `arg:"" optional:"" passthrough:"" help:"Command and arguments."`
 }
@@ -84,6 +90,12 @@ func (mountFlag) Decode(ctx *kong.DecodeContext) error {
 
 // Run builds the Spec and runs the sandbox.
 func (r *RunCmd) Run() error {
+	if err := r.takeCommand(); err != nil {
+		return err
+	}
+	if r.Named.Name != "" || r.Named.Detach || r.Named.Rm {
+		return r.runNamed()
+	}
 	s, plan, err := r.buildSpec()
 	if err != nil {
 		return err
@@ -125,6 +137,12 @@ func (r *RunCmd) seccompFilter(caps []string) (*spec.SeccompFilter, error) {
 func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if len(r.Command) == 0 && r.Storage.Image == "" {
 		return nil, nil, fmt.Errorf("missing command: give one after --, e.g. rbox -- sh")
+	}
+	if err := r.joinNet(); err != nil {
+		return nil, nil, err
+	}
+	if err := r.bridgeNet(); err != nil {
+		return nil, nil, err
 	}
 	s := &spec.Spec{Args: r.Command, Hostname: r.Hostname, AllowNested: r.AllowNested, PreserveFDs: r.PreserveF}
 	share, err := parseShare(r.Share)
@@ -238,6 +256,12 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 			r.Storage.Image, s.UID, s.GID, plan.Warning)
 	}
 	s.UIDMap, s.GIDMap = plan.UIDMap, plan.GIDMap
+	if err := r.applyJoinNet(s, plan); err != nil {
+		return nil, nil, err
+	}
+	if err := r.applyBridge(s, plan); err != nil {
+		return nil, nil, err
+	}
 	return s, plan, nil
 }
 

@@ -28,7 +28,10 @@ type Config struct {
 	// AllowHostLoopback lets the sandbox reach the host's loopback at the
 	// gateway address.
 	AllowHostLoopback bool
-	Log               io.Writer
+	// APISocket, when set, is where slirp4netns serves its API (port
+	// forwarding requests).
+	APISocket string
+	Log       io.Writer
 }
 
 // Start runs slirp4netns for the network namespace of c.PID and returns
@@ -64,6 +67,9 @@ func Start(ctx context.Context, c Config) (h *proc.Helper, exitW *os.File, err e
 	}
 	if !c.AllowHostLoopback {
 		args = append(args, "--disable-host-loopback")
+	}
+	if c.APISocket != "" {
+		args = append(args, "--api-socket", c.APISocket)
 	}
 	args = append(args, strconv.Itoa(c.PID), c.Device)
 
