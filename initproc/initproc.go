@@ -28,6 +28,7 @@ import (
 	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/console"
 	"github.com/rbox-dev/rbox/fsetup"
+	"github.com/rbox-dev/rbox/limits"
 	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 )
@@ -225,6 +226,9 @@ func superviseCommand(s *spec.Spec, start *Start) int {
 		if stdio, err = console.Open(stdio, start.ConsoleSocket, s.UID, fsetup.ConfigFor(s).TTYGID); err != nil {
 			return fail(ExitSetupFailed, err)
 		}
+	}
+	if err := limits.ApplyInit(s.Limits); err != nil {
+		return fail(ExitSetupFailed, err)
 	}
 	if err := limitThread(s); err != nil {
 		return fail(ExitSetupFailed, err)

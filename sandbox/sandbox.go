@@ -29,6 +29,7 @@ import (
 	"github.com/rbox-dev/rbox/console"
 	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/initproc"
+	"github.com/rbox-dev/rbox/limits"
 	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
@@ -66,9 +67,20 @@ func allCaps() []uintptr {
 // stay open in pid 1, and so alive, for the sandbox's whole life without
 // reaching the command (an image's in-use lock).
 func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
-	if len(hold) == 0 && forkinit.Eligible(s) {
-		return runFast(s, plan)
+	box, err := limits.Setup(s.Limits)
+	if err != nil {
+		return failf("%v", err)
 	}
+	return box.Finish(run(s, plan, box, hold))
+}
+
+// run runs the sandbox s, whose limits are box.
+func run(s *spec.Spec, plan *userns.Plan, box *limits.Box, hold []*os.File) int {
+	if len(hold) == 0 && forkinit.Eligible(s) {
+		return runFast(s, plan, box)
+	}
+	// pid 1 sets its rlimits itself (see limits.ApplyInit).
+	box.ForInit(s)
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return failf("pipe: %v", err)
@@ -157,6 +169,9 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 	}
 	if mapErr == nil {
 		mapErr = plan.Write(cmd.Process.Pid)
+	}
+	if mapErr == nil {
+		mapErr = box.Attach(cmd.Process.Pid)
 	}
 	if err := <-specSent; err != nil && mapErr == nil {
 		mapErr = fmt.Errorf("send the spec: %w", err)

@@ -138,6 +138,11 @@ type Spec struct {
 	AllowHostLoopback bool `json:"allow_host_loopback,omitempty"`
 	// DNS, when set, is the sandbox's only nameserver.
 	DNS string `json:"dns,omitempty"`
+
+	// ---- Resource limits (package limits, docs/limits.md) ----
+	// Limits are the sandbox's resource limits and statistics; nil
+	// means none asked for.
+	Limits *Limits `json:"limits,omitempty"`
 }
 
 // SeccompFilter is a compiled seccomp filter, ready to load.

@@ -52,6 +52,9 @@ type RunCmd struct {
 	AllowNested bool     `name:"allow-nested" help:"Let the command create user namespaces (to run rbox or bwrap inside)."`
 
 	Storage storageFlags `embed:""`
+	Limits  limitFlags   `embed:""`
+	// limitsWarning says which limits hold per process only.
+	limitsWarning string
 	// hold keeps an image's in-use lock for the sandbox's life.
 	hold []*os.File
 
@@ -88,6 +91,9 @@ func (r *RunCmd) Run() error {
 	}
 	if plan.Warning != "" {
 		fmt.Fprintf(os.Stderr, "rbox: warning: %s\n", plan.Warning)
+	}
+	if r.limitsWarning != "" {
+		fmt.Fprintf(os.Stderr, "rbox: warning: %s\n", r.limitsWarning)
 	}
 	if err := keepCallerFDs(r.PreserveF); err != nil {
 		return err
@@ -159,6 +165,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	}
 	if lock != nil {
 		r.hold = append(r.hold, lock)
+	}
+	if r.limitsWarning, err = r.Limits.applyLimits(s); err != nil {
+		return nil, nil, err
 	}
 	if s.Cwd, err = r.workDir(s.Mounts); err != nil {
 		return nil, nil, err

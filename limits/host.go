@@ -1,0 +1,158 @@
+package limits
+
+import (
+	"bufio"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// ParentEnv names the environment variable that tells rbox where an
+// administrator delegated cgroups to the caller: a path relative to the
+// root of each hierarchy (default rbox-USER, see DefaultParent).
+const ParentEnv = "RBOX_CGROUP_PARENT"
+
+// v1Controllers are the cgroup v1 controllers rbox uses, each in its own
+// hierarchy or co-mounted.
+var v1Controllers = []string{"memory", "pids", "cpu"}
+
+// Host is what this machine offers for limits.
+type Host struct {
+	// V2Mount is where the cgroup2 hierarchy is mounted ("" if nowhere);
+	// V2Own is the caller's cgroup in it, from /proc/self/cgroup.
+	V2Mount, V2Own string
+	// V1 maps each v1 controller rbox uses to its hierarchy's mount point.
+	V1 map[string]string
+	// Parent is the delegated path relative to each hierarchy's root.
+	Parent string
+	// Root reports whether the caller is root (who may use any cgroup
+	// and move any process, but is never given the caller's own).
+	Root bool
+}
+
+var (
+	detectOnce sync.Once
+	detected   *Host
+)
+
+// Detect looks at this host once per process.
+func Detect() *Host {
+	detectOnce.Do(func() { detected = detect("/proc/self/mountinfo", "/proc/self/cgroup") })
+	return detected
+}
+
+func detect(mountinfo, cgroupFile string) *Host {
+	h := &Host{V1: map[string]string{}, Parent: DefaultParent(), Root: os.Geteuid() == 0}
+	if f, err := os.Open(mountinfo); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			h.addMount(sc.Text())
+		}
+		f.Close()
+	}
+	if b, err := os.ReadFile(cgroupFile); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if p, ok := strings.CutPrefix(line, "0::"); ok {
+				h.V2Own = p
+			}
+		}
+	}
+	return h
+}
+
+// DefaultParent is $RBOX_CGROUP_PARENT, else rbox-USER (the caller's
+// name).
+func DefaultParent() string {
+	if p := strings.Trim(os.Getenv(ParentEnv), "/"); p != "" {
+		return filepath.Clean(p)
+	}
+	name := strconv.Itoa(os.Geteuid())
+	if u, err := user.LookupId(name); err == nil {
+		name = u.Username
+	}
+	return "rbox-" + name
+}
+
+// addMount notes one line of mountinfo if it is a cgroup hierarchy seen
+// from its root.
+func (h *Host) addMount(line string) {
+	pre, post, ok := strings.Cut(line, " - ")
+	if !ok {
+		return
+	}
+	f, g := strings.Fields(pre), strings.Fields(post)
+	if len(f) < 5 || len(g) < 3 || f[3] != "/" {
+		return
+	}
+	switch g[0] {
+	case "cgroup2":
+		if h.V2Mount == "" || f[4] == "/sys/fs/cgroup" {
+			h.V2Mount = f[4]
+		}
+	case "cgroup":
+		for _, opt := range strings.Split(g[2], ",") {
+			for _, c := range v1Controllers {
+				if opt == c && h.V1[c] == "" {
+					h.V1[c] = f[4]
+				}
+			}
+		}
+	}
+}
+
+// ownedDir reports whether dir is a cgroup the caller may create children
+// in and move processes into.
+func ownedDir(dir string) bool {
+	for _, p := range []string{dir, filepath.Join(dir, "cgroup.procs")} {
+		if unix.Faccessat(unix.AT_FDCWD, p, unix.W_OK, unix.AT_EACCESS) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// v2Parent is the cgroup v2 directory the sandbox's leaf goes in, or ""
+// and why there is none. A caller other than root uses its own cgroup when
+// it was delegated to it (a systemd scope or service with Delegate=yes, a
+// CI job's cgroup), else the delegated Parent when it already runs inside
+// it (the kernel moves a process only within a subtree the mover owns).
+// Root uses only the delegated Parent, never a cgroup of its own.
+func (h *Host) v2Parent() (string, string) {
+	if h.V2Mount == "" {
+		return "", "no cgroup v2 hierarchy is mounted"
+	}
+	if !h.Root && h.V2Own != "" && h.V2Own != "/" {
+		if own := filepath.Join(h.V2Mount, h.V2Own); ownedDir(own) {
+			return own, ""
+		}
+	}
+	d := filepath.Join(h.V2Mount, h.Parent)
+	if !ownedDir(d) {
+		return "", "neither your cgroup " + h.V2Own + " nor " + d + " is delegated to you"
+	}
+	if !h.Root && !within(h.V2Own, "/"+h.Parent) {
+		return "", d + " is delegated to you but rbox runs outside it (in " + h.V2Own + "), and the kernel moves a process only within a subtree you own"
+	}
+	return d, ""
+}
+
+// v1Parent is the delegated directory of controller c's v1 hierarchy, or
+// "" and why there is none.
+func (h *Host) v1Parent(c string) (string, string) {
+	mp := h.V1[c]
+	if mp == "" {
+		return "", "no cgroup v1 " + c + " hierarchy"
+	}
+	d := filepath.Join(mp, h.Parent)
+	if !ownedDir(d) {
+		return "", d + " is not delegated to you"
+	}
+	return d, ""
+}
+
+func within(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
