@@ -133,7 +133,7 @@ func (h *Host) v2Parent() (string, string) {
 	}
 	d := filepath.Join(h.V2Mount, h.Parent)
 	if !ownedDir(d) {
-		return "", "neither your cgroup " + h.V2Own + " nor " + d + " is delegated to you"
+		return "", "neither your cgroup " + h.V2Own + " nor " + d + " is yours"
 	}
 	if !h.Root && !within(h.V2Own, "/"+h.Parent) {
 		return "", d + " is delegated to you but rbox runs outside it (in " + h.V2Own + "), and the kernel moves a process only within a subtree you own"
@@ -150,7 +150,7 @@ func (h *Host) v1Parent(c string) (string, string) {
 	}
 	d := filepath.Join(mp, h.Parent)
 	if !ownedDir(d) {
-		return "", d + " is not delegated to you"
+		return "", d + " is missing or not yours"
 	}
 	return d, ""
 }

@@ -124,10 +124,16 @@ func Choose(h *Host, l *spec.Limits) *Plan {
 			continue
 		}
 		ch := Choice{Mech: Rlimit}
-		if k == CPU || k == Swap {
-			ch.Mech = None
-		}
 		ch.Missing, ch.Fix = h.missing(c, v2, v2Why)
+		switch {
+		case k == CPU || k == Swap:
+			ch.Mech = None
+		case k == PIDs && h.Root:
+			// The kernel never applies RLIMIT_NPROC to the host's
+			// root user, which root's sandbox runs as.
+			ch.Mech = None
+			ch.Missing = "RLIMIT_NPROC does not bind the host's root user; " + ch.Missing
+		}
 		p.Choices[k] = ch
 	}
 	if !contains(asked(l), PIDs) && p.Choices[PIDs].Mech < CgroupV1 {

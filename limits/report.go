@@ -22,8 +22,6 @@ func Report(h *Host) []Line {
 	detail := map[Kind]string{
 		Memory: "RLIMIT_DATA per process, tmpfs sizes bounded by --memory",
 		PIDs:   "RLIMIT_NPROC, per uid in the sandbox's user namespace",
-		CPU:    "cannot be capped",
-		Swap:   "cannot be capped",
 	}
 	var out []Line
 	for _, k := range []Kind{Memory, Swap, PIDs, CPU} {
@@ -32,7 +30,11 @@ func Report(h *Host) []Line {
 		if l.Good {
 			l.Detail = fmt.Sprintf("%s, the whole sandbox (a leaf in %s)", c.Mech, c.Dir)
 		} else {
-			l.Detail = fmt.Sprintf("%s: %s (%s)", c.Mech, detail[k], c.Missing)
+			d := detail[k]
+			if c.Mech == None {
+				d = "not enforced"
+			}
+			l.Detail = fmt.Sprintf("%s: %s (%s)", c.Mech, d, c.Missing)
 			l.Fix = c.Fix
 		}
 		out = append(out, l)

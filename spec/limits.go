@@ -42,4 +42,6 @@ type Rlimit struct {
 }
 
 // Any reports whether l asks for anything.
-func (l *Limits) Any() bool { return l != nil && (l.MemoryBytes != 0 || l.PIDs != 0 || l.CPUs != 0 || len(l.Ulimits) > 0 || l.Stats || l.StatsFile != "") }
+func (l *Limits) Any() bool {
+	return l != nil && (l.MemoryBytes != 0 || l.PIDs != 0 || l.CPUs != 0 || len(l.Ulimits) > 0 || l.Stats || l.StatsFile != "")
+}

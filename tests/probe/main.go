@@ -44,6 +44,7 @@ var checks = map[string]func(args []string) error{
 	"readonly":         readOnly,
 	"syscalls":         syscalls,
 	"getpid-loop":      getpidLoop,
+	"alloc":            alloc,
 }
 
 // usage is a check's complaint about its arguments.
