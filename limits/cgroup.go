@@ -14,6 +14,14 @@ import (
 	"github.com/rbox-dev/rbox/spec"
 )
 
+// mkdir and rmdir make and remove cgroup directories; the unit tests
+// fake cgroup tree swaps in ones that add and drop control files as the
+// kernel does.
+var (
+	mkdir = func(dir string) error { return os.Mkdir(dir, 0o755) }
+	rmdir = unix.Rmdir
+)
+
 // leafName is the sandbox's leaf in each parent: rbox-PID, PID being the
 // rbox process that made it, so a leaf whose maker is gone is known stale.
 func leafName(pid int) string { return "rbox-" + strconv.Itoa(pid) }
@@ -93,11 +101,11 @@ func cpuQuota(cpus float64) int { return int(cpus*cpuPeriod + 0.5) }
 // makeLeaf creates the leaf dir and writes its files; on failure nothing is
 // left.
 func makeLeaf(dir string, files [][2]string) error {
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	if err := mkdir(dir); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			// rbox's own pid: a leaf of a dead rbox that had it.
 			if err = removeLeaf(dir); err == nil {
-				err = os.Mkdir(dir, 0o755)
+				err = mkdir(dir)
 			}
 		}
 		if err != nil {
@@ -119,7 +127,7 @@ func removeLeaf(dir string) error {
 	killed := writeFile(dir, "cgroup.kill", "1") == nil
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		err := unix.Rmdir(dir)
+		err := rmdir(dir)
 		if err == nil || errors.Is(err, unix.ENOENT) {
 			return nil
 		}

@@ -1,0 +1,223 @@
+package limits
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/spec"
+)
+
+// fakeTree makes a cgroup v2 tree in a temporary directory: mkdir adds the
+// control files a leaf gets from the kernel, rmdir drops them. The caller's
+// cgroup is /user (delegated: owned by the test), with controllers and
+// processes as given.
+func fakeTree(t *testing.T, controllers string, procs string) *Host {
+	t.Helper()
+	root := t.TempDir()
+	oldMkdir, oldRmdir := mkdir, rmdir
+	t.Cleanup(func() { mkdir, rmdir = oldMkdir, oldRmdir })
+	mkdir = func(dir string) error {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return err
+		}
+		for _, f := range []string{"cgroup.procs", "cgroup.kill", "cgroup.controllers", "cgroup.subtree_control", "memory.max", "memory.swap.max", "pids.max", "cpu.max"} {
+			if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	rmdir = os.RemoveAll
+	user := filepath.Join(root, "user")
+	if err := mkdir(user); err != nil {
+		t.Fatal(err)
+	}
+	write(t, user, "cgroup.controllers", controllers)
+	write(t, user, "cgroup.procs", procs)
+	return &Host{V2Mount: root, V2Own: "/user", V1: map[string]string{}, Parent: "rbox-test"}
+}
+
+func write(t *testing.T, dir, name, data string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func read(t *testing.T, dir, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// A delegated cgroup v2 without processes gets the controllers enabled,
+// and the leaf's control files carry the limits.
+func TestCgroupV2Leaf(t *testing.T) {
+	h := fakeTree(t, "cpu memory pids", "")
+	l := &spec.Limits{MemoryBytes: 256 << 20, MemorySwapBytes: 384 << 20, PIDs: 100, CPUs: 1.5}
+	b, err := setup(h, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []Kind{Memory, Swap, PIDs, CPU} {
+		if c := b.Plan().Choices[k]; c.Mech != CgroupV2 {
+			t.Errorf("%s holds by %s, want cgroup v2", k, c.Mech)
+		}
+	}
+	if len(b.rlimits) != 0 {
+		t.Errorf("rlimits %v beside a cgroup", b.rlimits)
+	}
+	leaf := b.v2
+	if filepath.Dir(leaf) != filepath.Join(h.V2Mount, "user") {
+		t.Fatalf("leaf %s is not in the caller's cgroup", leaf)
+	}
+	for f, want := range map[string]string{"memory.max": "268435456", "memory.swap.max": "134217728", "pids.max": "100", "cpu.max": "150000 100000"} {
+		if got := read(t, leaf, f); got != want {
+			t.Errorf("%s = %q, want %q", f, got, want)
+		}
+	}
+	if got := read(t, filepath.Dir(leaf), "cgroup.subtree_control"); got == "" {
+		t.Errorf("no controller enabled in the parent")
+	}
+
+	// pid 1 is placed by writing cgroup.procs; the statistics and the
+	// OOM message come from the leaf's files.
+	if err := b.Attach(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, leaf, "cgroup.procs"); got != strconv.Itoa(os.Getpid()) {
+		t.Errorf("cgroup.procs = %q", got)
+	}
+	write(t, leaf, "cpu.stat", "usage_usec 3000000\nuser_usec 2000000\nsystem_usec 1000000\n")
+	write(t, leaf, "memory.peak", "104857600\n")
+	write(t, leaf, "pids.peak", "7\n")
+	write(t, leaf, "memory.events", "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n")
+	st := b.stats(137)
+	if st.UserSeconds != 2 || st.SystemSeconds != 1 || st.CPUSource != "cgroup v2" || st.PeakMemoryBytes != 100<<20 ||
+		st.PeakMemorySource != "cgroup v2" || st.PeakTasks == nil || *st.PeakTasks != 7 {
+		t.Errorf("stats %+v", st)
+	}
+	if msg := b.killedBy(137); msg != "the command was killed: out of memory (limit 256 MiB)" {
+		t.Errorf("message %q", msg)
+	}
+	if msg := b.killedBy(1); !strings.HasPrefix(msg, "a process of the sandbox was killed: out of memory") {
+		t.Errorf("message %q", msg)
+	}
+	b.Remove()
+	if _, err := os.Stat(leaf); !os.IsNotExist(err) {
+		t.Errorf("leaf left: %v", err)
+	}
+}
+
+// The kernel enables no controller in a cgroup that holds processes: then
+// the leaf only holds the sandbox (teardown, CPU time), and the limits fall
+// back to rlimits, or to nothing for the CPU.
+func TestCgroupV2Populated(t *testing.T) {
+	h := fakeTree(t, "cpu memory pids", "4242\n")
+	l := &spec.Limits{MemoryBytes: 64 << 20, PIDs: 50, CPUs: 1}
+	p := Choose(h, l)
+	if p.V2Dir == "" || len(p.V2Enable) != 0 {
+		t.Errorf("V2Dir %q, enable %v", p.V2Dir, p.V2Enable)
+	}
+	want := map[Kind]Mechanism{Memory: Rlimit, PIDs: Rlimit, CPU: None}
+	for k, m := range want {
+		if c := p.Choices[k]; c.Mech != m || c.Fix == "" {
+			t.Errorf("%s: %s (fix %q), want %s", k, c.Mech, c.Fix, m)
+		}
+	}
+	if sf := p.Shortfalls(l); len(sf) != 3 {
+		t.Errorf("shortfalls %v", sf)
+	}
+	rl := rlimits(l, p)
+	if len(rl) != 2 || rl[0].Resource != unix.RLIMIT_NPROC || rl[0].Hard != 50 || rl[1].Resource != unix.RLIMIT_DATA || rl[1].Soft != 64<<20 {
+		t.Errorf("rlimits %+v", rl)
+	}
+	// An explicit --ulimit nproc wins over the fallback.
+	l.Ulimits = []spec.Rlimit{{Name: "nproc", Resource: unix.RLIMIT_NPROC, Soft: 9, Hard: 9}}
+	if rl := rlimits(l, p); len(rl) != 2 || rl[0].Soft != 9 {
+		t.Errorf("rlimits %+v", rl)
+	}
+}
+
+// A leaf left by an rbox that no longer runs is removed by the next one.
+func TestSweepStaleLeaf(t *testing.T) {
+	h := fakeTree(t, "", "")
+	parent := filepath.Join(h.V2Mount, "user")
+	stale, live, other := filepath.Join(parent, "rbox-999999999"), filepath.Join(parent, "rbox-1"), filepath.Join(parent, "keep")
+	for _, d := range []string{stale, live, other} {
+		if err := mkdir(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sweep(parent)
+	for d, gone := range map[string]bool{stale: true, other: false} {
+		if _, err := os.Stat(d); os.IsNotExist(err) != gone {
+			t.Errorf("%s: removed %v, want %v", d, !gone, gone)
+		}
+	}
+	// pid 1 (init) is no rbox: its name was reused, the leaf is stale.
+	if _, err := os.Stat(live); !os.IsNotExist(err) {
+		t.Errorf("%s kept: its pid runs no rbox", live)
+	}
+}
+
+func TestParseUlimit(t *testing.T) {
+	r, err := ParseUlimit("nofile=1024:4096")
+	if err != nil || r.Resource != unix.RLIMIT_NOFILE || r.Soft != 1024 || r.Hard != 4096 {
+		t.Errorf("%+v %v", r, err)
+	}
+	if r, err := ParseUlimit("core=0"); err != nil || r.Soft != 0 || r.Hard != 0 {
+		t.Errorf("%+v %v", r, err)
+	}
+	if r, err := ParseUlimit("stack=unlimited"); err != nil || r.Soft != unix.RLIM_INFINITY {
+		t.Errorf("%+v %v", r, err)
+	}
+	for raw, says := range map[string]string{
+		"bogus=1": "unknown limit", "nofile": "expected NAME=SOFT[:HARD]", "nofile=5:4": "soft limit must be less than or equal",
+		"nofile=x": "nofile=x", "nofile=1:2:3": "too many",
+	} {
+		if _, err := ParseUlimit(raw); err == nil || !strings.Contains(err.Error(), says) {
+			t.Errorf("%s: %v, want %q", raw, err, says)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"512m": 512 << 20, "2g": 2 << 30, "1.5g": 3 << 29, "512MiB": 512 << 20, "4096": 4096} {
+		if n, err := ParseSize(in); err != nil || n != want {
+			t.Errorf("%s: %d %v, want %d", in, n, err, want)
+		}
+	}
+	for _, in := range []string{"", "lots", "-1m", "0", "5q"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+}
+
+func TestDetectHybrid(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "mountinfo", strings.Join([]string{
+		"30 25 0:26 / /sys/fs/cgroup rw - tmpfs tmpfs rw",
+		"31 30 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw",
+		"32 30 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu",
+		"33 30 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory",
+		"34 30 0:30 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids",
+		"35 30 0:31 /sub /mnt/other rw - cgroup cgroup rw,pids",
+	}, "\n"))
+	write(t, dir, "cgroup", "8:pids:/\n1:cpu:/\n0::/user.slice/x.scope\n")
+	h := detect(filepath.Join(dir, "mountinfo"), filepath.Join(dir, "cgroup"))
+	if h.V2Mount != "/sys/fs/cgroup/unified" || h.V2Own != "/user.slice/x.scope" ||
+		h.V1["cpu"] != "/sys/fs/cgroup/cpu" || h.V1["memory"] != "/sys/fs/cgroup/memory" || h.V1["pids"] != "/sys/fs/cgroup/pids" {
+		t.Errorf("%+v", h)
+	}
+}
+
