@@ -220,4 +220,3 @@ func TestDetectHybrid(t *testing.T) {
 		t.Errorf("%+v", h)
 	}
 }
-

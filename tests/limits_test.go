@@ -125,7 +125,7 @@ func TestLimitForkBomb(t *testing.T) {
 					t.Errorf("%s, %s: the pids cgroup's peak is not the limit:\n%s", tier, name, r)
 				}
 			case "rlimit":
-				if !strings.Contains(r.stderr, "rbox: warning: limits: --pids-limit per process only (rlimit)") {
+				if !strings.Contains(r.stderr, "rbox: warning: limits: --pids-limit per process only (rlimit") {
 					t.Errorf("%s, %s: no warning about the weaker limit:\n%s", tier, name, r)
 				}
 			}
@@ -266,7 +266,7 @@ func TestLimitMemory(t *testing.T) {
 		if r.code != 0 || !strings.HasPrefix(r.stdout, "succeeded\nrefused: ENOMEM") || !strings.Contains(r.stdout, "134217728") {
 			t.Errorf("%s: want 32 MiB given, 256 MiB refused, RLIMIT_DATA 128 MiB:\n%s", name, r)
 		}
-		if !strings.Contains(r.stderr, "rbox: warning: limits: --memory per process only (rlimit)") {
+		if !strings.Contains(r.stderr, "rbox: warning: limits: --memory per process only (rlimit") {
 			t.Errorf("%s: no warning about the weaker limit:\n%s", name, r)
 		}
 		fill := append(append([]string{}, extra...), "--memory", "32m", "--tmpfs", "/scratch", "--", "sh", "-c",

@@ -94,22 +94,31 @@ func (f *limitFlags) applyLimits(s *spec.Spec) (string, error) {
 		return "", nil
 	}
 	s.Limits = l
-	short := limits.Choose(limits.Detect(), l).Shortfalls(l)
-	if len(short) == 0 {
+	plan := limits.Choose(limits.Detect(), l)
+	short := plan.Shortfalls(l)
+	var weak []string
+	if k, ok := plan.Leavable(s.Caps, l); ok {
+		// See docs/security.md: with CAP_SYS_ADMIN the command can mount
+		// the cgroup hierarchy and move itself out of its leaf.
+		if l.Strict {
+			return "", fmt.Errorf("--limits strict: %s cannot hold for the whole sandbox with CAP_SYS_ADMIN given to the command (it could mount the cgroup hierarchy and leave its cgroup); fix: drop --cap-add SYS_ADMIN", flagOf[k])
+		}
+		weak = append(weak, "the command holds CAP_SYS_ADMIN and can leave its cgroup")
+	}
+	if len(short) == 0 && len(weak) == 0 {
 		return "", nil
 	}
-	if l.Strict {
+	if l.Strict && len(short) > 0 {
 		sf := short[0]
 		return "", fmt.Errorf("--limits strict: %s cannot hold for the whole sandbox here: %s; fix: %s", flagOf[sf.Kind], sf.Missing, sf.Fix)
 	}
-	var weak []string
 	for _, sf := range short {
 		switch sf.Mech {
 		case limits.Rlimit:
-			weak = append(weak, flagOf[sf.Kind]+" per process only (rlimit)")
+			weak = append(weak, flagOf[sf.Kind]+" per process only (rlimit, no delegated cgroup)")
 		default:
-			weak = append(weak, flagOf[sf.Kind]+" not enforced")
+			weak = append(weak, flagOf[sf.Kind]+" not enforced (no delegated cgroup)")
 		}
 	}
-	return "limits: " + strings.Join(weak, ", ") + ": no delegated cgroup for them (see rbox check, docs/limits.md)", nil
+	return "limits: " + strings.Join(weak, ", ") + " (see rbox check, docs/limits.md)", nil
 }

@@ -166,9 +166,6 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if lock != nil {
 		r.hold = append(r.hold, lock)
 	}
-	if r.limitsWarning, err = r.Limits.applyLimits(s); err != nil {
-		return nil, nil, err
-	}
 	if s.Cwd, err = r.workDir(s.Mounts); err != nil {
 		return nil, nil, err
 	}
@@ -207,6 +204,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 		return nil, nil, err
 	}
 	if s.SeccompFilter, err = r.seccompFilter(s.Caps); err != nil {
+		return nil, nil, err
+	}
+	if r.limitsWarning, err = r.Limits.applyLimits(s); err != nil {
 		return nil, nil, err
 	}
 	// A terminal of its own when stdin is the caller's terminal, unless rbox
