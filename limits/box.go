@@ -23,6 +23,9 @@ type Box struct {
 	// exec, by pid 1 itself otherwise).
 	rlimits []spec.Rlimit
 
+	// clonedInto says pid 1 was cloned into the v2 leaf (CloneInto).
+	clonedInto bool
+
 	start  time.Time
 	before unix.Rusage
 }
@@ -82,6 +85,22 @@ func (b *Box) ForInit(s *spec.Spec) {
 	s.Limits.InitRlimits, b.rlimits = b.rlimits, nil
 }
 
+// CloneInto opens the sandbox's cgroup v2 leaf for clone3's
+// CLONE_INTO_CGROUP: pid 1 is then born in it, and its cgroup namespace is
+// rooted there. ok is false when there is no v2 leaf; Attach then places
+// pid 1 in all the leaves.
+func (b *Box) CloneInto() (fd int, ok bool, err error) {
+	if b == nil || b.v2 == "" {
+		return -1, false, nil
+	}
+	fd, err = unix.Open(b.v2, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, false, fmt.Errorf("open cgroup %s: %w", b.v2, err)
+	}
+	b.clonedInto = true
+	return fd, true, nil
+}
+
 // Attach places pid 1 in the sandbox's cgroups and sets its rlimits, before
 // it is released to run the setup and the command.
 func (b *Box) Attach(pid int) error {
@@ -89,6 +108,9 @@ func (b *Box) Attach(pid int) error {
 		return nil
 	}
 	for _, leaf := range b.leaves() {
+		if leaf == b.v2 && b.clonedInto {
+			continue
+		}
 		if err := writeFile(leaf, "cgroup.procs", fmt.Sprint(pid)); err != nil {
 			return fmt.Errorf("place the sandbox in its cgroup: %w", err)
 		}

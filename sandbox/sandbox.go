@@ -150,7 +150,20 @@ func run(s *spec.Spec, plan *userns.Plan, box *limits.Box, hold []*os.File) int 
 			Pdeathsig:   unix.SIGKILL,
 		},
 	}
+	// Born in its cgroup v2 leaf where there is one: its cgroup
+	// namespace is then rooted there.
+	cgroupFD, into, err := box.CloneInto()
+	if err != nil {
+		closeChildEnds()
+		return failf("%v", err)
+	}
+	if into {
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, cgroupFD
+	}
 	err = cmd.Start()
+	if into {
+		unix.Close(cgroupFD)
+	}
 	closeChildEnds()
 	if err != nil {
 		return failf("start the sandbox: %v (see `rbox check`)", err)

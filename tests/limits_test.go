@@ -174,6 +174,12 @@ func TestLimitCgroupFilesFromHost(t *testing.T) {
 			t.Errorf("inside, /proc/self/cgroup lacks %q:\n%s", want, inside)
 		}
 	}
+	// A re-executed pid 1 is cloned into its cgroup v2 leaf
+	// (CLONE_INTO_CGROUP): its cgroup namespace is rooted there.
+	r := rboxCmd(t, tierEnv("cgroup"), "--cap-add", "SYS_PTRACE", "--pids-limit", "40", "--", "cat", "/proc/self/cgroup")
+	if r.code != 0 || !strings.Contains(r.stdout, "\n0::/\n") || !strings.Contains(r.stdout, ":pids:/rbox-"+testUser()+"/rbox-") {
+		t.Errorf("re-executed pid 1: not born in its cgroup v2 leaf, or not in its pids leaf:\n%s", r)
+	}
 	noLeaves(t, "a normal exit")
 }
 
