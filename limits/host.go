@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/spec"
 )
 
 // ParentEnv names the environment variable that tells rbox where an
@@ -30,6 +32,8 @@ type Host struct {
 	V1 map[string]string
 	// Parent is the delegated path relative to each hierarchy's root.
 	Parent string
+	// Scope is rbox's transient systemd scope, when it asked for one.
+	Scope string
 	// Root reports whether the caller is root (who may use any cgroup
 	// and move any process, but is never given the caller's own).
 	Root bool
@@ -42,7 +46,7 @@ var (
 
 // Detect looks at this host once per process.
 func Detect() *Host {
-	detectOnce.Do(func() { detected = detect("/proc/self/mountinfo", "/proc/self/cgroup") })
+	detectOnce.Do(func() { detected = detect("/proc/self/mountinfo", selfCgroup) })
 	return detected
 }
 
@@ -55,14 +59,42 @@ func detect(mountinfo, cgroupFile string) *Host {
 		}
 		f.Close()
 	}
-	if b, err := os.ReadFile(cgroupFile); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if p, ok := strings.CutPrefix(line, "0::"); ok {
-				h.V2Own = p
-			}
+	h.V2Own = ownV2Cgroup(cgroupFile)
+	return h
+}
+
+// selfCgroup is rbox's own /proc/PID/cgroup (a fake one in unit tests).
+var selfCgroup = "/proc/self/cgroup"
+
+// ownV2Cgroup is the cgroup v2 line of a /proc/PID/cgroup file.
+func ownV2Cgroup(cgroupFile string) string {
+	b, _ := os.ReadFile(cgroupFile)
+	for _, line := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			return p
 		}
 	}
-	return h
+	return ""
+}
+
+// UseScope gives the caller a cgroup v2 of its own from the systemd user
+// manager (see scope.go) when l asks for a limit, no delegated cgroup v2
+// serves it and a session bus is there. It changes rbox's own cgroup, so
+// only a run calls it, before Choose. A failure is reported and leaves the
+// other tiers.
+func (h *Host) UseScope(l *spec.Limits) error {
+	if len(asked(l)) == 0 || h.V2Mount == "" || h.Scope != "" {
+		return nil
+	}
+	if d, _ := h.v2Parent(); d != "" || !userBusAddress() {
+		return nil
+	}
+	scope, err := h.requestScope(selfCgroup)
+	if err != nil {
+		return err
+	}
+	h.Scope = scope
+	return nil
 }
 
 // DefaultParent is $RBOX_CGROUP_PARENT, else rbox-USER (the caller's
@@ -125,6 +157,9 @@ func ownedDir(dir string) bool {
 func (h *Host) v2Parent() (string, string) {
 	if h.V2Mount == "" {
 		return "", "no cgroup v2 hierarchy is mounted"
+	}
+	if h.Scope != "" {
+		return h.Scope, ""
 	}
 	if !h.Root && h.V2Own != "" && h.V2Own != "/" {
 		if own := filepath.Join(h.V2Mount, h.V2Own); ownedDir(own) {

@@ -1,12 +1,15 @@
 package limits
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 
+	sdbus "github.com/coreos/go-systemd/v22/dbus"
 	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/spec"
@@ -218,5 +221,78 @@ func TestDetectHybrid(t *testing.T) {
 	if h.V2Mount != "/sys/fs/cgroup/unified" || h.V2Own != "/user.slice/x.scope" ||
 		h.V1["cpu"] != "/sys/fs/cgroup/cpu" || h.V1["memory"] != "/sys/fs/cgroup/memory" || h.V1["pids"] != "/sys/fs/cgroup/pids" {
 		t.Errorf("%+v", h)
+	}
+}
+
+// fakeManager plays the systemd user manager: it makes the scope in the
+// fake tree, with the controllers delegated, and moves "rbox" there.
+type fakeManager struct {
+	root, cgroupFile string
+	name, mode       string
+	props            map[string]any
+}
+
+func (m *fakeManager) StartTransientUnitContext(_ context.Context, name, mode string, props []sdbus.Property, ch chan<- string) (int, error) {
+	m.name, m.mode, m.props = name, mode, map[string]any{}
+	for _, p := range props {
+		m.props[p.Name] = p.Value.Value()
+	}
+	scope := filepath.Join(m.root, "user.slice", name)
+	if err := mkdir(scope); err != nil {
+		return 0, err
+	}
+	if err := os.WriteFile(filepath.Join(scope, "cgroup.controllers"), []byte("cpu memory pids"), 0o644); err != nil {
+		return 0, err
+	}
+	if err := os.WriteFile(m.cgroupFile, []byte("0::/user.slice/"+name+"\n"), 0o644); err != nil {
+		return 0, err
+	}
+	ch <- "done"
+	return 1, nil
+}
+
+func (m *fakeManager) Close() {}
+
+// Without a delegated cgroup v2, rbox asks the user manager for a scope
+// with Delegate=yes holding itself, moves itself into a leaf of it, and
+// puts the sandbox's leaf, with every controller, beside it.
+func TestSystemdScope(t *testing.T) {
+	h := fakeTree(t, "", "")
+	h.V2Own = "/"
+	cgroupFile := filepath.Join(t.TempDir(), "cgroup")
+	write(t, filepath.Dir(cgroupFile), "cgroup", "0::/\n")
+	if err := os.Mkdir(filepath.Join(h.V2Mount, "user.slice"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := &fakeManager{root: h.V2Mount, cgroupFile: cgroupFile}
+	oldConnect, oldSelf := connectUserManager, selfCgroup
+	t.Cleanup(func() { connectUserManager, selfCgroup = oldConnect, oldSelf })
+	connectUserManager = func(context.Context) (unitStarter, error) { return m, nil }
+	selfCgroup = cgroupFile
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+
+	l := &spec.Limits{MemoryBytes: 128 << 20, PIDs: 64}
+	if err := h.UseScope(l); err != nil {
+		t.Fatal(err)
+	}
+	name := "rbox-" + strconv.Itoa(os.Getpid()) + ".scope"
+	if m.name != name || m.mode != "fail" || m.props["Delegate"] != true ||
+		!reflect.DeepEqual(m.props["PIDs"], []uint32{uint32(os.Getpid())}) {
+		t.Errorf("asked for %s (%s) with %v", m.name, m.mode, m.props)
+	}
+	scope := filepath.Join(h.V2Mount, "user.slice", name)
+	if got := read(t, filepath.Join(scope, "supervisor"), "cgroup.procs"); got != strconv.Itoa(os.Getpid()) {
+		t.Errorf("rbox did not move itself into the scope's supervisor leaf: %q", got)
+	}
+	b, err := setup(h, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Remove()
+	if filepath.Dir(b.v2) != scope || b.Plan().Choices[Memory].Mech != CgroupV2 || b.Plan().Choices[PIDs].Mech != CgroupV2 {
+		t.Errorf("leaf %s, plan %+v", b.v2, b.Plan().Choices)
+	}
+	if got := read(t, b.v2, "pids.max"); got != "64" {
+		t.Errorf("pids.max %q", got)
 	}
 }

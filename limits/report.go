@@ -42,6 +42,9 @@ func Report(h *Host) []Line {
 	tear := Line{Name: "limit teardown", Good: p.V2Dir != ""}
 	if tear.Good {
 		tear.Detail = "a cgroup v2 leaf in " + p.V2Dir + " holds the sandbox; cgroup.kill ends it"
+	} else if userBusAddress() {
+		tear.Good = true
+		tear.Detail = "no delegated cgroup v2: at each run with limits, rbox asks the systemd user manager for a scope with Delegate=yes"
 	} else {
 		_, why := h.v2Parent()
 		tear.Detail = "no cgroup v2 leaf (" + why + "): the pid namespace's end kills the sandbox"

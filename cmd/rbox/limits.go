@@ -94,7 +94,9 @@ func (f *limitFlags) applyLimits(s *spec.Spec) (string, error) {
 		return "", nil
 	}
 	s.Limits = l
-	plan := limits.Choose(limits.Detect(), l)
+	host := limits.Detect()
+	scopeErr := host.UseScope(l)
+	plan := limits.Choose(host, l)
 	short := plan.Shortfalls(l)
 	var weak []string
 	if k, ok := plan.Leavable(s.Caps, l); ok {
@@ -119,6 +121,9 @@ func (f *limitFlags) applyLimits(s *spec.Spec) (string, error) {
 		default:
 			weak = append(weak, flagOf[sf.Kind]+" not enforced (no delegated cgroup)")
 		}
+	}
+	if scopeErr != nil {
+		weak = append(weak, "no systemd scope: "+scopeErr.Error())
 	}
 	return "limits: " + strings.Join(weak, ", ") + " (see rbox check, docs/limits.md)", nil
 }
