@@ -379,7 +379,7 @@ func TestLimitBadInput(t *testing.T) {
 // After kill -9 of rbox the sandbox dies with it (its pid 1's parent-death
 // signal), and the leaves it could not remove are removed by the next run.
 func TestLimitKill9LeavesNothing(t *testing.T) {
-	cmd := exec.Command(rboxBin, "--pids-limit", "64", "--stats", "--", "sh", "-c", "echo up; exec sleep 60")
+	cmd := exec.Command(rboxBin, "--pids-limit", "64", "--stats", "--", "sh", "-c", "echo up; exec sleep 61.25")
 	tierEnv("cgroup")(cmd)
 	out := &strings.Builder{}
 	cmd.Stdout = out
@@ -389,7 +389,7 @@ func TestLimitKill9LeavesNothing(t *testing.T) {
 	waitFor(t, "the sandbox", 10*time.Second, func() bool { return strings.Contains(out.String(), "up") })
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
-	waitFor(t, "the sandbox's end", 10*time.Second, func() bool { return len(processesWith("sleep\x0060")) == 0 })
+	waitFor(t, "the sandbox's end", 10*time.Second, func() bool { return len(processesWith("sleep\x0061.25")) == 0 })
 	if r := rboxCmd(t, tierEnv("cgroup"), "--pids-limit", "64", "--", "true"); r.code != 0 {
 		t.Fatalf("the next run: %s", r)
 	}
