@@ -296,3 +296,24 @@ func TestSystemdScope(t *testing.T) {
 		t.Errorf("pids.max %q", got)
 	}
 }
+
+// Only root may raise a hard limit: a --ulimit above rbox's own hard limit
+// is refused for anyone else before anything starts.
+func TestParseUlimitAboveOwnHard(t *testing.T) {
+	var own unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &own); err != nil {
+		t.Fatal(err)
+	}
+	if own.Max == unix.RLIM_INFINITY {
+		t.Fatalf("RLIMIT_NOFILE's hard limit is unlimited here")
+	}
+	raw := "nofile=1:" + strconv.FormatUint(own.Max+1, 10)
+	_, err := ParseUlimit(raw)
+	if os.Geteuid() == 0 {
+		if err != nil {
+			t.Errorf("root: %v", err)
+		}
+	} else if err == nil || !strings.Contains(err.Error(), "only root can raise it") {
+		t.Errorf("%s: %v, want a refusal", raw, err)
+	}
+}
