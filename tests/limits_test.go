@@ -343,7 +343,10 @@ func TestLimitBadInput(t *testing.T) {
 		{[]string{"--memory", "1k"}, "too small for the sandbox to start"},
 		{[]string{"--memory-swap", "1g"}, "--memory-swap needs --memory"},
 		{[]string{"--memory", "1g", "--memory-swap", "512m"}, "is below --memory"},
-		{[]string{"--cpus", "0"}, "--limits strict: give the limits"},
+		{[]string{"--cpus", "0"}, "--cpus 0: give a number of CPUs from 0.01"},
+		{[]string{"--cpus", "NaN"}, "give a number of CPUs"},
+		{[]string{"--pids-limit", "0"}, "too small for the sandbox to start"},
+		{[]string{"--limits", "strict"}, "--limits strict: give the limits"},
 		{[]string{"--cpus=-1"}, "--cpus -1: give a number of CPUs"},
 		{[]string{"--cpus", "0.001"}, "give a number of CPUs"},
 		{[]string{"--cpus", "1000"}, "give a number of CPUs"},
@@ -358,9 +361,6 @@ func TestLimitBadInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		args := c.args
-		if len(c.args) == 2 && c.args[0] == "--cpus" && c.args[1] == "0" {
-			args = append([]string{"--limits", "strict"}, args...)
-		}
 		before := tmpEntries(t)
 		r := rboxCmd(t, tierEnv("cgroup"), append(args, "--", "true")...)
 		lines := stderrLines(r)

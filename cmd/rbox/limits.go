@@ -15,8 +15,8 @@ import (
 type limitFlags struct {
 	Memory     string   `placeholder:"SIZE" help:"Cap the sandbox's memory (512m, 2g, 1.5g, 512MiB): a memory cgroup where one is delegated, else per process (RLIMIT_DATA); tmpfs mounts are bounded by it too."`
 	MemorySwap string   `name:"memory-swap" placeholder:"SIZE" help:"Cap memory plus swap (at least --memory; -1: unlimited swap; default: as much swap as memory). Needs a memory cgroup."`
-	PidsLimit  int64    `name:"pids-limit" placeholder:"N" help:"Cap the tasks (processes and threads, rbox's init included) in the sandbox: a pids cgroup, else RLIMIT_NPROC in the sandbox's user namespace."`
-	CPUs       float64  `name:"cpus" placeholder:"N" help:"Cap CPU time to N CPUs' worth (e.g. 1.5). Needs a cpu cgroup."`
+	PidsLimit  *int64   `name:"pids-limit" placeholder:"N" help:"Cap the tasks (processes and threads, rbox's init included) in the sandbox: a pids cgroup, else RLIMIT_NPROC in the sandbox's user namespace."`
+	CPUs       *float64 `name:"cpus" placeholder:"N" help:"Cap CPU time to N CPUs' worth (e.g. 1.5). Needs a cpu cgroup."`
 	Ulimit     []string `sep:"none" placeholder:"NAME=SOFT[:HARD]" help:"Set an rlimit for the command, e.g. nofile=1024:4096 or core=0. Repeatable."`
 	Limits     string   `default:"best-effort" enum:"best-effort,strict" help:"best-effort: hold each limit as well as the host allows, saying when it is per process only; strict: refuse to run unless each holds for the whole sandbox."`
 	Stats      bool     `help:"Print what the sandbox used at the end: wall and CPU time, peak memory, peak tasks."`
@@ -37,7 +37,7 @@ var flagOf = map[limits.Kind]string{limits.Memory: "--memory", limits.Swap: "--m
 // refuses limits this host cannot hold for the whole sandbox. It returns a
 // warning naming the limits that hold per process only, or not at all.
 func (f *limitFlags) applyLimits(s *spec.Spec) (string, error) {
-	l := &spec.Limits{PIDs: f.PidsLimit, CPUs: f.CPUs, Stats: f.Stats, Strict: f.Limits == "strict"}
+	l := &spec.Limits{Stats: f.Stats, Strict: f.Limits == "strict"}
 	var err error
 	if f.Memory != "" {
 		if l.MemoryBytes, err = limits.ParseSize(f.Memory); err != nil {
@@ -61,14 +61,18 @@ func (f *limitFlags) applyLimits(s *spec.Spec) (string, error) {
 			return "", fmt.Errorf("--memory-swap %s is below --memory %s: it caps memory plus swap", f.MemorySwap, f.Memory)
 		}
 	}
-	if f.PidsLimit < 0 || f.PidsLimit > 0 && f.PidsLimit < minPIDs {
-		return "", fmt.Errorf("--pids-limit %d: too small for the sandbox to start (at least %d: rbox's init counts too)", f.PidsLimit, minPIDs)
+	if n := f.PidsLimit; n != nil {
+		if *n < minPIDs {
+			return "", fmt.Errorf("--pids-limit %d: too small for the sandbox to start (at least %d: rbox's init counts too)", *n, minPIDs)
+		}
+		l.PIDs = *n
 	}
-	if f.CPUs < 0 || f.CPUs > float64(runtime.NumCPU()) {
-		return "", fmt.Errorf("--cpus %g: give a number of CPUs from 0.01 to %d", f.CPUs, runtime.NumCPU())
-	}
-	if f.CPUs > 0 && f.CPUs < 0.01 {
-		return "", fmt.Errorf("--cpus %g: give a number of CPUs from 0.01 to %d", f.CPUs, runtime.NumCPU())
+	if c := f.CPUs; c != nil {
+		// (NaN fails both comparisons.)
+		if !(*c >= 0.01 && *c <= float64(runtime.NumCPU())) {
+			return "", fmt.Errorf("--cpus %g: give a number of CPUs from 0.01 to %d", *c, runtime.NumCPU())
+		}
+		l.CPUs = *c
 	}
 	for _, u := range f.Ulimit {
 		r, err := limits.ParseUlimit(u)
