@@ -154,11 +154,15 @@ func sweep(parent string) {
 	}
 	for _, e := range entries {
 		n, ok := strings.CutPrefix(e.Name(), "rbox-")
+		n, sup := strings.CutSuffix(n, ".supervisor")
 		pid, err := strconv.Atoi(n)
 		if !ok || err != nil || !e.IsDir() || pid <= 0 {
 			continue
 		}
-		if pid == os.Getpid() || unix.Kill(pid, 0) == unix.ESRCH || !isRbox(pid) {
+		// A sandbox's leaf named after rbox's own pid is stale (this
+		// rbox has made none yet); its supervisor leaf holds rbox.
+		own := pid == os.Getpid()
+		if own && !sup || !own && (unix.Kill(pid, 0) == unix.ESRCH || !isRbox(pid)) {
 			_ = removeLeaf(filepath.Join(parent, e.Name()))
 		}
 	}

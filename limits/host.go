@@ -77,14 +77,19 @@ func ownV2Cgroup(cgroupFile string) string {
 	return ""
 }
 
-// UseScope gives the caller a cgroup v2 of its own from the systemd user
-// manager (see scope.go) when l asks for a limit, no delegated cgroup v2
-// serves it and a session bus is there. It changes rbox's own cgroup, so
+// UseScope readies a cgroup v2 for l's limits (see scope.go): rbox's own
+// delegated cgroup, when rbox is alone in it and moves itself into a leaf
+// so that controllers can be enabled there; else, when no delegated
+// cgroup v2 serves them and a session bus is there, a transient scope from
+// the systemd user manager. It changes rbox's own cgroup, so
 // only a run calls it, before Choose. A failure is reported and leaves the
 // other tiers.
 func (h *Host) UseScope(l *spec.Limits) error {
 	if len(asked(l)) == 0 || h.V2Mount == "" || h.Scope != "" {
 		return nil
+	}
+	if err := h.freeOwn(l, selfCgroup); err != nil || h.Scope != "" {
+		return err
 	}
 	if d, _ := h.v2Parent(); d != "" || !userBusAddress() {
 		return nil

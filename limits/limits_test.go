@@ -281,7 +281,7 @@ func TestSystemdScope(t *testing.T) {
 		t.Errorf("asked for %s (%s) with %v", m.name, m.mode, m.props)
 	}
 	scope := filepath.Join(h.V2Mount, "user.slice", name)
-	if got := read(t, filepath.Join(scope, "supervisor"), "cgroup.procs"); got != strconv.Itoa(os.Getpid()) {
+	if got := read(t, filepath.Join(scope, supervisorName(os.Getpid())), "cgroup.procs"); got != strconv.Itoa(os.Getpid()) {
 		t.Errorf("rbox did not move itself into the scope's supervisor leaf: %q", got)
 	}
 	b, err := setup(h, l)
@@ -315,5 +315,49 @@ func TestParseUlimitAboveOwnHard(t *testing.T) {
 		}
 	} else if err == nil || !strings.Contains(err.Error(), "only root can raise it") {
 		t.Errorf("%s: %v, want a refusal", raw, err)
+	}
+}
+
+// Started alone in a delegated cgroup (systemd-run --user --scope -p
+// Delegate=yes rbox ...), rbox moves itself into a leaf there so that the
+// controllers can be enabled for the sandbox's leaf; the next sweep keeps
+// that leaf while rbox runs.
+func TestOwnCgroupFreed(t *testing.T) {
+	self := strconv.Itoa(os.Getpid())
+	h := fakeTree(t, "cpu memory pids", self+"\n")
+	cgroupFile := filepath.Join(t.TempDir(), "cgroup")
+	write(t, filepath.Dir(cgroupFile), "cgroup", "0::/user\n")
+	oldSelf := selfCgroup
+	t.Cleanup(func() { selfCgroup = oldSelf })
+	selfCgroup = cgroupFile
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", "")
+
+	l := &spec.Limits{MemoryBytes: 64 << 20}
+	if err := h.UseScope(l); err != nil {
+		t.Fatal(err)
+	}
+	own := filepath.Join(h.V2Mount, "user")
+	sup := filepath.Join(own, supervisorName(os.Getpid()))
+	if h.Scope != own || read(t, sup, "cgroup.procs") != self {
+		t.Fatalf("rbox did not move itself below its cgroup: scope %q", h.Scope)
+	}
+	write(t, own, "cgroup.procs", "") // as the kernel shows it now
+	b, err := setup(h, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Remove()
+	if b.Plan().Choices[Memory].Mech != CgroupV2 || filepath.Dir(b.v2) != own {
+		t.Errorf("memory by %s in %s", b.Plan().Choices[Memory].Mech, b.v2)
+	}
+	if _, err := os.Stat(sup); err != nil {
+		t.Errorf("the sweep removed rbox's own supervisor leaf: %v", err)
+	}
+	// Another run alone in it would not move again; nor would one
+	// sharing it with another process.
+	h2 := fakeTree(t, "cpu memory pids", self+"\n4242\n")
+	h2.V2Own = "/user"
+	if err := h2.freeOwn(l, cgroupFile); err != nil || h2.Scope != "" {
+		t.Errorf("moved out of a cgroup shared with another process: %v %q", err, h2.Scope)
 	}
 }

@@ -10,13 +10,15 @@ import (
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
+
+	"github.com/rbox-dev/rbox/spec"
 )
 
 // A transient scope from the systemd user manager is the cgroup v2 tier
 // for a caller whose own cgroup is not delegated (a login session's scope):
 // the manager makes rbox-PID.scope with Delegate=yes, moves rbox into it
 // and hands it to the caller. rbox then moves itself into a leaf of its
-// own there ("supervisor"), which leaves the scope free of processes, so
+// own there (rbox-PID.supervisor), which leaves the scope free of processes, so
 // the controllers can be enabled for the sandbox's leaf beside it. The
 // manager removes the scope, leaves and all, once rbox has exited, also
 // when rbox was killed.
@@ -84,13 +86,58 @@ func (h *Host) requestScope(cgroupFile string) (string, error) {
 	if filepath.Base(scope) != name || !ownedDir(scope) {
 		return "", fmt.Errorf("%s: rbox is in %s, not in a scope delegated to it", name, h.V2Own)
 	}
-	sup := filepath.Join(scope, "supervisor")
-	if err := mkdir(sup); err != nil {
-		return "", fmt.Errorf("create cgroup %s: %w", sup, err)
-	}
-	if err := writeFile(sup, "cgroup.procs", strconv.Itoa(pid)); err != nil {
+	if err := h.moveSelfBelow(scope, cgroupFile); err != nil {
 		return "", err
 	}
-	h.V2Own = ownV2Cgroup(cgroupFile)
 	return scope, nil
+}
+
+// supervisorName is the leaf rbox moves itself into, below a delegated
+// cgroup it was alone in.
+func supervisorName(pid int) string { return leafName(pid) + ".supervisor" }
+
+// moveSelfBelow moves rbox into a leaf of its own below dir, which it was
+// alone in: dir then holds no process, and the kernel lets controllers be
+// enabled in it for the sandbox's leaf.
+func (h *Host) moveSelfBelow(dir, cgroupFile string) error {
+	pid := os.Getpid()
+	sup := filepath.Join(dir, supervisorName(pid))
+	if err := mkdir(sup); err != nil {
+		return fmt.Errorf("create cgroup %s: %w", sup, err)
+	}
+	if err := writeFile(sup, "cgroup.procs", strconv.Itoa(pid)); err != nil {
+		_ = rmdir(sup)
+		return err
+	}
+	h.V2Own = ownV2Cgroup(cgroupFile)
+	return nil
+}
+
+// freeOwn makes room for controllers in the caller's own delegated cgroup
+// v2 when rbox is alone in it, as when started with systemd-run --user
+// --scope -p Delegate=yes rbox ...: a controller a limit needs is
+// available there but not enabled, and cannot be while rbox is in it.
+func (h *Host) freeOwn(l *spec.Limits, cgroupFile string) error {
+	if h.Root || h.V2Own == "" || h.V2Own == "/" {
+		return nil
+	}
+	own := filepath.Join(h.V2Mount, h.V2Own)
+	if !ownedDir(own) {
+		return nil
+	}
+	avail, enabled := readFields(filepath.Join(own, "cgroup.controllers")), readFields(filepath.Join(own, "cgroup.subtree_control"))
+	blocked := false
+	for _, k := range asked(l) {
+		c := controller[k]
+		blocked = blocked || contains(avail, c) && !contains(enabled, c)
+	}
+	procs := readFields(filepath.Join(own, "cgroup.procs"))
+	if !blocked || len(procs) != 1 || procs[0] != strconv.Itoa(os.Getpid()) {
+		return nil
+	}
+	if err := h.moveSelfBelow(own, cgroupFile); err != nil {
+		return err
+	}
+	h.Scope = own
+	return nil
 }
