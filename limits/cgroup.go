@@ -54,7 +54,11 @@ func v2Files(l *spec.Limits, p *Plan) [][2]string {
 		case l.MemorySwapBytes == 0:
 			swap = strconv.FormatInt(l.MemoryBytes, 10) // docker's default: as much swap as memory
 		}
-		f = append(f, [2]string{"memory.swap.max", swap})
+		name := "memory.swap.max"
+		if l.MemorySwapBytes == 0 {
+			name = "?" + name // the default, where the kernel accounts swap
+		}
+		f = append(f, [2]string{name, swap})
 	}
 	if p.Choices[PIDs].Mech == CgroupV2 && l.PIDs > 0 {
 		f = append(f, [2]string{"pids.max", strconv.FormatInt(l.PIDs, 10)})
@@ -98,8 +102,8 @@ const cpuPeriod = 100000
 
 func cpuQuota(cpus float64) int { return int(cpus*cpuPeriod + 0.5) }
 
-// makeLeaf creates the leaf dir and writes its files; on failure nothing is
-// left.
+// makeLeaf creates the leaf dir and writes its files (a name starting
+// with ? only if the kernel has that file); on failure nothing is left.
 func makeLeaf(dir string, files [][2]string) error {
 	if err := mkdir(dir); err != nil {
 		if errors.Is(err, os.ErrExist) {
@@ -113,7 +117,11 @@ func makeLeaf(dir string, files [][2]string) error {
 		}
 	}
 	for _, kv := range files {
-		if err := writeFile(dir, kv[0], kv[1]); err != nil {
+		name, optional := strings.CutPrefix(kv[0], "?")
+		if optional && !exists(filepath.Join(dir, name)) {
+			continue
+		}
+		if err := writeFile(dir, name, kv[1]); err != nil {
 			_ = removeLeaf(dir)
 			return err
 		}

@@ -361,3 +361,30 @@ func TestOwnCgroupFreed(t *testing.T) {
 		t.Errorf("moved out of a cgroup shared with another process: %v %q", err, h2.Scope)
 	}
 }
+
+// Without --memory-swap, swap is capped like memory only where the kernel
+// accounts it: no memory.swap.max is no error.
+func TestCgroupV2NoSwapAccounting(t *testing.T) {
+	h := fakeTree(t, "memory", "")
+	old := mkdir
+	mkdir = func(dir string) error {
+		if err := old(dir); err != nil {
+			return err
+		}
+		return os.Remove(filepath.Join(dir, "memory.swap.max"))
+	}
+	b, err := setup(h, &spec.Limits{MemoryBytes: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Remove()
+	if got := read(t, b.v2, "memory.max"); got != "67108864" {
+		t.Errorf("memory.max %q", got)
+	}
+	if err := os.Remove(filepath.Join(h.V2Mount, "user", "memory.swap.max")); err != nil {
+		t.Fatal(err)
+	}
+	if p := Choose(h, &spec.Limits{MemoryBytes: 64 << 20, MemorySwapBytes: 128 << 20}); p.Choices[Swap].Mech != None {
+		t.Errorf("--memory-swap held by %s without swap accounting", p.Choices[Swap].Mech)
+	}
+}

@@ -111,7 +111,7 @@ func Choose(h *Host, l *spec.Limits) *Plan {
 			continue
 		}
 		c := controller[k]
-		if v2Has[c] {
+		if v2Has[c] && (k != Swap || exists(filepath.Join(v2, "memory.swap.max"))) {
 			p.Choices[k] = Choice{Mech: CgroupV2, Dir: v2}
 			if !contains(p.V2Enable, c) {
 				p.V2Enable = append(p.V2Enable, c)
