@@ -390,6 +390,10 @@ func TestLimitKill9LeavesNothing(t *testing.T) {
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	waitFor(t, "the sandbox's end", 10*time.Second, func() bool { return len(processesWith("sleep\x0061.25")) == 0 })
+	stale := filepath.Join(delegated()["pids"], "rbox-"+strconv.Itoa(cmd.Process.Pid))
+	if _, err := os.Stat(stale); err != nil {
+		t.Fatalf("no leaf left by the killed rbox (%v): the next run's sweep is not shown", err)
+	}
 	if r := rboxCmd(t, tierEnv("cgroup"), "--pids-limit", "64", "--", "true"); r.code != 0 {
 		t.Fatalf("the next run: %s", r)
 	}
