@@ -56,6 +56,7 @@ type RunCmd struct {
 	Limits  limitFlags   `embed:""`
 	// limitsWarning says which limits hold per process only.
 	limitsWarning string
+	Egress        egressFlags `embed:""`
 	// hold keeps an image's in-use lock for the sandbox's life.
 	hold []*os.File
 
@@ -136,6 +137,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := r.applyEgress(s, share); err != nil {
+		return nil, nil, err
+	}
 	if err := r.network(s, share); err != nil {
 		return nil, nil, err
 	}
@@ -188,6 +192,7 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 			s.Cwd = img.Config.WorkingDir
 		}
 	}
+	r.egressEnv(s)
 	for _, kv := range r.Env {
 		if !strings.Contains(kv, "=") || strings.HasPrefix(kv, "=") {
 			return nil, nil, fmt.Errorf("--env %q: expected K=V", kv)
