@@ -84,6 +84,9 @@ type Config struct {
 	UpperDir, WorkDir string
 	// Driver is the overlay driver: "", "overlay", "fuse-overlayfs", "vfs".
 	Driver string
+	// TmpfsSize bounds /tmp and /dev/shm (bytes; 0: tmpfs's default, half
+	// the RAM).
+	TmpfsSize int64
 }
 
 // File is generated content placed in the sandbox (resolv.conf, hosts).
@@ -325,7 +328,7 @@ func (g *gen) afterSetupRoot(cfg *Config, entries []hostEntry) error {
 	g.openat2(slotHost.FD(), "/dev/null", unix.O_PATH, slotDevNull)
 
 	g.hostView(entries)
-	g.tmp()
+	g.tmp(cfg.TmpfsSize)
 	g.proc(cfg.NewPID, cfg.MaskProc)
 	g.sys(cfg.NewNet, cfg.MaskProc)
 	g.dev(cfg)
@@ -357,9 +360,18 @@ func (g *gen) hostView(entries []hostEntry) {
 	}
 }
 
-// tmp mounts the sandbox's /tmp: a tmpfs with tmpfs's default mode, 1777.
-func (g *gen) tmp() {
-	g.newMount("/tmp", "tmpfs", nil, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, slotMnt)
+// tmp mounts the sandbox's /tmp: a tmpfs with tmpfs's default mode, 1777,
+// of size bytes when not 0.
+func (g *gen) tmp(size int64) {
+	g.newMount("/tmp", "tmpfs", sizeOption(size), unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, slotMnt)
+}
+
+// sizeOption is a tmpfs's size option, none for 0.
+func sizeOption(size int64) []option {
+	if size == 0 {
+		return nil
+	}
+	return []option{{"size", strconv.FormatInt(size, 10)}}
 }
 
 // proc mounts a /proc of the sandbox's pid namespace, or binds the host's
@@ -470,7 +482,7 @@ func (g *gen) dev(cfg *Config) {
 	g.devMount("pts", "devpts", opts, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC)
 	if cfg.NewIPC {
 		// tmpfs's default mode is 1777.
-		g.devMount("shm", "tmpfs", nil, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+		g.devMount("shm", "tmpfs", sizeOption(cfg.TmpfsSize), unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
 		g.devMount("mqueue", "mqueue", nil, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
 	} else {
 		g.setWhat("bind /dev/shm on /dev/shm")

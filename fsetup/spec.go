@@ -30,6 +30,17 @@ func ConfigFor(s *spec.Spec) *Config {
 	if s.Overlay != nil {
 		cfg.Overlay, cfg.UpperDir, cfg.WorkDir = true, s.Overlay.UpperDir, s.Overlay.WorkDir
 	}
+	if s.Limits != nil && s.Limits.MemoryBytes > 0 {
+		// Files in a tmpfs are memory no rlimit counts: each of the
+		// sandbox's tmpfs mounts holds at most the memory limit.
+		cfg.TmpfsSize = s.Limits.MemoryBytes
+		cfg.Mounts = append([]spec.Mount{}, s.Mounts...)
+		for i, m := range cfg.Mounts {
+			if m.Kind == spec.MountTmpfs && (m.SizeBytes == 0 || m.SizeBytes > cfg.TmpfsSize) {
+				cfg.Mounts[i].SizeBytes = cfg.TmpfsSize
+			}
+		}
+	}
 	return cfg
 }
 

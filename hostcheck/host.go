@@ -73,9 +73,9 @@ func checkCgroupV2(*caller) Result {
 		return pass(name, "unified hierarchy at "+cgroupRoot+controllersOf(cgroupRoot))
 	}
 	if mp, _, ok := cgroup2Mount(); ok {
-		return warn(name, "hybrid layout: cgroup v1 controllers at "+cgroupRoot+", the unified hierarchy only at "+mp+controllersOf(mp)+"; rbox's resource limits need cgroup v2 at "+cgroupRoot, unifiedFix)
+		return warn(name, "hybrid layout: cgroup v1 controllers at "+cgroupRoot+", the unified hierarchy only at "+mp+controllersOf(mp)+"; limits then need delegated cgroup v1 directories or fall back to rlimits (see the limit lines)", unifiedFix)
 	}
-	return warn(name, "no cgroup v2 hierarchy mounted (cgroup v1 only); rbox's resource limits need it", unifiedFix)
+	return warn(name, "no cgroup v2 hierarchy mounted (cgroup v1 only); limits then need delegated cgroup v1 directories or fall back to rlimits (see the limit lines)", unifiedFix)
 }
 
 func controllersOf(dir string) string {

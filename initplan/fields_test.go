@@ -34,6 +34,9 @@ func TestEveryFieldReachesThePlan(t *testing.T) {
 		"AllowNested":   func(s *spec.Spec) { s.AllowNested = true },
 		"TTY":           func(s *spec.Spec) { s.TTY = true },
 		"Publish":       func(s *spec.Spec) { s.Publish = []spec.Port{{HostPort: 8080, ChildPort: 80, Proto: "tcp"}} },
+		// The tmpfs mounts' size; the cgroups and rlimits are the
+		// parent's (limits.Box).
+		"Limits": func(s *spec.Spec) { s.Limits = &spec.Limits{MemoryBytes: 1 << 30} },
 	}
 	elsewhere := map[string]string{
 		"UIDMap":            "the parent writes the id maps (userns)",

@@ -29,6 +29,7 @@ import (
 	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/fsetup"
 	"github.com/rbox-dev/rbox/initplan"
+	"github.com/rbox-dev/rbox/limits"
 	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/network/ports"
 	"github.com/rbox-dev/rbox/spec"
@@ -152,6 +153,13 @@ func runStage(st initplan.Stage, pl *initplan.Plan, n network.ChildConfig) error
 func superviseCommand(s *spec.Spec, pl *initplan.Plan, stdio []*os.File) int {
 	signals := make(chan os.Signal, 16)
 	signal.Notify(signals, contract.Forwarded...)
+	// The sandbox's rlimits on pid 1, through package syscall: Go's fork
+	// would otherwise give the payload the open-files limit this process
+	// started with (see limits.ApplyInit). The fast path's pid 1 gets them
+	// from the parent (limits.Box.Attach).
+	if err := limits.ApplyInit(s.Limits); err != nil {
+		return fail(contract.ExitSetupFailed, err)
+	}
 	// The payload's identity and limits, on this thread, which forks it;
 	// from here on the thread runs under them.
 	if err := pl.Payload.Run(); err != nil {

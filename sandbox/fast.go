@@ -12,6 +12,7 @@ import (
 	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/initplan"
+	"github.com/rbox-dev/rbox/limits"
 	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
@@ -21,7 +22,7 @@ import (
 // pid 1 is cloned first; while newuidmap and newgidmap write its id maps
 // and the network helper starts, this process prepares pid 1's programs
 // (the seccomp filter comes compiled in s).
-func runFast(s *spec.Spec, plan *userns.Plan) int {
+func runFast(s *spec.Spec, plan *userns.Plan, box *limits.Box) int {
 	in, err := forkinit.New()
 	if err != nil {
 		return failf("%v", err)
@@ -82,6 +83,9 @@ func runFast(s *spec.Spec, plan *userns.Plan) int {
 		defer netw.Close()
 	} else if err == nil {
 		err = netErr
+	}
+	if err == nil {
+		err = box.Attach(pid)
 	}
 	if err == nil {
 		err = in.Send()

@@ -30,6 +30,7 @@ import (
 	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/initproc"
+	"github.com/rbox-dev/rbox/limits"
 	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/network/egress"
 	"github.com/rbox-dev/rbox/spec"
@@ -74,9 +75,20 @@ func allCaps() []uintptr {
 // stay open in pid 1, and so alive, for the sandbox's whole life without
 // reaching the command (an image's in-use lock).
 func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
-	if len(hold) == 0 && forkinit.Eligible(s) && s.JoinNet == nil && s.Bridge == nil && os.Getenv(ForceReexecEnv) == "" {
-		return runFast(s, plan)
+	box, err := limits.Setup(s.Limits)
+	if err != nil {
+		return failf("%v", err)
 	}
+	return box.Finish(run(s, plan, box, hold))
+}
+
+// run runs the sandbox s, whose limits are box.
+func run(s *spec.Spec, plan *userns.Plan, box *limits.Box, hold []*os.File) int {
+	if len(hold) == 0 && forkinit.Eligible(s) && s.JoinNet == nil && s.Bridge == nil && os.Getenv(ForceReexecEnv) == "" {
+		return runFast(s, plan, box)
+	}
+	// pid 1 sets its rlimits itself (see limits.ApplyInit).
+	box.ForInit(s)
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return failf("pipe: %v", err)
@@ -152,7 +164,23 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 			return failf("%v", err)
 		}
 	}
+	// Born in its cgroup v2 leaf where there is one: its cgroup
+	// namespace is then rooted there. A pid 1 that joins a network's user
+	// namespace (startInit) is placed by box.Attach instead.
+	into, cgroupFD := false, -1
+	if s.JoinNet == nil && s.Bridge == nil {
+		if cgroupFD, into, err = box.CloneInto(); err != nil {
+			closeChildEnds()
+			return failf("%v", err)
+		}
+	}
+	if into {
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, cgroupFD
+	}
 	err = startInit(cmd, s)
+	if into {
+		unix.Close(cgroupFD)
+	}
 	closeChildEnds()
 	if err != nil {
 		return failf("start the sandbox: %v (see `rbox check`)", err)
@@ -171,6 +199,9 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 	}
 	if mapErr == nil && s.JoinNet == nil && s.Bridge == nil {
 		mapErr = plan.Write(cmd.Process.Pid)
+	}
+	if mapErr == nil {
+		mapErr = box.Attach(cmd.Process.Pid)
 	}
 	if err := <-specSent; err != nil && mapErr == nil {
 		mapErr = fmt.Errorf("send the spec: %w", err)

@@ -139,6 +139,11 @@ type Spec struct {
 	// DNS, when set, is the sandbox's only nameserver.
 	DNS string `json:"dns,omitempty"`
 
+	// ---- Resource limits (package limits, docs/limits.md) ----
+	// Limits are the sandbox's resource limits and statistics; nil
+	// means none asked for.
+	Limits *Limits `json:"limits,omitempty"`
+
 	// --- outbound traffic by policy (package network/egress) ---
 
 	// Egress, when set, gives the sandbox its loopback and rbox's

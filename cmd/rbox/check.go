@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/rbox-dev/rbox/hostcheck"
+	"github.com/rbox-dev/rbox/limits"
 )
 
 // CheckCmd reports what works on this host.
@@ -25,7 +26,7 @@ Exit status: 0 when no item fails (warnings allowed), 1 when at least one item f
 
 // Run runs the checks and prints one line per item, or JSON.
 func (c *CheckCmd) Run() error {
-	results := hostcheck.Run()
+	results := append(hostcheck.Run(), limitResults()...)
 	if c.JSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
@@ -63,4 +64,19 @@ func formatResults(results []hostcheck.Result) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// limitResults are the lines about resource limits: which mechanism holds
+// each here, and how to get a stronger one. A limit that holds per process
+// only, or not at all, warns.
+func limitResults() []hostcheck.Result {
+	var out []hostcheck.Result
+	for _, l := range limits.Report(limits.Detect()) {
+		r := hostcheck.Result{Name: l.Name, Status: hostcheck.Pass, Detail: l.Detail}
+		if !l.Good {
+			r.Status, r.Fix = hostcheck.Warn, l.Fix
+		}
+		out = append(out, r)
+	}
+	return out
 }

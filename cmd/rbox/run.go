@@ -52,9 +52,12 @@ type RunCmd struct {
 	Seccomp     string   `default:"default" placeholder:"default|unconfined|PROFILE.json" help:"System call filter."`
 	AllowNested bool     `name:"allow-nested" help:"Let the command create user namespaces (to run rbox or bwrap inside)."`
 
-	Storage storageFlags  `embed:""`
-	Egress  egressFlags   `embed:""`
-	Named   namedRunFlags `embed:""`
+	Storage storageFlags `embed:""`
+	Limits  limitFlags   `embed:""`
+	// limitsWarning says which limits hold per process only.
+	limitsWarning string
+	Egress        egressFlags   `embed:""`
+	Named         namedRunFlags `embed:""`
 	// hold keeps an image's in-use lock for the sandbox's life.
 	hold []*os.File
 	// joined is the sandbox --net sandbox:NAME shares a network with.
@@ -102,6 +105,9 @@ func (r *RunCmd) Run() error {
 	}
 	if plan.Warning != "" {
 		fmt.Fprintf(os.Stderr, "rbox: warning: %s\n", plan.Warning)
+	}
+	if r.limitsWarning != "" {
+		fmt.Fprintf(os.Stderr, "rbox: warning: %s\n", r.limitsWarning)
 	}
 	if err := keepCallerFDs(r.PreserveF); err != nil {
 		return err
@@ -222,6 +228,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 		return nil, nil, err
 	}
 	if s.SeccompFilter, err = r.seccompFilter(s.Caps); err != nil {
+		return nil, nil, err
+	}
+	if r.limitsWarning, err = r.Limits.applyLimits(s); err != nil {
 		return nil, nil, err
 	}
 	// A terminal of its own when stdin is the caller's terminal, unless rbox

@@ -45,6 +45,7 @@ var checks = map[string]func(args []string) error{
 	"syscalls":         syscalls,
 	"getpid-loop":      getpidLoop,
 	"watch-joiners":    watchJoiners,
+	"alloc":            alloc,
 }
 
 // usage is a check's complaint about its arguments.
