@@ -51,7 +51,8 @@ type RunCmd struct {
 	Seccomp     string   `default:"default" placeholder:"default|unconfined|PROFILE.json" help:"System call filter."`
 	AllowNested bool     `name:"allow-nested" help:"Let the command create user namespaces (to run rbox or bwrap inside)."`
 
-	Storage storageFlags `embed:""`
+	Storage storageFlags   `embed:""`
+	Tiers   isolationFlags `embed:""`
 	// hold keeps an image's in-use lock for the sandbox's life.
 	hold []*os.File
 
@@ -82,6 +83,9 @@ func (mountFlag) Decode(ctx *kong.DecodeContext) error {
 
 // Run builds the Spec and runs the sandbox.
 func (r *RunCmd) Run() error {
+	if done, err := r.runTier(); done {
+		return err
+	}
 	s, plan, err := r.buildSpec()
 	if err != nil {
 		return err
