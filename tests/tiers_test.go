@@ -1,0 +1,264 @@
+//go:build integration
+
+package tests
+
+// The isolation tiers (docs/tiers.md): rbox on hosts that refuse user
+// namespaces, or give them no capabilities, simulated by tests/hostsim's
+// seccomp filters; the landlock tier seen from inside and from the host.
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// hostsimBin is tests/hostsim, built by scripts/run-integration.
+func hostsimBin(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("RBOX_HOSTSIM")
+	if p == "" {
+		t.Fatal("RBOX_HOSTSIM must name the binary built from tests/hostsim (`just integration` sets it)")
+	}
+	return p
+}
+
+// onHost runs rbox on the simulated host sim ("" for this one).
+func onHost(t *testing.T, sim string) func(*exec.Cmd) {
+	if sim == "" {
+		return nil
+	}
+	bin := hostsimBin(t)
+	return func(cmd *exec.Cmd) {
+		cmd.Path = bin
+		cmd.Args = append([]string{bin, sim, rboxBin}, cmd.Args[1:]...)
+	}
+}
+
+// landlockHost is one way a run ends in the landlock tier here.
+type landlockHost struct {
+	name  string
+	sim   string   // tests/hostsim's mode, or ""
+	flags []string // rbox flags that lead there
+	// blocker is what the tier line says kept the full tier out.
+	blocker string
+}
+
+var landlockHosts = []landlockHost{
+	{name: "no user namespaces", sim: "nouserns", blocker: "user namespaces are refused here"},
+	{name: "no capabilities in the namespace", sim: "nocaps", blocker: "the user namespace holds no capabilities"},
+	{name: "asked", flags: []string{"--isolation", "landlock"}, blocker: "as asked"},
+}
+
+// run runs rbox on h with the probe bound where it is.
+func (h landlockHost) probe(t *testing.T, flags []string, args ...string) result {
+	t.Helper()
+	p := probeBin(t)
+	all := append(append(append([]string{}, h.flags...), flags...), "--ro-bind", p+":"+p, "--", p)
+	return rboxCmd(t, onHost(t, h.sim), append(all, args...)...)
+}
+
+func (h landlockHost) run(t *testing.T, args ...string) result {
+	t.Helper()
+	return rboxCmd(t, onHost(t, h.sim), append(append([]string{}, h.flags...), args...)...)
+}
+
+// tierLine requires exactly one landlock tier line naming why.
+func tierLine(t *testing.T, h landlockHost, r result) {
+	t.Helper()
+	n := strings.Count(r.stderr, "rbox: isolation: landlock tier")
+	if n != 1 || !strings.Contains(r.stderr, h.blocker) {
+		t.Errorf("%s: want one tier line saying %q, got\n%s", h.name, h.blocker, r)
+	}
+}
+
+// From inside the landlock tier: the tier line, the environment, the fds,
+// no_new_privs and seccomp, the private temporary directory (removed at
+// the end), the binds and nothing else.
+func TestTierLandlockInside(t *testing.T) {
+	for _, h := range landlockHosts {
+		t.Run(h.name, func(t *testing.T) {
+			before := tmpEntries(t)
+			rw, ro := hostDir(t), hostDir(t)
+			writeFile(t, filepath.Join(ro, "file"), "RO\n")
+			script := `echo "tmpdir=$TMPDIR"; echo x > "$TMPDIR/f" && echo tmp-writable;
+				grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status | tr -d '\t';
+				echo "uid=$(id -u)"; echo "pwd=$(pwd)"; echo "sid=$(ps -o sid= -p $$ | tr -d ' ') pid=$$";
+				cat ` + ro + `/file; echo new > ` + rw + `/new && echo rw-ok; echo no > ` + ro + `/new || echo ro-refused`
+			r := rboxCmd(t, func(cmd *exec.Cmd) {
+				cmd.Dir = rw
+				if p := onHost(t, h.sim); p != nil {
+					p(cmd)
+				}
+			}, append(append([]string{}, h.flags...), "--bind", rw+":"+rw, "--ro-bind", ro+":"+ro, "--env", "RBOX_T=1", "--", "sh", "-c", script)...)
+			if r.code != 0 {
+				t.Fatalf("%s", r)
+			}
+			tierLine(t, h, r)
+			out := r.stdout
+			for _, want := range []string{"tmp-writable", "NoNewPrivs:1", "Seccomp:2", "uid=" + strconv.Itoa(os.Getuid()), "pwd=" + rw, "RO", "rw-ok", "ro-refused"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("want %q inside, got\n%s", want, r)
+				}
+			}
+			if b, err := os.ReadFile(filepath.Join(rw, "new")); err != nil || string(b) != "new\n" {
+				t.Errorf("the write to the read-write bind did not reach the host: %q %v", b, err)
+			}
+			if _, err := os.Stat(filepath.Join(ro, "new")); err == nil {
+				t.Error("a file appeared in the read-only bind")
+			}
+			// A session of its own: the shell leads it.
+			var sid, pid string
+			for _, f := range strings.Fields(strings.ReplaceAll(out, "\n", " ")) {
+				if v, ok := strings.CutPrefix(f, "sid="); ok {
+					sid = v
+				}
+				if v, ok := strings.CutPrefix(f, "pid="); ok {
+					pid = v
+				}
+			}
+			if sid == "" || sid != pid {
+				t.Errorf("want the command in a session of its own (sid %q, pid %q)", sid, pid)
+			}
+			var tmp string
+			for _, l := range strings.Split(out, "\n") {
+				if v, ok := strings.CutPrefix(l, "tmpdir="); ok {
+					tmp = v
+				}
+			}
+			if !strings.Contains(tmp, "rbox-landlock-") {
+				t.Errorf("TMPDIR is %q, want rbox's private directory", tmp)
+			} else if _, err := os.Stat(tmp); err == nil {
+				t.Errorf("the private temporary directory %s outlived the run", tmp)
+			}
+			checkNoNewTmp(t, before)
+		})
+	}
+}
+
+// checkNoNewTmp fails when rbox left entries in /tmp.
+func checkNoNewTmp(t *testing.T, before map[string]bool) {
+	t.Helper()
+	for e := range tmpEntries(t) {
+		if !before[e] && strings.HasPrefix(e, "rbox-landlock-") {
+			t.Errorf("rbox left %s in %s", e, os.TempDir())
+		}
+	}
+}
+
+// The command gets fds 0, 1 and 2 and those --preserve-fds passes, nothing
+// of rbox's.
+func TestTierLandlockFDs(t *testing.T) {
+	for _, h := range landlockHosts {
+		t.Run(h.name, func(t *testing.T) {
+			r := h.probe(t, nil, "fds")
+			if r.code != 1 || strings.Contains(r.stdout, "fd 3") {
+				t.Errorf("want only fds 0-2, got\n%s", r)
+			}
+			f, err := os.Open("/dev/null")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			r = rboxCmd(t, func(cmd *exec.Cmd) {
+				cmd.ExtraFiles = []*os.File{f}
+				if p := onHost(t, h.sim); p != nil {
+					p(cmd)
+				}
+			}, append(append([]string{}, h.flags...), "--preserve-fds", "1", "--ro-bind", probeBin(t)+":"+probeBin(t), "--", probeBin(t), "fds")...)
+			if items(r)["fd 3"] != "/dev/null" || strings.Contains(r.stdout, "fd 4") {
+				t.Errorf("--preserve-fds 1: want fd 3 (/dev/null) and no other, got\n%s", r)
+			}
+		})
+	}
+}
+
+// --isolation full refuses, with exit 125 and one line, where the full
+// tier cannot run; nothing runs.
+func TestIsolationFullRefuses(t *testing.T) {
+	for _, sim := range []string{"nouserns", "nocaps", "oldkernel"} {
+		t.Run(sim, func(t *testing.T) {
+			marker := hostDir(t)
+			r := rboxCmd(t, onHost(t, sim), "--isolation", "full", "--bind", marker+":"+marker, "--", "touch", marker+"/ran")
+			if r.code != 125 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "the full tier cannot run") {
+				t.Errorf("want exit 125 and one line, got\n%s", r)
+			}
+			if _, err := os.Stat(marker + "/ran"); err == nil {
+				t.Error("the command ran")
+			}
+		})
+	}
+}
+
+// hostUserNS is this process's user namespace, as /proc shows it.
+func hostUserNS(t *testing.T) string {
+	t.Helper()
+	ns, err := os.Readlink("/proc/self/ns/user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+// On this host, auto is the full tier, silently.
+func TestIsolationAutoFullHere(t *testing.T) {
+	r := rbox(t, "--", "readlink", "/proc/self/ns/user")
+	if r.code != 0 || strings.TrimSpace(r.stdout) == hostUserNS(t) || strings.Contains(r.stderr, "isolation") {
+		t.Errorf("want the full tier (the shell as pid 1) and no tier line, got\n%s", r)
+	}
+}
+
+// rbox inside rbox without --allow-nested is a host without user
+// namespaces: the inner rbox falls to the landlock tier and says so; with
+// --allow-nested it gets the full tier.
+func TestIsolationNested(t *testing.T) {
+	bin := rboxBin
+	// The outer sandbox's user namespace, and the one the inner command
+	// runs in.
+	inner := []string{"--ro-bind", bin + ":" + bin, "--", "sh", "-c", "readlink /proc/self/ns/user; " + bin + " -- readlink /proc/self/ns/user"}
+	sameNS := func(r result) bool {
+		l := strings.Fields(r.stdout)
+		return len(l) == 2 && l[0] == l[1]
+	}
+	r := rbox(t, inner...)
+	if r.code != 0 || !sameNS(r) || !strings.Contains(r.stderr, "isolation: landlock tier") ||
+		!strings.Contains(r.stderr, "user namespaces are refused here") {
+		t.Errorf("nested without --allow-nested: want the landlock tier, got\n%s", r)
+	}
+	r = rbox(t, append([]string{"--allow-nested"}, inner...)...)
+	if r.code != 0 || sameNS(r) || strings.Contains(r.stderr, "isolation") {
+		t.Errorf("nested with --allow-nested: want the full tier, got\n%s", r)
+	}
+	r = rbox(t, "--ro-bind", bin+":"+bin, "--", bin, "--isolation", "full", "--", "true")
+	if r.code != 125 || !strings.Contains(r.stderr, "the full tier cannot run") {
+		t.Errorf("nested --isolation full: want 125, got\n%s", r)
+	}
+}
+
+// What the landlock tier cannot do is refused in one line, exit 125,
+// nothing left behind: a bind elsewhere than its source, a tmpfs.
+func TestTierLandlockRefusals(t *testing.T) {
+	before := tmpEntries(t)
+	d := hostDir(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--bind", d + ":/work"}, "DST must be SRC: use --bind " + d + ":" + d},
+		{[]string{"--tmpfs", "/scratch"}, "--tmpfs /scratch: the landlock tier"},
+		{[]string{"--net", "user"}, "use --net host"},
+		{[]string{"--hostname", "box"}, "--hostname"},
+	} {
+		r := rboxCmd(t, onHost(t, "nouserns"), append(c.args, "--", "true")...)
+		if r.code != 125 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%v: want exit 125 and one line with %q, got\n%s", c.args, c.want, r)
+		}
+	}
+	r := rboxCmd(t, onHost(t, "nouserns"), "--", "no-such-command-rbox")
+	if r.code != 127 {
+		t.Errorf("a missing command: want 127, got\n%s", r)
+	}
+	checkNoNewTmp(t, before)
+}
