@@ -262,3 +262,32 @@ func TestTierLandlockRefusals(t *testing.T) {
 	}
 	checkNoNewTmp(t, before)
 }
+
+// Root in a container maps every id of its own user namespace, directly,
+// without /etc/subuid or a warning. Root inside rbox (--allow-nested) is
+// such a root: its sandbox's uid_map and gid_map cover at least 65536 ids.
+func TestRootMapsOwnNamespace(t *testing.T) {
+	bin := rboxBin
+	r := rbox(t, "--allow-nested", "--ro-bind", bin+":"+bin, "--", bin, "--", "sh", "-c", "cat /proc/self/uid_map; echo --; cat /proc/self/gid_map")
+	if r.code != 0 {
+		t.Fatalf("%s", r)
+	}
+	if r.stderr != "" {
+		t.Errorf("want no warning, got\n%s", r)
+	}
+	uids, gids, _ := strings.Cut(r.stdout, "--\n")
+	for name, m := range map[string]string{"uid_map": uids, "gid_map": gids} {
+		total := uint64(0)
+		for _, l := range mapLines(m) {
+			f := strings.Fields(l)
+			n, err := strconv.ParseUint(f[2], 10, 32)
+			if err != nil {
+				t.Fatalf("%s line %q", name, l)
+			}
+			total += n
+		}
+		if total < 65536 {
+			t.Errorf("inner %s maps %d ids, want 65536 or more:\n%s", name, total, m)
+		}
+	}
+}

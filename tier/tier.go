@@ -176,26 +176,31 @@ func Choose(requested string) (Choice, error) {
 }
 
 // Suspect reports whether this host shows a sign that user namespaces
-// may be refused or powerless: a seccomp filter on this process, a
-// container, or a sysctl that restricts them. Probe costs a fork (about a
-// millisecond), so a run probes only then; elsewhere the full tier starts
-// and reports its own failure.
+// may be refused or powerless: a seccomp filter on this process (Docker's
+// and containerd's default profiles, a sandbox's), an AppArmor profile
+// confining it (docker-default denies mount), or a sysctl that restricts
+// them. Probe costs a fork (about a millisecond), so a run probes only
+// then; elsewhere the full tier starts and reports its own failure.
 func Suspect() bool {
-	if SeccompFiltered() || AppArmorRestricts() || os.Getenv("container") != "" {
+	if SeccompFiltered() || AppArmorRestricts() || AppArmorConfined() {
 		return true
 	}
 	if v, _ := readSysctl("user/max_user_namespaces"); v == "0" {
 		return true
 	}
-	if v, _ := readSysctl("kernel/unprivileged_userns_clone"); v == "0" && os.Getuid() != 0 {
-		return true
+	v, _ := readSysctl("kernel/unprivileged_userns_clone")
+	return v == "0" && os.Getuid() != 0
+}
+
+// AppArmorConfined reports whether an AppArmor profile confines this
+// process.
+func AppArmorConfined() bool {
+	b, err := os.ReadFile("/proc/self/attr/apparmor/current")
+	if err != nil {
+		return false
 	}
-	for _, marker := range []string{"/.dockerenv", "/run/.containerenv", "/var/run/secrets/kubernetes.io"} {
-		if _, err := os.Stat(marker); err == nil {
-			return true
-		}
-	}
-	return false
+	label := strings.TrimSpace(strings.TrimRight(string(b), "\x00"))
+	return label != "" && label != "unconfined"
 }
 
 // readSysctl reads a sysctl under /proc/sys (key with slashes).
