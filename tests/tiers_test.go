@@ -7,6 +7,7 @@ package tests
 // seccomp filters; the landlock tier seen from inside and from the host.
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -288,6 +289,33 @@ func TestRootMapsOwnNamespace(t *testing.T) {
 		}
 		if total < 65536 {
 			t.Errorf("inner %s maps %d ids, want 65536 or more:\n%s", name, total, m)
+		}
+	}
+}
+
+// rbox check names the tier auto picks, in its text and JSON reports.
+func TestCheckShowsTier(t *testing.T) {
+	for _, c := range []struct{ sim, status, detail string }{
+		{"", "pass", "full: user namespaces with capabilities"},
+		{"nouserns", "warn", "landlock (Landlock ABI"},
+		{"nocaps", "warn", "the user namespace holds no capabilities"},
+	} {
+		r := rboxCmd(t, onHost(t, c.sim), "check", "--json")
+		var items []struct{ Name, Status, Detail, Fix string }
+		if err := json.Unmarshal([]byte(r.stdout), &items); err != nil {
+			t.Fatalf("%s: %v\n%s", c.sim, err, r)
+		}
+		found := false
+		for _, it := range items {
+			if it.Name == "isolation tier" {
+				found = true
+				if it.Status != c.status || !strings.Contains(it.Detail, c.detail) || (c.status != "pass" && it.Fix == "") {
+					t.Errorf("host %q: isolation tier %+v, want %s with %q and a fix", c.sim, it, c.status, c.detail)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("host %q: no isolation tier item:\n%s", c.sim, r)
 		}
 	}
 }
