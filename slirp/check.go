@@ -29,7 +29,10 @@ func Check() []ModeCheck {
 	})
 	slirp := checkHelper(ModeSlirp4netns, tunErr, func(string) error { return checkSlirp4netnsFeatures() })
 	user := ModeCheck{Mode: ModeUser}
+	chosen, why, _ := UserHelper()
 	switch {
+	case chosen == ModePasta && pasta.OK || chosen == ModeSlirp4netns && slirp.OK:
+		user.OK, user.Detail = true, "uses "+chosen+": "+why
 	case pasta.OK:
 		user.OK, user.Detail = true, "uses pasta"
 	case slirp.OK:

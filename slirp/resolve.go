@@ -21,7 +21,7 @@ var helperPackage = map[string]string{
 }
 
 // Resolve turns a --net value into the mode that will run: "user" becomes
-// "pasta" when pasta is installed, else "slirp4netns"; "pasta" and
+// the helper UserHelper picks; "pasta" and
 // "slirp4netns" are checked for their binary; "" means "none". The error
 // names the package to install.
 func Resolve(mode string) (string, error) {
@@ -31,12 +31,8 @@ func Resolve(mode string) (string, error) {
 	case ModeHost:
 		return ModeHost, nil
 	case ModeUser:
-		for _, m := range []string{ModePasta, ModeSlirp4netns} {
-			if _, err := exec.LookPath(m); err == nil {
-				return m, nil
-			}
-		}
-		return "", fmt.Errorf("--net user needs pasta or slirp4netns, and neither is in PATH: install the Debian package passt (or slirp4netns)")
+		m, _, err := UserHelper()
+		return m, err
 	case ModePasta, ModeSlirp4netns:
 		if _, err := exec.LookPath(mode); err != nil {
 			return "", fmt.Errorf("--net %s: %s is not in PATH: install the Debian package %s", mode, mode, helperPackage[mode])
