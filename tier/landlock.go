@@ -181,6 +181,11 @@ func confineAndExec(args []string) (int, error) {
 	if err := restrict(o); err != nil {
 		return initproc.ExitSetupFailed, err
 	}
+	if ABI() < ResolveUnixABI {
+		if err := loadUnixSocketFilter(); err != nil {
+			return initproc.ExitSetupFailed, err
+		}
+	}
 	if o.Seccomp != nil {
 		if err := seccomp.Load(o.Seccomp); err != nil {
 			return initproc.ExitSetupFailed, err
@@ -215,7 +220,7 @@ func restrict(o Options) error {
 		landlock.RODirs(SystemDirs...).IgnoreIfMissing(),
 		landlock.RWFiles(rwDevices...).WithIoctlDev().IgnoreIfMissing(),
 		landlock.ROFiles(roDevices...).IgnoreIfMissing(),
-		landlock.RWDirs(o.TempDir),
+		landlock.RWDirs(o.TempDir).WithResolveUnix(),
 	}
 	for _, p := range o.ReadOnly {
 		rules = append(rules, pathRule(p, false))
@@ -257,7 +262,9 @@ func pathRule(p string, write bool) landlock.Rule {
 	dir := err != nil || st.IsDir()
 	switch {
 	case dir && write:
-		return landlock.RWDirs(p)
+		// Sockets in a read-write bind may be connected to, where the
+		// ABI can tell (ResolveUnixABI).
+		return landlock.RWDirs(p).WithResolveUnix()
 	case dir:
 		return landlock.RODirs(p)
 	case write:
