@@ -319,3 +319,86 @@ func TestCheckShowsTier(t *testing.T) {
 		}
 	}
 }
+
+// Root in a rootless (or, run by root, rootful) podman container maps every
+// id of the container's user namespace into rbox's sandbox, without
+// /etc/subuid inside or a warning: 65537 for the test user's container
+// (itself and its 65536 subordinate ids), 2^32-1 for root's. The image is a
+// busybox root filesystem imported into a store of the test's own, removed
+// at the end.
+func TestRootMapsInPodman(t *testing.T) {
+	for _, tool := range []string{"podman", "runc", "busybox"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing: scripts/test-setup installs it", tool)
+		}
+	}
+	work := hostDir(t)
+	root, runroot := filepath.Join(work, "root"), filepath.Join(work, "run")
+	podman := func(args ...string) (string, error) {
+		all := append([]string{"--root", root, "--runroot", runroot, "--storage-driver", "vfs",
+			"--cgroup-manager", "cgroupfs", "--events-backend", "file", "--runtime", "runc"}, args...)
+		cmd := exec.Command("podman", all...)
+		cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runroot, "HOME="+work)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	t.Cleanup(func() {
+		if out, err := podman("rmi", "-af"); err != nil {
+			t.Errorf("podman rmi: %v\n%s", err, out)
+		}
+		if os.Getuid() == 0 {
+			return // the store goes with the test's directory
+		}
+		// A rootless store holds files of the subordinate ids: remove it
+		// from inside podman's user namespace.
+		if out, err := podman("unshare", "rm", "-rf", root, runroot); err != nil {
+			t.Errorf("remove the podman store: %v\n%s", err, out)
+		}
+	})
+	rootfs := filepath.Join(work, "rootfs")
+	busybox, _ := exec.LookPath("busybox")
+	for _, d := range []string{"bin", "proc", "sys", "dev", "tmp", "etc"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(busybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin", "busybox"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"sh", "cat"} {
+		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tarball := filepath.Join(work, "rootfs.tar")
+	if out, err := exec.Command("tar", "-C", rootfs, "-cf", tarball, ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v\n%s", err, out)
+	}
+	if out, err := podman("import", tarball, "localhost/rbox-tiers-test"); err != nil {
+		t.Fatalf("podman import: %v\n%s", err, out)
+	}
+	// podman's default open-file and process limits exceed what this
+	// machine lets root raise them to: small ones do.
+	out, err := podman("run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096", "-v", rboxBin+":/rbox:ro", "localhost/rbox-tiers-test",
+		"/rbox", "--", "cat", "/proc/self/uid_map")
+	if err != nil {
+		t.Fatalf("rbox in podman: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "rbox:") {
+		t.Errorf("want no warning from rbox in podman, got\n%s", out)
+	}
+	total := uint64(0)
+	for _, l := range mapLines(out) {
+		if f := strings.Fields(l); len(f) == 3 {
+			n, _ := strconv.ParseUint(f[2], 10, 32)
+			total += n
+		}
+	}
+	if total < 65536 {
+		t.Errorf("rbox in podman maps %d ids, want 65536 or more:\n%s", total, out)
+	}
+}
