@@ -53,17 +53,12 @@ var landlockHosts = []landlockHost{
 	{name: "asked", flags: []string{"--isolation", "landlock"}, blocker: "as asked"},
 }
 
-// run runs rbox on h with the probe bound where it is.
+// probe runs the probe on h, bound where it is.
 func (h landlockHost) probe(t *testing.T, flags []string, args ...string) result {
 	t.Helper()
 	p := probeBin(t)
 	all := append(append(append([]string{}, h.flags...), flags...), "--ro-bind", p+":"+p, "--", p)
 	return rboxCmd(t, onHost(t, h.sim), append(all, args...)...)
-}
-
-func (h landlockHost) run(t *testing.T, args ...string) result {
-	t.Helper()
-	return rboxCmd(t, onHost(t, h.sim), append(append([]string{}, h.flags...), args...)...)
 }
 
 // tierLine requires exactly one landlock tier line naming why.
