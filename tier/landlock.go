@@ -73,6 +73,8 @@ type Options struct {
 	// Rlimits are set on the command before it starts: the landlock
 	// tier's only resource limits (it has no cgroup of its own).
 	Rlimits []Rlimit `json:"rlimits,omitempty"`
+	// TTY gives the command a pseudo-terminal of its own (see terminal).
+	TTY bool `json:"-"`
 	// TempDir is the private temporary directory (set by Run).
 	TempDir string `json:"temp_dir"`
 }
@@ -106,23 +108,48 @@ func Run(o Options) int {
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
 		ExtraFiles: extra,
-		// A session of its own: the command has no controlling terminal,
-		// so it cannot push input into the caller's (TIOCSTI), nor
-		// signal the caller's foreground job through it.
+		// A session of its own: the caller's terminal is not the
+		// command's controlling terminal, so it cannot push input into
+		// it (TIOCSTI), nor signal the caller's foreground job through it.
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true, Pdeathsig: unix.SIGKILL},
+	}
+	var term *terminal
+	if o.TTY {
+		if term, err = openTerminal(); err != nil {
+			optsR.Close()
+			optsW.Close()
+			return failf("%v", err)
+		}
+		stdio, ctty := term.stdio()
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
+		cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, ctty
 	}
 	signals := make(chan os.Signal, 16)
 	signal.Notify(signals, initproc.Forwarded...)
 	defer signal.Stop(signals)
 	err = cmd.Start()
 	optsR.Close()
+	if term != nil {
+		term.slave.Close()
+	}
 	if err != nil {
 		optsW.Close()
+		if term != nil {
+			term.master.Close()
+		}
 		return failf("start the landlock tier: %v", err)
+	}
+	if term != nil {
+		term.relay()
 	}
 	go func() {
 		for sig := range signals {
-			_ = cmd.Process.Signal(sig)
+			if sig == unix.SIGWINCH && term != nil {
+				term.resize()
+				continue
+			}
+			// To the command's process group, as a terminal would.
+			_ = unix.Kill(-cmd.Process.Pid, sig.(unix.Signal))
 		}
 	}()
 	err = json.NewEncoder(optsW).Encode(o)
@@ -131,6 +158,9 @@ func Run(o Options) int {
 		_ = cmd.Process.Kill()
 	}
 	err = cmd.Wait()
+	if term != nil {
+		term.finish()
+	}
 	ps := cmd.ProcessState
 	if ps == nil {
 		return failf("wait for the command: %v", err)

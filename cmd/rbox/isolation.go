@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/rbox-dev/rbox/console"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/tier"
 )
@@ -65,8 +66,6 @@ func (r *RunCmd) landlockOptions(c tier.Choice) (tier.Options, error) {
 		return o, refuse("--cap-add", "the command holds no capability: drop it")
 	case len(r.Publish) > 0 || r.HostLoop || r.DNS != "":
 		return o, refuse("-p, --allow-host-loopback and --dns", "use --net host")
-	case r.TTY:
-		return o, refuse("-t", "drop it: the command keeps your stdin, stdout and stderr, in a session of its own")
 	}
 	switch r.Net {
 	case spec.NetNone, "":
@@ -117,6 +116,9 @@ func (r *RunCmd) landlockOptions(c tier.Choice) (tier.Options, error) {
 		}
 	}
 	o.PreserveFDs = r.PreserveF
+	// As in the full tier: a terminal of its own when stdin is the
+	// caller's terminal, unless rbox runs in the background there.
+	o.TTY = r.TTY || console.IsTerminal(os.Stdin) && console.IsForeground(os.Stdin)
 	if o.Seccomp, err = r.seccompFilter(nil); err != nil {
 		return o, err
 	}
