@@ -171,14 +171,22 @@ func TestTierLandlockFDs(t *testing.T) {
 	}
 }
 
-// --isolation full refuses, with exit 125 and one line, where the full
-// tier cannot run; nothing runs.
+// Where the full tier cannot run, auto falls to the landlock tier and says
+// why; --isolation full refuses, with exit 125 and one line; nothing runs.
 func TestIsolationFullRefuses(t *testing.T) {
-	for _, sim := range []string{"nouserns", "nocaps", "oldkernel"} {
+	for sim, why := range map[string]string{
+		"nouserns":  "user namespaces are refused here",
+		"maxuserns": "user.max_user_namespaces is 0 or reached",
+		"nocaps":    "the user namespace holds no capabilities",
+		"oldkernel": "the kernel lacks openat2",
+	} {
 		t.Run(sim, func(t *testing.T) {
+			if r := rboxCmd(t, onHost(t, sim), "--", "true"); r.code != 0 || !strings.Contains(r.stderr, "isolation: landlock tier") || !strings.Contains(r.stderr, why) {
+				t.Errorf("auto: want the landlock tier, saying %q, got\n%s", why, r)
+			}
 			marker := hostDir(t)
 			r := rboxCmd(t, onHost(t, sim), "--isolation", "full", "--bind", marker+":"+marker, "--", "touch", marker+"/ran")
-			if r.code != 125 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "the full tier cannot run") {
+			if r.code != 125 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "the full tier cannot run: ") || !strings.Contains(r.stderr, why) {
 				t.Errorf("want exit 125 and one line, got\n%s", r)
 			}
 			if _, err := os.Stat(marker + "/ran"); err == nil {

@@ -5,6 +5,7 @@
 //	hostsim nouserns  PROG ARGS...  clone and unshare with CLONE_NEWUSER fail with EPERM, clone3 with
 //	                                ENOSYS (its flags are out of a filter's reach): Docker's default
 //	                                profile, user.max_user_namespaces=0, rbox without --allow-nested
+//	hostsim maxuserns PROG ARGS...  the same with ENOSPC: user.max_user_namespaces=0 (or reached)
 //	hostsim nocaps    PROG ARGS...  mount, the new mount API and pivot_root fail with EPERM: a user
 //	                                namespace without capabilities (Ubuntu's AppArmor restriction)
 //	hostsim oldkernel PROG ARGS...  openat2, the new mount API and clone3 fail with ENOSYS: a kernel
@@ -33,6 +34,11 @@ var modes = map[string][]rule{
 	"nouserns": {
 		{nr: unix.SYS_CLONE, errno: unix.EPERM, flag: unix.CLONE_NEWUSER},
 		{nr: unix.SYS_UNSHARE, errno: unix.EPERM, flag: unix.CLONE_NEWUSER},
+		{nr: unix.SYS_CLONE3, errno: unix.ENOSYS},
+	},
+	"maxuserns": {
+		{nr: unix.SYS_CLONE, errno: unix.ENOSPC, flag: unix.CLONE_NEWUSER},
+		{nr: unix.SYS_UNSHARE, errno: unix.ENOSPC, flag: unix.CLONE_NEWUSER},
 		{nr: unix.SYS_CLONE3, errno: unix.ENOSYS},
 	},
 	"nocaps": refuse(unix.EPERM, unix.SYS_MOUNT, unix.SYS_UMOUNT2, unix.SYS_PIVOT_ROOT, unix.SYS_OPEN_TREE,
@@ -85,7 +91,7 @@ func program(rules []rule) []unix.SockFilter {
 
 func main() {
 	if len(os.Args) < 3 || modes[os.Args[1]] == nil || auditArch[runtime.GOARCH] == 0 {
-		fmt.Fprintln(os.Stderr, "usage: hostsim nouserns|nocaps|oldkernel PROG ARGS... (amd64 and arm64)")
+		fmt.Fprintln(os.Stderr, "usage: hostsim nouserns|maxuserns|nocaps|oldkernel PROG ARGS... (amd64 and arm64)")
 		os.Exit(2)
 	}
 	path, err := exec.LookPath(os.Args[2])
