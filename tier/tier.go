@@ -203,9 +203,12 @@ func AppArmorConfined() bool {
 	return label != "" && label != "unconfined"
 }
 
-// readSysctl reads a sysctl under /proc/sys (key with slashes).
+// procSys is where sysctls are read; tests point it elsewhere.
+var procSys = "/proc/sys"
+
+// readSysctl reads a sysctl under procSys (key with slashes).
 func readSysctl(key string) (string, bool) {
-	b, err := os.ReadFile("/proc/sys/" + key)
+	b, err := os.ReadFile(procSys + "/" + key)
 	if err != nil {
 		return "", false
 	}

@@ -1,6 +1,8 @@
 package tier
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -66,5 +68,37 @@ func TestBlockerText(t *testing.T) {
 	d := Describe(Choice{Tier: Landlock, Blocker: &Blocker{NoUserNS: true, Err: errEPERM}}, false)
 	if !strings.HasPrefix(d, "isolation: landlock tier (Landlock ABI ") || strings.Contains(d, "\n") {
 		t.Errorf("Describe = %q", d)
+	}
+}
+
+// The sysctls that restrict user namespaces make a run probe, and name
+// themselves in the blocker; AppArmor's restriction spares root.
+func TestSysctlSigns(t *testing.T) {
+	root := os.Getuid() == 0
+	for _, c := range []struct {
+		key, value string
+		suspect    bool
+		blocker    Blocker
+		says       string
+	}{
+		{"kernel/apparmor_restrict_unprivileged_userns", "1", !root, Blocker{Err: unix.EPERM}, "kernel.apparmor_restrict_unprivileged_userns is 1"},
+		{"user/max_user_namespaces", "0", true, Blocker{NoUserNS: true, Err: unix.ENOSPC}, "user.max_user_namespaces is 0 or reached"},
+		{"kernel/unprivileged_userns_clone", "0", !root, Blocker{NoUserNS: true, Err: unix.EPERM}, "kernel.unprivileged_userns_clone is 0"},
+	} {
+		procSys = t.TempDir()
+		t.Cleanup(func() { procSys = "/proc/sys" })
+		p := filepath.Join(procSys, c.key)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(c.value+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := Suspect(); got != c.suspect {
+			t.Errorf("%s=%s: Suspect() = %v, want %v", c.key, c.value, got, c.suspect)
+		}
+		if msg := c.blocker.Error(); c.suspect && !strings.Contains(msg, c.says) {
+			t.Errorf("%s=%s: blocker %q, want it to say %q", c.key, c.value, msg, c.says)
+		}
 	}
 }
