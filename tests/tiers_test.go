@@ -405,3 +405,26 @@ func TestRootMapsInPodman(t *testing.T) {
 		t.Errorf("rbox in podman maps %d ids, want 65536 or more:\n%s", total, out)
 	}
 }
+
+// Under no_new_privs (a container run with no-new-privileges) the setuid
+// newuidmap cannot gain its privilege: an unprivileged caller gets its own
+// id alone and one warning saying why; root maps its namespace itself and
+// is not affected.
+func TestNoNewPrivsMapping(t *testing.T) {
+	r := rboxCmd(t, onHost(t, "nnp"), "--", "cat", "/proc/self/uid_map")
+	if r.code != 0 {
+		t.Fatalf("%s", r)
+	}
+	lines := mapLines(r.stdout)
+	if os.Getuid() == 0 {
+		if len(lines) < 2 || r.stderr != "" {
+			t.Errorf("root under no_new_privs: want its full map and no warning, got\n%s", r)
+		}
+		return
+	}
+	warnings := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	if len(lines) != 1 || len(warnings) != 1 || !strings.Contains(warnings[0], "no_new_privs is set") ||
+		!strings.Contains(warnings[0], "newuidmap cannot gain") {
+		t.Errorf("want the caller's id alone and one warning naming no_new_privs, got\n%s", r)
+	}
+}

@@ -113,7 +113,7 @@ func fixHint(why, user string) string {
 		return "install the uidmap package"
 	}
 	if strings.HasPrefix(why, "no_new_privs") {
-		return "run rbox where no_new_privs is not set (in Docker, without --security-opt no-new-privileges), or as root in the container"
+		return "run rbox without no_new_privs, e.g. without Docker's --security-opt no-new-privileges, or as root in the container"
 	}
 	return fmt.Sprintf("add a range as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s", user)
 }

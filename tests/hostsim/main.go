@@ -8,6 +8,9 @@
 //	hostsim maxuserns PROG ARGS...  the same with ENOSPC: user.max_user_namespaces=0 (or reached)
 //	hostsim nocaps    PROG ARGS...  mount, the new mount API and pivot_root fail with EPERM: a user
 //	                                namespace without capabilities (Ubuntu's AppArmor restriction)
+//	hostsim nnp       PROG ARGS...  no system call refused, only no_new_privs set (which any filter
+//	                                needs): a container run with no-new-privileges, where setuid
+//	                                newuidmap cannot gain its privilege
 //	hostsim oldkernel PROG ARGS...  openat2, the new mount API and clone3 fail with ENOSYS: a kernel
 //	                                before 5.2 (RHEL 8's 4.18)
 package main
@@ -43,6 +46,7 @@ var modes = map[string][]rule{
 	},
 	"nocaps": refuse(unix.EPERM, unix.SYS_MOUNT, unix.SYS_UMOUNT2, unix.SYS_PIVOT_ROOT, unix.SYS_OPEN_TREE,
 		unix.SYS_MOVE_MOUNT, unix.SYS_FSOPEN, unix.SYS_FSCONFIG, unix.SYS_FSMOUNT, unix.SYS_FSPICK, unix.SYS_MOUNT_SETATTR),
+	"nnp": {},
 	"oldkernel": refuse(unix.ENOSYS, unix.SYS_OPENAT2, unix.SYS_OPEN_TREE, unix.SYS_MOVE_MOUNT, unix.SYS_FSOPEN,
 		unix.SYS_FSCONFIG, unix.SYS_FSMOUNT, unix.SYS_FSPICK, unix.SYS_MOUNT_SETATTR, unix.SYS_CLONE3),
 }
@@ -90,8 +94,9 @@ func program(rules []rule) []unix.SockFilter {
 }
 
 func main() {
-	if len(os.Args) < 3 || modes[os.Args[1]] == nil || auditArch[runtime.GOARCH] == 0 {
-		fmt.Fprintln(os.Stderr, "usage: hostsim nouserns|maxuserns|nocaps|oldkernel PROG ARGS... (amd64 and arm64)")
+	rules, known := modes[os.Args[min(1, len(os.Args)-1)]]
+	if len(os.Args) < 3 || !known || auditArch[runtime.GOARCH] == 0 {
+		fmt.Fprintln(os.Stderr, "usage: hostsim nouserns|maxuserns|nocaps|nnp|oldkernel PROG ARGS... (amd64 and arm64)")
 		os.Exit(2)
 	}
 	path, err := exec.LookPath(os.Args[2])
@@ -102,7 +107,7 @@ func main() {
 	// The filter is loaded on this thread, which then executes the
 	// program; no_new_privs lets an unprivileged caller load it.
 	runtime.LockOSThread()
-	prog := program(modes[os.Args[1]])
+	prog := program(rules)
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		fmt.Fprintf(os.Stderr, "hostsim: no_new_privs: %v\n", err)
