@@ -1,10 +1,13 @@
-package slirp
+package network
 
 import (
+	"errors"
 	"fmt"
 	"os/exec"
 	"regexp"
 	"strings"
+
+	"github.com/rbox-dev/rbox/spec"
 )
 
 // PastaKnownGood is the oldest pasta release --net user prefers over
@@ -42,22 +45,22 @@ func PastaVersion(bin string) string {
 // release is PastaKnownGood or later or slirp4netns is missing, else
 // slirp4netns.
 func UserHelper() (mode, why string, err error) {
-	pasta, pastaErr := exec.LookPath(ModePasta)
-	_, slirpErr := exec.LookPath(ModeSlirp4netns)
+	pasta, pastaErr := exec.LookPath(spec.NetPasta)
+	_, slirpErr := exec.LookPath(spec.NetSlirp4netns)
 	switch {
 	case pastaErr != nil && slirpErr != nil:
-		return "", "", fmt.Errorf("--net user needs pasta or slirp4netns, and neither is in PATH: install the Debian package passt (or slirp4netns)")
+		return "", "", errors.New("needs pasta or slirp4netns, and neither is in PATH: install the Debian package passt (or slirp4netns)")
 	case pastaErr != nil:
-		return ModeSlirp4netns, "pasta is not installed", nil
+		return spec.NetSlirp4netns, "pasta is not installed", nil
 	case slirpErr != nil:
-		return ModePasta, "slirp4netns is not installed", nil
+		return spec.NetPasta, "slirp4netns is not installed", nil
 	}
 	v := PastaVersion(pasta)
 	if v >= PastaKnownGood {
-		return ModePasta, "pasta " + v + " is " + PastaKnownGood + " or later", nil
+		return spec.NetPasta, "pasta " + v + " is " + PastaKnownGood + " or later", nil
 	}
 	if v == "" {
 		v = "an unknown version"
 	}
-	return ModeSlirp4netns, fmt.Sprintf("pasta is %s, older than %s, whose builds moved data slower than slirp4netns (--net pasta forces it)", v, PastaKnownGood), nil
+	return spec.NetSlirp4netns, fmt.Sprintf("pasta is %s, older than %s, whose builds moved data slower than slirp4netns (--net pasta forces it)", v, PastaKnownGood), nil
 }
