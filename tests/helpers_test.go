@@ -219,7 +219,7 @@ func tmpEntries(t *testing.T) map[string]bool {
 	m := map[string]bool{}
 	for _, e := range entries {
 		info, err := e.Info()
-		if err != nil || strings.HasPrefix(e.Name(), "go-build") || strings.HasPrefix(e.Name(), "Test") {
+		if err != nil || strings.HasPrefix(e.Name(), "go-build") || strings.HasPrefix(e.Name(), "go-link") || strings.HasPrefix(e.Name(), "Test") {
 			continue
 		}
 		if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) == os.Getuid() {
