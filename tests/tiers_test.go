@@ -254,6 +254,7 @@ func TestTierLandlockRefusals(t *testing.T) {
 		{[]string{"--tmpfs", "/scratch"}, "--tmpfs /scratch: the landlock tier"},
 		{[]string{"--net", "user"}, "use --net host"},
 		{[]string{"--hostname", "box"}, "--hostname"},
+		{[]string{"--net", "user", "--allow-net", "example.org"}, "--allow-net"},
 	} {
 		r := rboxCmd(t, onHost(t, "nouserns"), append(c.args, "--", "true")...)
 		if r.code != 125 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, c.want) {

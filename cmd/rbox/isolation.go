@@ -66,6 +66,8 @@ func (r *RunCmd) landlockOptions(c tier.Choice) (tier.Options, error) {
 		return o, refuse("--cap-add", "the command holds no capability: drop it")
 	case len(r.Publish) > 0 || r.HostLoop || r.DNS != "":
 		return o, refuse("-p, --allow-host-loopback and --dns", "use --net host")
+	case len(r.Egress.AllowNet) > 0:
+		return o, refuse("--allow-net", "use --net host (the host's whole network) or --net none")
 	}
 	switch r.Net {
 	case spec.NetNone, "":

@@ -53,6 +53,7 @@ type RunCmd struct {
 	AllowNested bool     `name:"allow-nested" help:"Let the command create user namespaces (to run rbox or bwrap inside)."`
 
 	Storage storageFlags   `embed:""`
+	Egress  egressFlags    `embed:""`
 	Tiers   isolationFlags `embed:""`
 	// hold keeps an image's in-use lock for the sandbox's life.
 	hold []*os.File
@@ -134,6 +135,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := r.applyEgress(s, share); err != nil {
+		return nil, nil, err
+	}
 	if err := r.network(s, share); err != nil {
 		return nil, nil, err
 	}
@@ -186,6 +190,7 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 			s.Cwd = img.Config.WorkingDir
 		}
 	}
+	r.egressEnv(s)
 	for _, kv := range r.Env {
 		if !strings.Contains(kv, "=") || strings.HasPrefix(kv, "=") {
 			return nil, nil, fmt.Errorf("--env %q: expected K=V", kv)
