@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/moby/sys/capability"
+	"golang.org/x/sys/unix"
 )
 
 // Default is what root inside the sandbox keeps: podman's default set,
@@ -90,6 +91,49 @@ func Numbers(names []string) []uintptr {
 		}
 	}
 	return out
+}
+
+// LimitThread shrinks the calling thread's bounding set to keep and clears
+// its inheritable and ambient sets, so that a root command it executes holds
+// exactly keep. Only this thread changes: it must be the one that executes
+// the command (lock it with runtime.LockOSThread). The landlock tier's root
+// callers use it; a sandbox's pid 1 gets the same from its plan.
+func LimitThread(keep []string) error {
+	c, err := capability.NewPid2(0)
+	if err != nil {
+		return err
+	}
+	if err := c.Load(); err != nil {
+		return err
+	}
+	m := byName()
+	keepSet := map[capability.Cap]bool{}
+	for _, n := range keep {
+		keepSet[m[n]] = true
+	}
+	for _, cp := range m {
+		if !keepSet[cp] {
+			c.Unset(capability.BOUNDING, cp)
+		}
+	}
+	if err := c.Apply(capability.BOUNDING); err != nil {
+		return fmt.Errorf("limit the bounding set: %w", err)
+	}
+	// Root's capabilities after exec are its bounding set plus its
+	// inheritable set, so the inheritable set must be empty.
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capget: %w", err)
+	}
+	data[0].Inheritable, data[1].Inheritable = 0, 0
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("clear inheritable capabilities: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+		return fmt.Errorf("clear ambient capabilities: %w", err)
+	}
+	return nil
 }
 
 // Added are the capabilities of set beyond Default: those only --cap-add

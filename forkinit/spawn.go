@@ -98,7 +98,9 @@ func (sp *Spawn) Run() (int, *SpawnFailure, error) {
 	if err := unix.PthreadSigmask(unix.SIG_SETMASK, nil, &mask); err != nil {
 		return 0, nil, fmt.Errorf("sigprocmask: %w", err)
 	}
-	sp.oldMask = mask.Val[0]
+	// The first 64 signals, as the kernel's sigset_t holds them (Val is
+	// [16]uint64 on 64-bit machines, [32]uint32 on 32-bit ones).
+	sp.oldMask = *(*uint64)(unsafe.Pointer(&mask))
 	syscall.ForkLock.Lock()
 	spawning = sp
 	beforeFork()

@@ -198,9 +198,9 @@ func checkAppArmorUserns(c *caller) Result {
 	if err != nil {
 		exe = "/usr/local/bin/rbox"
 	}
-	fix := persistHint(name, "0") + ", or allow rbox in an AppArmor profile: write /etc/apparmor.d/rbox with" +
+	fix := persistHint(name, "0") + ", or allow rbox in an AppArmor profile (rbox ships one: packaging/apparmor/README.md): write /etc/apparmor.d/rbox with" +
 		" `abi <abi/4.0>, include <tunables/global> profile rbox " + exe + " flags=(unconfined) { userns, }`" +
-		" and load it with apparmor_parser -r /etc/apparmor.d/rbox"
+		" and load it with apparmor_parser -r /etc/apparmor.d/rbox; without either, rbox runs in its landlock tier"
 	detail := v + ": AppArmor takes every capability away inside user namespaces made by unconfined programs"
 	if c.root() {
 		return warn(name, detail+"; root is not affected, other users are", fix)

@@ -114,6 +114,7 @@ var checks = []check{
 	checkAppArmorUserns,
 	checkSeccomp,
 	checkContainer,
+	checkIsolation,
 }
 
 // Run runs every check, probes in parallel, and returns one result per

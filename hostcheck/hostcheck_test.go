@@ -52,7 +52,7 @@ var mustPass = []string{
 	"full id map", "/proc mount", "overlayfs", "/dev/fuse", "/dev/net/tun", "slirp4netns", "pasta",
 	"--net user", "--net pasta", "--net slirp4netns",
 	"fuse-overlayfs", "user.max_user_namespaces", "kernel.unprivileged_userns_clone",
-	"kernel.apparmor_restrict_unprivileged_userns", "seccomp",
+	"kernel.apparmor_restrict_unprivileged_userns", "seccomp", "landlock", "isolation tier",
 }
 
 // openDevices makes /dev/fuse and /dev/net/tun usable by everyone, as the

@@ -39,7 +39,7 @@ func (b *Box) stats(code int) Stats {
 	st.UserSeconds = seconds(after.Utime) - seconds(b.before.Utime)
 	st.SystemSeconds = seconds(after.Stime) - seconds(b.before.Stime)
 	st.CPUSource = "rusage"
-	st.PeakMemoryBytes, st.PeakMemorySource = after.Maxrss*1024, "rusage (largest process)"
+	st.PeakMemoryBytes, st.PeakMemorySource = int64(after.Maxrss)*1024, "rusage (largest process)"
 	if b.v2 != "" {
 		kv := keyValues(filepath.Join(b.v2, "cpu.stat"))
 		if u, ok := kv["user_usec"]; ok {

@@ -28,7 +28,10 @@ func Check() []ModeCheck {
 	pasta := checkHelper(spec.NetPasta, tunErr, pasta.Check)
 	slirp := checkHelper(spec.NetSlirp4netns, tunErr, func(string) error { return slirp4netns.Check() })
 	user := ModeCheck{Mode: spec.NetUser}
+	chosen, why, _ := UserHelper()
 	switch {
+	case chosen == spec.NetPasta && pasta.OK || chosen == spec.NetSlirp4netns && slirp.OK:
+		user.OK, user.Detail = true, "uses "+chosen+": "+why
 	case pasta.OK:
 		user.OK, user.Detail = true, "uses pasta"
 	case slirp.OK:

@@ -11,7 +11,7 @@ import (
 )
 
 func TestResolve(t *testing.T) {
-	for in, want := range map[string]string{"": "none", "none": "none", "host": "host", "pasta": "pasta", "slirp4netns": "slirp4netns", "user": "pasta"} {
+	for in, want := range map[string]string{"": "none", "none": "none", "host": "host", "pasta": "pasta", "slirp4netns": "slirp4netns", "user": "slirp4netns"} {
 		got, err := Resolve(in)
 		if err != nil || got != want {
 			t.Errorf("Resolve(%q) = %q, %v; want %q", in, got, err, want)
@@ -146,6 +146,35 @@ func TestNeedsPortAgent(t *testing.T) {
 	} {
 		if got := NeedsPortAgent(c.mode, c.ps); got != c.want {
 			t.Errorf("NeedsPortAgent(%s, %v) = %v, want %v", c.mode, c.ps, got, c.want)
+		}
+	}
+}
+
+// --net user prefers pasta only from a release known to be fast; Debian
+// 12's pasta (no version printed) loses to slirp4netns.
+func TestUserHelperChoice(t *testing.T) {
+	real, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for version, want := range map[string]string{
+		"pasta 2024_08_21.1d6142f":                 spec.NetPasta,
+		"pasta 0.0~git20240220.1e6f92b-1":          spec.NetPasta,
+		"pasta 0.0~git20230309.7c7625d-1":          spec.NetSlirp4netns,
+		"pasta unknown version\nCopyright Red Hat": spec.NetSlirp4netns,
+	} {
+		dir := t.TempDir()
+		script := "#!/bin/sh\nprintf '%s\\n' '" + strings.ReplaceAll(version, "\n", "' '") + "'\n"
+		if err := os.WriteFile(dir+"/pasta", []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(real, dir+"/slirp4netns"); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("PATH", dir)
+		got, why, err := UserHelper()
+		if err != nil || got != want || why == "" {
+			t.Errorf("%q: %s (%s), %v; want %s", version, got, why, err, want)
 		}
 	}
 }

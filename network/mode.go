@@ -25,7 +25,7 @@ func IsUserMode(mode string) bool {
 }
 
 // Resolve turns a mode (one of spec.Net*) into the mode that will run:
-// "user" becomes "pasta" when pasta is installed, else "slirp4netns";
+// "user" becomes the helper UserHelper picks;
 // "pasta" and "slirp4netns" are checked for their binary; "" means "none".
 // The error names the package to install.
 func Resolve(mode string) (string, error) {
@@ -35,12 +35,8 @@ func Resolve(mode string) (string, error) {
 	case spec.NetHost:
 		return spec.NetHost, nil
 	case spec.NetUser:
-		for _, m := range []string{spec.NetPasta, spec.NetSlirp4netns} {
-			if _, err := exec.LookPath(m); err == nil {
-				return m, nil
-			}
-		}
-		return "", errors.New("needs pasta or slirp4netns, and neither is in PATH: install the Debian package passt (or slirp4netns)")
+		m, _, err := UserHelper()
+		return m, err
 	case spec.NetPasta, spec.NetSlirp4netns:
 		if _, err := exec.LookPath(mode); err != nil {
 			return "", fmt.Errorf("%s is not in PATH: install the Debian package %s", mode, helperPackage[mode])

@@ -679,6 +679,167 @@ func TestEscapeSeccompDockerProfile(t *testing.T) {
 	mustSucceed(t, "--seccomp unconfined", probeIn(t, []string{"--seccomp", "unconfined"}, "mkdir", "/tmp/d"))
 }
 
+// The landlock tier (docs/tiers.md): no namespaces, so every attack below
+// would reach the host if Landlock, the new session or the seccomp filter
+// were missing. Each runs on every way this host ends in the landlock tier
+// (tests/tiers_test.go's landlockHosts) and is proven against the flag
+// that gives the protection up, or against the probe run on the host.
+
+// A host file outside the binds cannot be read, nor a host process's
+// environment through /proc. Weakened: --ro-bind of the file's directory;
+// the probe on the host.
+func TestEscapeLandlockHostFiles(t *testing.T) {
+	dir, secret := secretFile(t)
+	sleeper := startSleeper(t)
+	environ := fmt.Sprintf("/proc/%d/environ", sleeper.Process.Pid)
+	for _, h := range landlockHosts {
+		t.Run(h.name, func(t *testing.T) {
+			mustRefuse(t, "secret", h.probe(t, nil, "read", secret), "EACCES")
+			mustRefuse(t, "environ", h.probe(t, nil, "read", environ), "EACCES")
+			mustSucceed(t, "--ro-bind of its directory", h.probe(t, []string{"--ro-bind", dir + ":" + dir}, "read", secret))
+		})
+	}
+	mustSucceed(t, "environ on the host", probeHost(t, nil, "read", environ))
+}
+
+// Nothing outside the read-write binds and the private temporary directory
+// can be written: not a read-only bind, not an unbound directory the
+// caller owns. Weakened: --bind.
+func TestEscapeLandlockWrites(t *testing.T) {
+	for _, h := range landlockHosts {
+		t.Run(h.name, func(t *testing.T) {
+			d := hostDir(t)
+			mustRefuse(t, "unbound", h.probe(t, nil, "write", d+"/x"), "EACCES")
+			mustRefuse(t, "--ro-bind", h.probe(t, []string{"--ro-bind", d + ":" + d}, "write", d+"/x"), "EACCES")
+			mustRefuse(t, "mkdir", h.probe(t, []string{"--ro-bind", d + ":" + d}, "mkdir", d+"/sub"), "EACCES")
+			mustSucceed(t, "--bind", h.probe(t, []string{"--bind", d + ":" + d}, "write", d+"/x"))
+		})
+	}
+}
+
+// A host process of the caller's cannot be signalled or traced (Landlock
+// ABI 6 scopes signals; ptrace is limited to the sandbox's own domain).
+// Weakened: the probe on the host.
+func TestEscapeLandlockHostProcess(t *testing.T) {
+	sleeper := startSleeper(t)
+	pid := strconv.Itoa(sleeper.Process.Pid)
+	for _, h := range landlockHosts {
+		t.Run(h.name, func(t *testing.T) {
+			mustRefuse(t, "kill", h.probe(t, nil, "kill", pid, "15"), "EPERM")
+			mustRefuse(t, "ptrace", h.probe(t, nil, "ptrace", pid), "EPERM")
+		})
+	}
+	if err := sleeper.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the host process died: %v", err)
+	}
+	mustSucceed(t, "ptrace on the host", probeHost(t, nil, "ptrace", pid))
+	mustSucceed(t, "kill on the host", probeHost(t, nil, "kill", pid, "15"))
+}
+
+// The host's abstract unix sockets are out of reach (Landlock ABI 6), with
+// --net host too; its TCP services without --net host (ABI 4). Weakened:
+// the probe on the host; --net host for TCP.
+func TestEscapeLandlockNetwork(t *testing.T) {
+	name := fmt.Sprintf("rbox-escape-ll-%d", os.Getpid())
+	ul, err := net.Listen("unix", "@"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, ul, "HOST-SOCKET")
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, tl, "HOST-TCP")
+	addr := tl.Addr().String()
+	// Landlock's scope refuses the connection (EPERM); below ABI 9 the
+	// tier's own filter refuses the AF_UNIX socket before (EACCES).
+	abstractErr := "EPERM"
+	if landlockABI() < 9 {
+		abstractErr = "EACCES"
+	}
+	for _, h := range landlockHosts {
+		t.Run(h.name, func(t *testing.T) {
+			mustRefuse(t, "abstract", h.probe(t, nil, "connect-abstract", name), abstractErr)
+			mustRefuse(t, "abstract, --net host", h.probe(t, []string{"--net", "host"}, "connect-abstract", name), abstractErr)
+			mustRefuse(t, "tcp", h.probe(t, nil, "connect-tcp", addr), "EACCES")
+			r := h.probe(t, []string{"--net", "host"}, "connect-tcp", addr)
+			mustSucceed(t, "tcp, --net host", r)
+			if items(r)["data"] != "HOST-TCP" {
+				t.Errorf("--net host: connected elsewhere:\n%s", r)
+			}
+		})
+	}
+	mustSucceed(t, "abstract on the host", probeHost(t, nil, "connect-abstract", name))
+}
+
+// landlockABI is the kernel's Landlock ABI version.
+func landlockABI() int {
+	v, _, errno := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, unix.LANDLOCK_CREATE_RULESET_VERSION)
+	if errno != 0 {
+		return 0
+	}
+	return int(v)
+}
+
+// A host service on a pathname unix socket (a session bus, a container
+// engine's socket) is out of reach, in a directory the caller owns and
+// whatever the binds: below Landlock ABI 9 the tier refuses AF_UNIX
+// sockets altogether. Weakened: the probe on the host.
+func TestEscapeLandlockUnixSocket(t *testing.T) {
+	dir := hostDir(t)
+	path := filepath.Join(dir, "service.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, l, "HOST-UNIX")
+	for _, h := range landlockHosts {
+		t.Run(h.name, func(t *testing.T) {
+			mustRefuse(t, "unbound", h.probe(t, nil, "connect-unix", path), "EACCES")
+			mustRefuse(t, "--ro-bind", h.probe(t, []string{"--ro-bind", dir + ":" + dir}, "connect-unix", path), "EACCES")
+		})
+	}
+	r := probeHost(t, nil, "connect-unix", path)
+	mustSucceed(t, "on the host", r)
+	if items(r)["data"] != "HOST-UNIX" {
+		t.Errorf("on the host: connected elsewhere:\n%s", r)
+	}
+}
+
+// Keystrokes pushed with TIOCSTI never reach the caller's terminal: the
+// command runs in a session of its own whose controlling terminal is a
+// pseudo-terminal rbox opened, even with no seccomp filter (then the probe
+// types into that one). Weakened: the probe on the terminal itself.
+func TestEscapeLandlockTIOCSTI(t *testing.T) {
+	probe := probeBin(t)
+	pending := func(tty *os.File) int {
+		n, err := unix.IoctlGetInt(int(tty.Fd()), unix.TIOCINQ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	direct := exec.Command(probe, "tiocsti", "echo INJECTED\n")
+	_, tty, out := interactive(t, direct)
+	waitExit(t, direct, 10*time.Second)
+	if pending(tty) == 0 {
+		t.Fatalf("probe could not inject into its own terminal: %s", out.String())
+	}
+	for _, flags := range [][]string{{}, {"--seccomp", "unconfined"}} {
+		cmd := exec.Command(rboxBin, append(flags, "--isolation", "landlock", "--ro-bind", probe+":"+probe, "--", probe, "tiocsti", "echo INJECTED\n")...)
+		_, tty, out := interactive(t, cmd)
+		waitExit(t, cmd, 10*time.Second)
+		time.Sleep(100 * time.Millisecond)
+		if n := pending(tty); n != 0 {
+			t.Errorf("rbox %v: %d bytes injected into the caller's terminal; output %q", flags, n, out.String())
+		}
+		if len(flags) == 0 && !strings.Contains(out.String(), "refused: EPERM") {
+			t.Errorf("rbox %v: want the probe refused by the filter, got %q", flags, out.String())
+		}
+	}
+}
+
 // Through rbox's egress proxies, which connect from the host, the host's
 // loopback stays closed however it is written (a name that resolves to it,
 // 127.0.0.1, 0.0.0.0, ::ffff:127.0.0.1, ::1), even when the rules allow

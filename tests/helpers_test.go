@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/rbox-dev/rbox/subid"
+	"github.com/rbox-dev/rbox/userns"
 )
 
 var rboxBin, probePath string
@@ -132,6 +133,15 @@ func me(t *testing.T) identity {
 	if id.subGIDs, err = subid.Lookup(subid.SubGIDPath, id.name, uint32(id.gid)); err != nil {
 		t.Fatal(err)
 	}
+	if id.uid == 0 && (len(id.subUIDs) == 0 || len(id.subGIDs) == 0) {
+		// Root without a range maps every other id of its own namespace.
+		if id.subUIDs, err = userns.OwnIDs("/proc/self/uid_map", 0); err != nil {
+			t.Fatal(err)
+		}
+		if id.subGIDs, err = userns.OwnIDs("/proc/self/gid_map", uint32(id.gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return id
 }
 
@@ -209,7 +219,7 @@ func tmpEntries(t *testing.T) map[string]bool {
 	m := map[string]bool{}
 	for _, e := range entries {
 		info, err := e.Info()
-		if err != nil || strings.HasPrefix(e.Name(), "go-build") || strings.HasPrefix(e.Name(), "Test") {
+		if err != nil || strings.HasPrefix(e.Name(), "go-build") || strings.HasPrefix(e.Name(), "go-link") || strings.HasPrefix(e.Name(), "Test") {
 			continue
 		}
 		if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) == os.Getuid() {

@@ -3,6 +3,7 @@
 package tests
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -41,9 +42,16 @@ func interactive(t *testing.T, cmd *exec.Cmd) (*os.File, *os.File, *syncBuffer) 
 }
 
 // An interactive shell gets a terminal with job control: ^C interrupts the
-// foreground job, ^Z stops it, and the shell's exit status is rbox's.
+// foreground job, ^Z stops it, and the shell's exit status is rbox's. In
+// the full tier and in the landlock tier (a pseudo-terminal rbox opens).
 func TestInteractiveShell(t *testing.T) {
-	cmd := exec.Command(rboxBin, "--env", "PS1=PROMPT$ ", "--", "bash", "--norc", "--noprofile", "-i")
+	for _, flags := range [][]string{nil, {"--isolation", "landlock"}} {
+		t.Run(fmt.Sprint(flags), func(t *testing.T) { interactiveShell(t, flags) })
+	}
+}
+
+func interactiveShell(t *testing.T, flags []string) {
+	cmd := exec.Command(rboxBin, append(flags, "--env", "PS1=PROMPT$ ", "--", "bash", "--norc", "--noprofile", "-i")...)
 	cmd.Env = append(os.Environ(), "TERM=dumb")
 	ptmx, _, out := interactive(t, cmd)
 	send := func(s string) {

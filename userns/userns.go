@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/subid"
@@ -46,6 +47,12 @@ type Caller struct {
 var (
 	SubUIDPath = subid.SubUIDPath
 	SubGIDPath = subid.SubGIDPath
+	// OwnUIDMapPath and OwnGIDMapPath show which ids exist in the
+	// caller's own user namespace.
+	OwnUIDMapPath = "/proc/self/uid_map"
+	OwnGIDMapPath = "/proc/self/gid_map"
+	// StatusPath is read for NoNewPrivs.
+	StatusPath = "/proc/self/status"
 )
 
 // NewPlan computes the maps that put the caller at insideUID:insideGID and
@@ -61,6 +68,18 @@ func NewPlan(c Caller, insideUID, insideGID uint32) (*Plan, error) {
 		return nil, err
 	}
 	p := &Plan{}
+	if c.UID == 0 && (len(subUIDs) == 0 || len(subGIDs) == 0) {
+		// Root may map any id of its own user namespace, without a
+		// helper: real root all of them, root in a container or a pod
+		// those its namespace has (65536 in a Kubernetes pod).
+		uids, uerr := OwnIDs(OwnUIDMapPath, c.UID)
+		gids, gerr := OwnIDs(OwnGIDMapPath, c.GID)
+		if uerr == nil && gerr == nil {
+			p.UIDMap = Layout(c.UID, insideUID, uids)
+			p.GIDMap = Layout(c.GID, insideGID, gids)
+			return p, nil
+		}
+	}
 	var why string
 	switch {
 	case len(subUIDs) == 0:
@@ -72,6 +91,8 @@ func NewPlan(c Caller, insideUID, insideGID uint32) (*Plan, error) {
 			why = "newuidmap not found"
 		} else if _, err := exec.LookPath("newgidmap"); err != nil {
 			why = "newgidmap not found"
+		} else if noNewPrivs() {
+			why = "no_new_privs is set on rbox (a container's or a sandbox's doing), so the setuid newuidmap cannot gain the privilege to write a range"
 		}
 	}
 	if why != "" {
@@ -91,7 +112,53 @@ func fixHint(why, user string) string {
 	if why == "newuidmap not found" || why == "newgidmap not found" {
 		return "install the uidmap package"
 	}
+	if strings.HasPrefix(why, "no_new_privs") {
+		return "run rbox without no_new_privs, e.g. without Docker's --security-opt no-new-privileges, or as root in the container"
+	}
 	return fmt.Sprintf("add a range as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s", user)
+}
+
+// OwnIDs lists the ids of the caller's own user namespace (the first
+// column of its uid_map or gid_map at path), less self.
+func OwnIDs(path string, self uint32) ([]subid.Range, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []subid.Range
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		start, err1 := strconv.ParseUint(f[0], 10, 32)
+		count, err2 := strconv.ParseUint(f[2], 10, 32)
+		if err1 != nil || err2 != nil || count == 0 {
+			return nil, fmt.Errorf("%s: bad line %q", path, line)
+		}
+		r := subid.Range{Start: uint32(start), Count: uint32(count)}
+		if self < r.Start || self-r.Start >= r.Count {
+			out = append(out, r)
+			continue
+		}
+		if self > r.Start {
+			out = append(out, subid.Range{Start: r.Start, Count: self - r.Start})
+		}
+		if end := uint64(r.Start) + uint64(r.Count); uint64(self)+1 < end {
+			out = append(out, subid.Range{Start: self + 1, Count: uint32(end - uint64(self) - 1)})
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s maps no id but %d", path, self)
+	}
+	return out, nil
+}
+
+// noNewPrivs reports whether no_new_privs is set on this process: setuid
+// helpers then run without their privilege.
+func noNewPrivs() bool {
+	b, err := os.ReadFile(StatusPath)
+	return err == nil && strings.Contains(string(b), "\nNoNewPrivs:\t1")
 }
 
 // Layout maps outside id self to inside id at, and fills inside ids from 0

@@ -131,3 +131,8 @@ func (f *limitFlags) applyLimits(s *spec.Spec) (string, error) {
 	}
 	return "limits: " + strings.Join(weak, ", ") + " (see rbox check, docs/limits.md)", nil
 }
+
+// asked says whether any limit or statistic was asked for.
+func (f *limitFlags) asked() bool {
+	return f.Memory != "" || f.MemorySwap != "" || f.PidsLimit != nil || f.CPUs != nil || len(f.Ulimit) > 0 || f.Stats || f.StatsFile != ""
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/rbox-dev/rbox/hostcheck"
 	"github.com/rbox-dev/rbox/initproc"
 	"github.com/rbox-dev/rbox/network/bridge"
+	"github.com/rbox-dev/rbox/tier"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -52,6 +53,9 @@ func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 func main() {
 	if (len(os.Args) == 2 || len(os.Args) == 3) && os.Args[0] == contract.Arg0 {
 		initproc.Main(os.Args[1:])
+	}
+	if len(os.Args) == 2 && os.Args[0] == tier.Arg0 {
+		tier.Main(os.Args[1:])
 	}
 	if len(os.Args) == 2 && os.Args[0] == hostcheck.ProbeArg0 {
 		hostcheck.ProbeMain(os.Args[1])

@@ -56,8 +56,9 @@ type RunCmd struct {
 	Limits  limitFlags   `embed:""`
 	// limitsWarning says which limits hold per process only.
 	limitsWarning string
-	Egress        egressFlags   `embed:""`
-	Named         namedRunFlags `embed:""`
+	Egress        egressFlags    `embed:""`
+	Named         namedRunFlags  `embed:""`
+	Tiers         isolationFlags `embed:""`
 	// hold keeps an image's in-use lock for the sandbox's life.
 	hold []*os.File
 	// joined is the sandbox --net sandbox:NAME shares a network with.
@@ -94,6 +95,9 @@ func (mountFlag) Decode(ctx *kong.DecodeContext) error {
 // Run builds the Spec and runs the sandbox.
 func (r *RunCmd) Run() error {
 	if err := r.takeCommand(); err != nil {
+		return err
+	}
+	if done, err := r.runTier(); done {
 		return err
 	}
 	if r.Named.Name != "" || r.Named.Detach || r.Named.Rm {

@@ -66,6 +66,26 @@ func connectAbstract(args []string) error {
 	return nil
 }
 
+// connectUnix connects to the pathname unix socket args[0] and prints the
+// first line it sends.
+func connectUnix(args []string) error {
+	if err := need(args, 1, "PATH"); err != nil {
+		return err
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: args[0]}); err != nil {
+		return err
+	}
+	buf := make([]byte, 256)
+	n, _ := unix.Read(fd, buf)
+	fmt.Printf("data: %s\n", firstLine(buf[:max(n, 0)]))
+	return nil
+}
+
 // connectTCP connects to args[0] (HOST:PORT) and prints the first line
 // the service sends.
 func connectTCP(args []string) error {

@@ -33,6 +33,7 @@ var checks = map[string]func(args []string) error{
 	"ptrace":           ptrace,
 	"connect-abstract": connectAbstract,
 	"connect-tcp":      connectTCP,
+	"connect-unix":     connectUnix,
 	"ipc":              ipc,
 	"keyring":          keyring,
 	"sethostname":      sethostname,

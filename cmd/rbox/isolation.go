@@ -1,0 +1,132 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/rbox-dev/rbox/console"
+	"github.com/rbox-dev/rbox/spec"
+	"github.com/rbox-dev/rbox/tier"
+)
+
+// isolationFlags choose the isolation tier (see docs/tiers.md).
+type isolationFlags struct {
+	Isolation string `default:"auto" enum:"auto,full,landlock" placeholder:"auto|full|landlock" help:"Isolation tier: full (namespaces), landlock (no namespaces: the command runs as you under Landlock and seccomp), or auto (full where the host allows it, else landlock, announced on stderr)."`
+}
+
+// runTier picks the tier. For the landlock tier it runs the command and
+// returns done; for the full tier the caller goes on.
+func (r *RunCmd) runTier() (done bool, err error) {
+	choice, err := tier.Choose(r.Tiers.Isolation)
+	if err != nil {
+		return true, fmt.Errorf("--isolation %s: %v", r.Tiers.Isolation, err)
+	}
+	if choice.Tier == tier.Full {
+		return false, nil
+	}
+	o, err := r.landlockOptions(choice)
+	if err != nil {
+		return true, err
+	}
+	fmt.Fprintf(os.Stderr, "rbox: %s\n", tier.Describe(choice, o.AllowNet))
+	if err := keepCallerFDs(r.PreserveF); err != nil {
+		return true, err
+	}
+	return true, exitError{tier.Run(o)}
+}
+
+// landlockOptions turns the command line into a landlock-tier run, and
+// refuses in one line what the tier cannot do: it has no namespaces, so
+// nothing can be mounted, renamed or shown under another path.
+func (r *RunCmd) landlockOptions(c tier.Choice) (tier.Options, error) {
+	var o tier.Options
+	why := "the landlock tier has no namespaces"
+	if c.Blocker != nil {
+		why = fmt.Sprintf("the landlock tier (chosen because %v) has no namespaces", c.Blocker)
+	}
+	refuse := func(what, fix string) error {
+		return fmt.Errorf("%s: %s, so it cannot be done; %s", what, why, fix)
+	}
+	if len(r.Command) == 0 {
+		return o, fmt.Errorf("missing command: give one after --, e.g. rbox -- sh")
+	}
+	st := r.Storage
+	switch {
+	case st.Image != "" || st.RootFS != "" || st.Overlay || st.OverlayDir != "":
+		return o, refuse("--image, --rootfs and --overlay", "run on a host where the full tier works (see rbox check)")
+	case r.Hostname != "":
+		return o, refuse("--hostname", "drop it")
+	case r.TimeOffset != "":
+		return o, refuse("--time-offset", "drop it")
+	case r.UID != nil && *r.UID != uint32(os.Getuid()) || r.GID != nil && *r.GID != uint32(os.Getgid()):
+		return o, refuse("--uid and --gid", "the command runs as you: drop them")
+	case len(r.CapAdd) > 0:
+		return o, refuse("--cap-add", "the command holds no capability: drop it")
+	case len(r.Publish) > 0 || r.HostLoop || r.DNS != "":
+		return o, refuse("-p, --allow-host-loopback and --dns", "use --net host")
+	case len(r.Egress.AllowNet) > 0:
+		return o, refuse("--allow-net", "use --net host (the host's whole network) or --net none")
+	case r.Named.Name != "" || r.Named.Detach || r.Named.Rm:
+		return o, refuse("--name, -d and --rm", "run it attached and unnamed")
+	case r.Limits.asked():
+		return o, refuse("--memory, --memory-swap, --pids-limit, --cpus, --ulimit and --stats", "drop them, or run where the full tier works (see rbox check)")
+	}
+	switch r.Net {
+	case spec.NetNone, "":
+	case spec.NetHost:
+		o.AllowNet = true
+	default:
+		return o, refuse("--net "+r.Net, "use --net host (the host's network) or --net none")
+	}
+	mounts, err := resolveSources(mountOrder)
+	if err != nil {
+		return o, err
+	}
+	for _, m := range mounts {
+		switch m.Kind {
+		case spec.MountBind, spec.MountROBind:
+			if m.Dest != m.Source {
+				return o, fmt.Errorf("--%s %s:%s: the landlock tier shows each path where it is on the host (it cannot mount), so DST must be SRC: use --%s %s:%s",
+					m.Kind, m.Source, m.Dest, m.Kind, m.Source, m.Source)
+			}
+			if m.Kind == spec.MountBind {
+				o.ReadWrite = append(o.ReadWrite, m.Source)
+			} else {
+				o.ReadOnly = append(o.ReadOnly, m.Source)
+			}
+		default:
+			return o, refuse("--"+string(m.Kind)+" "+m.Dest, "use a --bind of a host directory")
+		}
+	}
+	if o.Cwd, err = r.workDir(mounts); err != nil {
+		return o, err
+	}
+	if !filepath.IsAbs(o.Cwd) {
+		o.Cwd = "/"
+	}
+	o.Args = r.Command
+	o.Env = buildEnv(os.Environ(), r.ClearEnv, r.UnsetEnv, r.Env)
+	for _, kv := range r.Env {
+		if !strings.Contains(kv, "=") || strings.HasPrefix(kv, "=") {
+			return o, fmt.Errorf("--env %q: expected K=V", kv)
+		}
+	}
+	if r.PreserveF < 0 {
+		return o, fmt.Errorf("--preserve-fds %d: must be 0 or more", r.PreserveF)
+	}
+	for i := 0; i < r.PreserveF; i++ {
+		if _, err := os.Stat(fmt.Sprintf("/proc/self/fd/%d", 3+i)); err != nil {
+			return o, fmt.Errorf("--preserve-fds %d: fd %d is not open", r.PreserveF, 3+i)
+		}
+	}
+	o.PreserveFDs = r.PreserveF
+	// As in the full tier: a terminal of its own when stdin is the
+	// caller's terminal, unless rbox runs in the background there.
+	o.TTY = r.TTY || console.IsTerminal(os.Stdin) && console.IsForeground(os.Stdin)
+	if o.Seccomp, err = r.seccompFilter(nil); err != nil {
+		return o, err
+	}
+	return o, nil
+}

@@ -1,0 +1,50 @@
+package hostcheck
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/tier"
+)
+
+// checkIsolation says which tier `rbox` (--isolation auto) runs here, and
+// for the landlock tier, why and what it does not enforce.
+func checkIsolation(*caller) Result {
+	const name = "isolation tier"
+	abi := tier.ABI()
+	b := tier.Probe()
+	if b == nil {
+		fallback := fmt.Sprintf("the landlock tier is available as the fall-back (Landlock ABI %d)", abi)
+		if abi < 1 {
+			fallback = "no landlock tier to fall back to (" + tier.ABIProblem() + ")"
+		}
+		return pass(name, "full: user namespaces with capabilities; "+fallback)
+	}
+	fix := tierFix(b)
+	if abi < 1 {
+		return fail(name, fmt.Sprintf("none: %v, and Landlock is missing (%s)", b, tier.ABIProblem()), fix)
+	}
+	detail := fmt.Sprintf("landlock (Landlock ABI %d): %v", abi, b)
+	if m := tier.Missing(abi, false); len(m) > 0 {
+		detail += "; not enforced: " + strings.Join(m, ", ")
+	}
+	return warn(name, detail, fix)
+}
+
+// tierFix is how to get the full tier back.
+func tierFix(b *tier.Blocker) string {
+	switch {
+	case b.OldKernel != "":
+		return "use Linux 5.12 or later for the full tier"
+	case errors.Is(b.Err, unix.ENOSPC):
+		return persistHint("user.max_user_namespaces", "15000")
+	case !b.NoUserNS && tier.AppArmorRestricts():
+		return "install rbox's AppArmor profile (packaging/apparmor/README.md), or " + persistHint("kernel.apparmor_restrict_unprivileged_userns", "0")
+	case tier.SeccompFiltered():
+		return "in Docker: --security-opt seccomp=unconfined --security-opt apparmor=unconfined (or a profile allowing clone, unshare and mount); inside rbox: run the outer one with --allow-nested; see docs/tiers.md"
+	}
+	return "see docs/tiers.md"
+}

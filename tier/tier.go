@@ -1,0 +1,230 @@
+// Package tier decides how strongly a run can be isolated on this host,
+// and runs the landlock tier: the command as the caller, under Landlock,
+// the default seccomp filter and no_new_privs, without any namespace.
+//
+// The full tier (package sandbox) needs a user namespace in which the
+// sandbox holds capabilities: it mounts. Hosts refuse that in three ways
+// that Probe tells apart: clone(CLONE_NEWUSER) fails (a seccomp filter, as
+// Docker's default profile or rbox's own; user.max_user_namespaces=0;
+// kernel.unprivileged_userns_clone=0); or the namespace is made but holds
+// no capability (Ubuntu's kernel.apparmor_restrict_unprivileged_userns=1).
+//
+// The package knows nothing of the command line.
+package tier
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Tiers, as --isolation names them.
+const (
+	Auto     = "auto"
+	Full     = "full"
+	Landlock = "landlock"
+)
+
+// Names lists the values --isolation accepts.
+var Names = []string{Auto, Full, Landlock}
+
+// Blocker says why the full tier cannot run here.
+type Blocker struct {
+	// NoUserNS is true when the kernel refused the user namespace itself.
+	NoUserNS bool
+	// OldKernel names the system call the full tier needs and the
+	// kernel lacks.
+	OldKernel string
+	// Otherwise the kernel made a user namespace without capabilities.
+	// Err is what the kernel said.
+	Err error
+}
+
+func (b *Blocker) Error() string {
+	if b.OldKernel != "" {
+		return fmt.Sprintf("the kernel lacks %s (%v), which the full tier needs (Linux 5.12 or later)", b.OldKernel, b.Err)
+	}
+	if b.NoUserNS {
+		return fmt.Sprintf("user namespaces are refused here (clone with CLONE_NEWUSER: %v)%s", b.Err, userNSCause(b.Err))
+	}
+	return fmt.Sprintf("the user namespace holds no capabilities (a mount in it: %v)%s", b.Err, noCapsCause())
+}
+
+// userNSCause names the likely reason a user namespace was refused.
+func userNSCause(err error) string {
+	if errors.Is(err, unix.ENOSPC) {
+		return ": user.max_user_namespaces is 0 or reached"
+	}
+	if v, _ := readSysctl("kernel/unprivileged_userns_clone"); v == "0" && os.Getuid() != 0 {
+		return ": kernel.unprivileged_userns_clone is 0"
+	}
+	if SeccompFiltered() {
+		return ": a seccomp filter refuses it (a container's default profile, or rbox without --allow-nested)"
+	}
+	return ""
+}
+
+// noCapsCause names the likely reason a user namespace holds no
+// capabilities.
+func noCapsCause() string {
+	if AppArmorRestricts() {
+		return ": kernel.apparmor_restrict_unprivileged_userns is 1"
+	}
+	if SeccompFiltered() {
+		return ": a seccomp filter refuses mounting"
+	}
+	return ""
+}
+
+// AppArmorRestricts reports whether Ubuntu's AppArmor restriction of
+// unprivileged user namespaces applies to the caller.
+func AppArmorRestricts() bool {
+	v, _ := readSysctl("kernel/apparmor_restrict_unprivileged_userns")
+	return v == "1" && os.Getuid() != 0
+}
+
+// SeccompFiltered reports whether this process runs under a seccomp
+// filter (a container's profile, a sandbox's).
+func SeccompFiltered() bool {
+	return procStatus("Seccomp") == "2"
+}
+
+// Probe tries what the full tier needs first, at the cost of one fork and
+// no exec: a child cloned into a new user namespace unshares a mount
+// namespace and mounts in it (the Go runtime makes / private there), then
+// fails to execute "/". That failure, EACCES, is the success; any other
+// error is the step that failed. nil means the full tier can start.
+func Probe() *Blocker {
+	if b := probeMountAPI(); b != nil {
+		return b
+	}
+	attr := &syscall.ProcAttr{Sys: &syscall.SysProcAttr{
+		Cloneflags:   unix.CLONE_NEWUSER,
+		Unshareflags: unix.CLONE_NEWNS,
+	}}
+	_, err := syscall.ForkExec("/", []string{"rbox-tier-probe"}, attr)
+	if errors.Is(err, unix.EACCES) {
+		return nil
+	}
+	// Which step failed: the clone, or the mount work in the namespace.
+	attr.Sys.Unshareflags = 0
+	if _, cloneErr := syscall.ForkExec("/", []string{"rbox-tier-probe"}, attr); !errors.Is(cloneErr, unix.EACCES) {
+		return &Blocker{NoUserNS: true, Err: cloneErr}
+	}
+	return &Blocker{Err: err}
+}
+
+// probeMountAPI checks that the kernel has openat2 and the new mount API,
+// without privilege: an O_PATH open of / through each.
+func probeMountAPI() *Blocker {
+	fd, err := unix.Openat2(unix.AT_FDCWD, "/", &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC})
+	if errors.Is(err, unix.ENOSYS) {
+		return &Blocker{OldKernel: "openat2", Err: err}
+	}
+	if err == nil {
+		unix.Close(fd)
+	}
+	fd, err = unix.OpenTree(unix.AT_FDCWD, "/", unix.OPEN_TREE_CLOEXEC)
+	if errors.Is(err, unix.ENOSYS) {
+		return &Blocker{OldKernel: "open_tree, the new mount API", Err: err}
+	}
+	if err == nil {
+		unix.Close(fd)
+	}
+	return nil
+}
+
+// Choice is the tier a run gets.
+type Choice struct {
+	Tier string
+	// Blocker, when the tier is not full, is why.
+	Blocker *Blocker
+}
+
+// Choose resolves the requested tier (Auto, Full or Landlock) on this
+// host. Full fails where the full tier cannot run; Auto falls to the
+// landlock tier there, and fails when Landlock is missing too.
+func Choose(requested string) (Choice, error) {
+	switch requested {
+	case Landlock:
+		if abi := ABI(); abi < 1 {
+			return Choice{}, fmt.Errorf("the landlock tier needs Landlock, which this kernel does not offer (%s)", ABIProblem())
+		}
+		return Choice{Tier: Landlock}, nil
+	case Full, Auto, "":
+	default:
+		return Choice{}, fmt.Errorf("unknown isolation %q (use %s)", requested, strings.Join(Names, ", "))
+	}
+	b := probeMountAPI()
+	if b == nil && Suspect() {
+		b = Probe()
+	}
+	if b == nil {
+		return Choice{Tier: Full}, nil
+	}
+	if requested == Full {
+		return Choice{}, fmt.Errorf("the full tier cannot run: %v", b)
+	}
+	if ABI() < 1 {
+		return Choice{}, fmt.Errorf("no tier can run: %v, and Landlock is missing (%s)", b, ABIProblem())
+	}
+	return Choice{Tier: Landlock, Blocker: b}, nil
+}
+
+// Suspect reports whether this host shows a sign that user namespaces
+// may be refused or powerless: a seccomp filter on this process (Docker's
+// and containerd's default profiles, a sandbox's), an AppArmor profile
+// confining it (docker-default denies mount), or a sysctl that restricts
+// them. Probe costs a fork (about a millisecond), so a run probes only
+// then; elsewhere the full tier starts and reports its own failure.
+func Suspect() bool {
+	if SeccompFiltered() || AppArmorRestricts() || AppArmorConfined() {
+		return true
+	}
+	if v, _ := readSysctl("user/max_user_namespaces"); v == "0" {
+		return true
+	}
+	v, _ := readSysctl("kernel/unprivileged_userns_clone")
+	return v == "0" && os.Getuid() != 0
+}
+
+// AppArmorConfined reports whether an AppArmor profile confines this
+// process.
+func AppArmorConfined() bool {
+	b, err := os.ReadFile("/proc/self/attr/apparmor/current")
+	if err != nil {
+		return false
+	}
+	label := strings.TrimSpace(strings.TrimRight(string(b), "\x00"))
+	return label != "" && label != "unconfined"
+}
+
+// procSys is where sysctls are read; tests point it elsewhere.
+var procSys = "/proc/sys"
+
+// readSysctl reads a sysctl under procSys (key with slashes).
+func readSysctl(key string) (string, bool) {
+	b, err := os.ReadFile(procSys + "/" + key)
+	if err != nil {
+		return "", false
+	}
+	return strings.TrimSpace(string(b)), true
+}
+
+// procStatus returns a field of /proc/self/status.
+func procStatus(key string) string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}

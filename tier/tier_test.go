@@ -1,0 +1,104 @@
+package tier
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+var errEPERM error = unix.EPERM
+
+// This machine runs the full tier: the probe finds a user namespace that
+// can mount, as root and as the test user (scripts/run-unit-as-user).
+func TestProbeHere(t *testing.T) {
+	if b := Probe(); b != nil {
+		t.Fatalf("Probe: %v", b)
+	}
+	c, err := Choose(Auto)
+	if err != nil || c.Tier != Full || c.Blocker != nil {
+		t.Errorf("Choose(auto) = %+v, %v; want full", c, err)
+	}
+	if c, err := Choose(Landlock); err != nil || c.Tier != Landlock {
+		t.Errorf("Choose(landlock) = %+v, %v", c, err)
+	}
+	if _, err := Choose("partial"); err == nil || !strings.Contains(err.Error(), "auto, full, landlock") {
+		t.Errorf("Choose(partial): %v", err)
+	}
+}
+
+// The kernel here (6.18) has Landlock ABI 7: every guarantee of the tier
+// but the pathname unix socket rule, which the tier's own filter takes.
+func TestABIHere(t *testing.T) {
+	if abi := ABI(); abi < 6 {
+		t.Fatalf("Landlock ABI %d, want 6 or more (%s)", abi, ABIProblem())
+	}
+	if m := Missing(ABI(), false); len(m) != 0 {
+		t.Errorf("Missing = %q, want none", m)
+	}
+	if _, err := unixSocketFilter(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestMissing(t *testing.T) {
+	m := strings.Join(Missing(3, false), "; ")
+	for _, want := range []string{"TCP is not restricted", "signals to host processes"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("Missing(3) = %q, lacks %q", m, want)
+		}
+	}
+	if strings.Contains(strings.Join(Missing(3, true), ";"), "TCP") {
+		t.Error("Missing(3, allowNet) names TCP, which --net host opens anyway")
+	}
+}
+
+func TestBlockerText(t *testing.T) {
+	for b, want := range map[*Blocker]string{
+		{NoUserNS: true, Err: errEPERM}:       "user namespaces are refused here",
+		{Err: errEPERM}:                       "the user namespace holds no capabilities",
+		{OldKernel: "openat2", Err: errEPERM}: "the kernel lacks openat2",
+	} {
+		if got := b.Error(); !strings.HasPrefix(got, want) {
+			t.Errorf("%q, want prefix %q", got, want)
+		}
+	}
+	d := Describe(Choice{Tier: Landlock, Blocker: &Blocker{NoUserNS: true, Err: errEPERM}}, false)
+	if !strings.HasPrefix(d, "isolation: landlock tier (Landlock ABI ") || strings.Contains(d, "\n") {
+		t.Errorf("Describe = %q", d)
+	}
+}
+
+// The sysctls that restrict user namespaces make a run probe, and name
+// themselves in the blocker; AppArmor's restriction spares root.
+func TestSysctlSigns(t *testing.T) {
+	root := os.Getuid() == 0
+	for _, c := range []struct {
+		key, value string
+		suspect    bool
+		blocker    Blocker
+		says       string
+	}{
+		{"kernel/apparmor_restrict_unprivileged_userns", "1", !root, Blocker{Err: unix.EPERM}, "kernel.apparmor_restrict_unprivileged_userns is 1"},
+		{"user/max_user_namespaces", "0", true, Blocker{NoUserNS: true, Err: unix.ENOSPC}, "user.max_user_namespaces is 0 or reached"},
+		{"kernel/unprivileged_userns_clone", "0", !root, Blocker{NoUserNS: true, Err: unix.EPERM}, "kernel.unprivileged_userns_clone is 0"},
+	} {
+		procSys = t.TempDir()
+		t.Cleanup(func() { procSys = "/proc/sys" })
+		p := filepath.Join(procSys, c.key)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(c.value+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := Suspect(); got != c.suspect {
+			t.Errorf("%s=%s: Suspect() = %v, want %v", c.key, c.value, got, c.suspect)
+		}
+		if msg := c.blocker.Error(); c.suspect && !strings.Contains(msg, c.says) {
+			t.Errorf("%s=%s: blocker %q, want it to say %q", c.key, c.value, msg, c.says)
+		}
+	}
+}
