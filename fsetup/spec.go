@@ -36,7 +36,7 @@ func ConfigFor(s *spec.Spec) *Config {
 
 // NetworkFiles are the generated /etc files for the sandbox's network n
 // (see slirp.ChildConfig.EtcFiles), naming the sandbox's host name in
-// /etc/hosts.
+// /etc/hosts, then the files the CLI generated (s.GeneratedFiles).
 func NetworkFiles(s *spec.Spec, n slirp.ChildConfig) []File {
 	name := s.Hostname
 	if name == "" || s.Shares(spec.NSUTS) {
@@ -49,6 +49,9 @@ func NetworkFiles(s *spec.Spec, n slirp.ChildConfig) []File {
 		files = append(files, File{Dest: dest, Data: data})
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Dest < files[j].Dest })
+	for _, f := range s.GeneratedFiles {
+		files = append(files, File{Dest: f.Dest, Data: f.Data})
+	}
 	return files
 }
 

@@ -138,6 +138,18 @@ type Spec struct {
 	AllowHostLoopback bool `json:"allow_host_loopback,omitempty"`
 	// DNS, when set, is the sandbox's only nameserver.
 	DNS string `json:"dns,omitempty"`
+
+	// --- a newcomer's conventions (issue 15) ---
+
+	// GeneratedFiles are small files the CLI made, bound read-only at
+	// their Dest (an /etc/passwd naming the uid inside).
+	GeneratedFiles []GeneratedFile `json:"generated_files,omitempty"`
+}
+
+// GeneratedFile is content placed read-only at Dest in the sandbox.
+type GeneratedFile struct {
+	Dest string `json:"dest"`
+	Data []byte `json:"data"`
 }
 
 // SeccompFilter is a compiled seccomp filter, ready to load.

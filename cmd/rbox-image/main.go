@@ -232,7 +232,7 @@ func (cmd *RmCmd) Run(cli *CLI) error {
 			errs = append(errs, err)
 			continue
 		}
-		fmt.Println("Removed", n)
+		fmt.Println("Removed", n) // untagged, or deleted with its last name
 	}
 	return errors.Join(errs...)
 }

@@ -29,6 +29,8 @@ type CLI struct {
 	Check   CheckCmd   `cmd:"" help:"Try each kernel feature rbox uses and tell how to fix what does not work."`
 	Image   ImageCmd   `cmd:"" passthrough:"" help:"Manage the image store: import, load, pull, ls, rm (run by the rbox-image executable)."`
 	Version VersionCmd `cmd:"" help:"Print rbox's version."`
+
+	conventions `embed:""`
 }
 
 // VersionCmd prints the version.
@@ -63,6 +65,8 @@ func runCLI(args []string) int {
 		kong.Description("Run a command as root in a rootless sandbox: new namespaces, the host's system directories read-only, only the paths you give, no network unless asked."),
 		kong.UsageOnError(),
 		kong.Exit(func(code int) { panic(exitError{code}) }),
+		kong.Vars{"version": "rbox " + version},
+		kong.Resolvers(configResolver(args)),
 	)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "rbox: %v\n", err)
@@ -79,6 +83,13 @@ func runCLI(args []string) int {
 				code = e.code
 			}
 		}()
+		if h, ok := helpArgs(args); ok {
+			args = h
+		} else if c, ok := mistypedCommand(args, commandNames(parser.Model.Node)); ok {
+			fmt.Fprintf(os.Stderr, "rbox: unknown command %q: did you mean %q? (to run a program named %s in a sandbox: rbox -- %s)\n", args[0], c, args[0], args[0])
+			code = initproc.ExitSetupFailed
+			return
+		}
 		ctx, err := parser.Parse(args)
 		if err != nil {
 			code = usageError(err)
@@ -100,6 +111,11 @@ func runCLI(args []string) int {
 // usageError reports a command-line mistake in one line, with exit 125.
 func usageError(err error) int {
 	msg := err.Error()
+	for _, id := range []string{"--uid", "--gid"} {
+		if strings.HasPrefix(msg, id+":") {
+			msg = id + ": not an id: give a number from 0 to 4294967294"
+		}
+	}
 	if strings.Contains(msg, "expected") && strings.Contains(msg, "<command>") {
 		msg = "missing command: give one after --, e.g. rbox -- sh"
 	}

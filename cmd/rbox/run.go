@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/user"
@@ -22,7 +23,7 @@ import (
 
 // RunCmd runs a command in a sandbox.
 type RunCmd struct {
-	Bind    mountFlag `placeholder:"SRC:DST" help:"Bind host path SRC at DST, read-write. Repeatable; applied in order with the other mount flags."`
+	Bind    mountFlag `short:"v" aliases:"volume" placeholder:"SRC:DST[:ro]" help:"Bind host path SRC at DST, read-write (read-only with :ro). Repeatable; applied in order with the other mount flags."`
 	ROBind  mountFlag `name:"ro-bind" placeholder:"SRC:DST" help:"Bind host path SRC at DST, read-only."`
 	Tmpfs   mountFlag `placeholder:"DST[:size=N,mode=M]" help:"Mount a fresh tmpfs at DST."`
 	Dir     mountFlag `placeholder:"DST" help:"Create an empty directory at DST."`
@@ -40,7 +41,7 @@ type RunCmd struct {
 	UID *uint32 `name:"uid" help:"Run the command as this uid inside; the caller is mapped to it (default 0)."`
 	GID *uint32 `name:"gid" help:"Run the command as this gid inside; the caller's group is mapped to it (default 0)."`
 
-	Env       []string `sep:"none" placeholder:"K=V" help:"Set an environment variable. Repeatable."`
+	Env       []string `short:"e" sep:"none" placeholder:"K=V|K" help:"Set an environment variable; K alone passes the caller's K. Repeatable."`
 	UnsetEnv  []string `name:"unset-env" sep:"none" placeholder:"K" help:"Remove an environment variable. Repeatable."`
 	ClearEnv  bool     `name:"clear-env" help:"Start from an empty environment."`
 	PreserveF int      `name:"preserve-fds" placeholder:"N" help:"Pass the caller's fds 3..3+N-1 to the command."`
@@ -52,6 +53,8 @@ type RunCmd struct {
 	AllowNested bool     `name:"allow-nested" help:"Let the command create user namespaces (to run rbox or bwrap inside)."`
 
 	Storage storageFlags `embed:""`
+	Habits  habitFlags   `embed:""`
+	HomeDir homeFlags    `embed:""`
 	// hold keeps an image's in-use lock for the sandbox's life.
 	hold []*os.File
 
@@ -87,7 +90,7 @@ func (r *RunCmd) Run() error {
 		return err
 	}
 	if plan.Warning != "" {
-		fmt.Fprintf(os.Stderr, "rbox: warning: %s\n", plan.Warning)
+		slog.Warn(plan.Warning)
 	}
 	if err := keepCallerFDs(r.PreserveF); err != nil {
 		return err
@@ -124,6 +127,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if len(r.Command) == 0 && r.Storage.Image == "" {
 		return nil, nil, fmt.Errorf("missing command: give one after --, e.g. rbox -- sh")
 	}
+	if err := r.Habits.apply(r); err != nil {
+		return nil, nil, err
+	}
 	s := &spec.Spec{Args: r.Command, Hostname: r.Hostname, AllowNested: r.AllowNested, PreserveFDs: r.PreserveF}
 	share, err := parseShare(r.Share)
 	if err != nil {
@@ -153,6 +159,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if s.Mounts, err = resolveSources(mountOrder); err != nil {
 		return nil, nil, err
 	}
+	if s.Mounts, err = r.withHome(s.Mounts); err != nil {
+		return nil, nil, err
+	}
 	img, lock, err := r.Storage.applyStorage(s)
 	if err != nil {
 		return nil, nil, err
@@ -163,7 +172,7 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if s.Cwd, err = r.workDir(s.Mounts); err != nil {
 		return nil, nil, err
 	}
-	s.Env = buildEnv(os.Environ(), r.ClearEnv, r.UnsetEnv, r.Env)
+	s.Env = buildEnv(r.Habits.callerEnv(os.Environ()), r.ClearEnv, r.UnsetEnv, r.Env)
 	if img != nil {
 		// Like podman run: the image's entrypoint, its command unless one
 		// is given, its environment (not the caller's), its working
@@ -179,11 +188,6 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 		s.Env = buildEnv(imageEnv(img.Config, uid), r.ClearEnv, r.UnsetEnv, r.Env)
 		if r.Chdir == "" && s.Cwd == "/" && img.Config.WorkingDir != "" {
 			s.Cwd = img.Config.WorkingDir
-		}
-	}
-	for _, kv := range r.Env {
-		if !strings.Contains(kv, "=") || strings.HasPrefix(kv, "=") {
-			return nil, nil, fmt.Errorf("--env %q: expected K=V", kv)
 		}
 	}
 	if r.PreserveF < 0 {
@@ -232,6 +236,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 			r.Storage.Image, s.UID, s.GID, plan.Warning)
 	}
 	s.UIDMap, s.GIDMap = plan.UIDMap, plan.GIDMap
+	if img == nil && s.RootFS == "" {
+		s.GeneratedFiles = identityFiles("/etc", s.UID, s.GID, caller.Name, homeDir(s.Env))
+	}
 	return s, plan, nil
 }
 
@@ -350,4 +357,18 @@ func mapped(m []spec.IDMap, id uint32) bool {
 		}
 	}
 	return false
+}
+
+// withHome puts the --home mount first, so binds under $HOME land on it.
+func (r *RunCmd) withHome(mounts []spec.Mount) ([]spec.Mount, error) {
+	home := homeDir(buildEnv(r.Habits.callerEnv(os.Environ()), r.ClearEnv, r.UnsetEnv, r.Env))
+	uid := uint32(0)
+	if r.UID != nil {
+		uid = *r.UID
+	}
+	m, err := r.HomeDir.homeMount(home, mounts, r.Storage.RootFS != "" || r.Storage.Image != "", uid)
+	if err != nil || m == nil {
+		return mounts, err
+	}
+	return append([]spec.Mount{*m}, mounts...), nil
 }
