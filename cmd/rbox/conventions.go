@@ -271,7 +271,8 @@ func helpArgs(args []string) ([]string, bool) {
 // mistypedCommand reports the subcommand a bare first word was likely meant
 // to be. Words that are not a subcommand run as the sandbox's command
 // (run is the default command), so a word is taken as a typo only when it
-// is within one or two edits of a subcommand's name and no program of
+// is within one edit of a subcommand's name (two for names of seven
+// letters or more) and no program of
 // that name is on the caller's PATH; `rbox -- WORD` always runs WORD.
 func mistypedCommand(args []string, commands []string) (string, bool) {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
@@ -289,7 +290,7 @@ func mistypedCommand(args []string, commands []string) (string, bool) {
 	best, bestDist := "", 3
 	for _, c := range commands {
 		limit := 1
-		if len(c) >= 5 {
+		if len(c) >= 7 {
 			limit = 2
 		}
 		if d := editDistance(word, c); d <= limit && d < bestDist {

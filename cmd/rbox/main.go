@@ -59,15 +59,7 @@ func main() {
 
 func runCLI(args []string) int {
 	var cli CLI
-	mountOrder = nil
-	parser, err := kong.New(&cli,
-		kong.Name("rbox"),
-		kong.Description("Run a command as root in a rootless sandbox: new namespaces, the host's system directories read-only, only the paths you give, no network unless asked."),
-		kong.UsageOnError(),
-		kong.Exit(func(code int) { panic(exitError{code}) }),
-		kong.Vars{"version": "rbox " + version},
-		kong.Resolvers(configResolver(args)),
-	)
+	parser, err := newParser(&cli, args)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "rbox: %v\n", err)
 		return initproc.ExitSetupFailed
@@ -106,6 +98,20 @@ func runCLI(args []string) int {
 		}
 	}()
 	return code
+}
+
+// newParser is rbox's command line, reading the config file's defaults and
+// the profile args name.
+func newParser(cli *CLI, args []string) (*kong.Kong, error) {
+	mountOrder = nil
+	return kong.New(cli,
+		kong.Name("rbox"),
+		kong.Description("Run a command as root in a rootless sandbox: new namespaces, the host's system directories read-only, only the paths you give, no network unless asked."),
+		kong.UsageOnError(),
+		kong.Exit(func(code int) { panic(exitError{code}) }),
+		kong.Vars{"version": "rbox " + version},
+		kong.Resolvers(configResolver(args)),
+	)
 }
 
 // usageError reports a command-line mistake in one line, with exit 125.
