@@ -67,7 +67,11 @@ func (h *lineHandler) Enabled(_ context.Context, l slog.Level) bool { return l >
 
 func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "rbox: %s: %s", strings.ToLower(r.Level.String()), r.Message)
+	level := strings.ToLower(r.Level.String())
+	if r.Level == slog.LevelWarn {
+		level = "warning"
+	}
+	fmt.Fprintf(&b, "rbox: %s: %s", level, r.Message)
 	write := func(a slog.Attr) bool {
 		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
 		return true

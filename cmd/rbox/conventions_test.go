@@ -270,7 +270,7 @@ func TestLogLevels(t *testing.T) {
 	setupLogging(&b, slog.LevelWarn)
 	slog.Info("hidden")
 	slog.Warn("no range", "user", "u")
-	if b.String() != "rbox: warn: no range user=u\n" {
+	if b.String() != "rbox: warning: no range user=u\n" {
 		t.Errorf("log line %q", b.String())
 	}
 }

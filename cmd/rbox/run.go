@@ -92,6 +92,7 @@ func (r *RunCmd) Run() error {
 	if plan.Warning != "" {
 		slog.Warn(plan.Warning)
 	}
+	slog.Debug("sandbox", "args", s.Args, "cwd", s.Cwd, "uid", s.UID, "gid", s.GID, "uid_map", s.UIDMap, "net", s.Net, "mounts", len(s.Mounts))
 	if err := keepCallerFDs(r.PreserveF); err != nil {
 		return err
 	}

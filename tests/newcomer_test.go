@@ -1,0 +1,196 @@
+//go:build integration
+
+package tests
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// rbox --version prints the version stamped at build time, the same as
+// rbox version; rbox help [COMMAND] prints help; a mistyped subcommand is
+// refused, while rbox -- WORD runs WORD.
+func TestVersionHelpAndTypos(t *testing.T) {
+	v := rbox(t, "--version")
+	if v.code != 0 || !regexp.MustCompile(`^rbox \S+\n$`).MatchString(v.stdout) || v.stdout == "rbox dev\n" {
+		t.Errorf("--version: want rbox and a stamped version:\n%s", v)
+	}
+	if v2 := rbox(t, "version"); v2.stdout != v.stdout {
+		t.Errorf("rbox version %q differs from --version %q", v2.stdout, v.stdout)
+	}
+	if r := rbox(t, "help"); r.code != 0 || !strings.Contains(r.stdout, "Usage: rbox") {
+		t.Errorf("rbox help:\n%s", r)
+	}
+	if r := rbox(t, "help", "check"); r.code != 0 || !strings.Contains(r.stdout, "Usage: rbox check") {
+		t.Errorf("rbox help check:\n%s", r)
+	}
+	if r := rbox(t, "imgae", "ls"); r.code != 125 || !strings.Contains(r.stderr, `did you mean "image"`) || !strings.Contains(r.stderr, "rbox -- imgae") {
+		t.Errorf("mistyped subcommand:\n%s", r)
+	}
+	// After --, the word is the sandbox's command (here one that does not
+	// exist: 127 from inside, not rbox's 125).
+	for _, word := range []string{"help", "chek"} {
+		if r := rbox(t, "-q", "--", word); r.code != 127 {
+			t.Errorf("rbox -- %s: exit %d, want 127 (run in the sandbox)\n%s", word, r.code, r)
+		}
+	}
+}
+
+// The generated bash completion completes flags and subcommands when bash
+// sources it; the man page is roff naming every flag.
+func TestCompletionAndMan(t *testing.T) {
+	script := rbox(t, "completion", "bash")
+	if script.code != 0 {
+		t.Fatalf("completion bash:\n%s", script)
+	}
+	f := filepath.Join(t.TempDir(), "rbox.bash")
+	writeFile(t, f, script.stdout)
+	out, err := exec.Command("bash", "-c", `source "$1"; COMP_WORDS=(rbox --ro-b); COMP_CWORD=1; _rbox; echo "${COMPREPLY[@]}"; COMP_WORDS=(rbox che); _rbox; echo "${COMPREPLY[@]}"; COMP_WORDS=(rbox image l); COMP_CWORD=2; _rbox; echo "${COMPREPLY[@]}"`, "bash", f).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--ro-bind\ncheck\n") {
+		t.Errorf("bash completion: %v\n%s", err, out)
+	}
+	for _, shell := range []string{"zsh", "fish"} {
+		if r := rbox(t, "completion", shell); r.code != 0 || !strings.Contains(r.stdout, "rbox") || !strings.Contains(r.stdout, "ro-bind") {
+			t.Errorf("completion %s:\n%s", shell, r)
+		}
+	}
+	man := rbox(t, "man")
+	for _, want := range []string{".TH RBOX 1", "ro-bind", "env-mode", "completion"} {
+		if !strings.Contains(man.stdout, want) {
+			t.Errorf("man page lacks %q", want)
+		}
+	}
+}
+
+// --debug shows rbox's own debug lines, -q hides its warnings.
+func TestLogLevels(t *testing.T) {
+	if r := rbox(t, "--debug", "--", "true"); r.code != 0 || !strings.Contains(r.stderr, "rbox: debug: sandbox args=[true]") {
+		t.Errorf("--debug:\n%s", r)
+	}
+	if r := rbox(t, "-q", "--", "true"); r.code != 0 || r.stderr != "" {
+		t.Errorf("-q printed:\n%s", r)
+	}
+	if r := rbox(t, "--log-level", "error", "--uid", "1", "--", "true"); r.code != 0 || r.stderr != "" {
+		t.Errorf("--log-level error printed:\n%s", r)
+	}
+}
+
+// $HOME exists inside, writable and empty, and goes with the sandbox;
+// --home DIR binds DIR there; a uid without an entry gets one.
+func TestHome(t *testing.T) {
+	home := hostDir(t)
+	inHome := func(c *exec.Cmd) { c.Env = append(os.Environ(), "HOME="+home+"/me") }
+	os.Mkdir(home+"/me", 0o755)
+	writeFile(t, home+"/me/.secret", "host file")
+	r := rboxCmd(t, inHome, "-q", "--", "sh", "-c", `echo "$HOME"; ls -A "$HOME"; touch "$HOME/made" && echo wrote; mkdir -p "$HOME/.cache/go-build" && echo cache`)
+	if r.code != 0 || r.stdout != home+"/me\nwrote\ncache\n" {
+		t.Errorf("default home: want an empty writable $HOME:\n%s", r)
+	}
+	if _, err := os.Stat(home + "/me/made"); err == nil {
+		t.Error("the sandbox's write to $HOME reached the host")
+	}
+	dir := hostDir(t)
+	r = rboxCmd(t, inHome, "-q", "--home", dir, "--", "sh", "-c", `touch "$HOME/kept"`)
+	if _, err := os.Stat(dir + "/kept"); r.code != 0 || err != nil {
+		t.Errorf("--home DIR: the write did not reach DIR: %v\n%s", err, r)
+	}
+	if r := rboxCmd(t, inHome, "-q", "--home", "none", "--", "sh", "-c", `test -e "$HOME"`); r.code != 1 {
+		t.Errorf("--home none: $HOME exists:\n%s", r)
+	}
+	r = rboxCmd(t, inHome, "-q", "--uid", "4321", "--gid", "4321", "--", "sh", "-c", `id -un; id -gn; touch "$HOME/x" && echo ok`)
+	if r.code != 0 || !strings.HasSuffix(r.stdout, "\nok\n") || strings.Contains(r.stdout, "4321\n") {
+		t.Errorf("uid 4321: want a name for it and a writable home:\n%s", r)
+	}
+}
+
+// The caller's environment passes in whole by default; --env-mode safe
+// keeps secrets out; -e K and --env-file bring chosen ones in.
+func TestEnvModes(t *testing.T) {
+	secrets := func(c *exec.Cmd) {
+		c.Env = append(os.Environ(), "GITHUB_TOKEN=ghp_secret", "AWS_SECRET_ACCESS_KEY=aws_secret", "LC_ALL=C.UTF-8", "TERM=dumb")
+	}
+	r := rboxCmd(t, secrets, "-q", "--", "env")
+	if !strings.Contains(r.stdout, "GITHUB_TOKEN=ghp_secret") {
+		t.Errorf("default: the caller's environment did not pass:\n%s", r)
+	}
+	r = rboxCmd(t, secrets, "-q", "--env-mode", "safe", "--", "env")
+	if strings.Contains(r.stdout, "secret") || !strings.Contains(r.stdout, "LC_ALL=C.UTF-8") || !strings.Contains(r.stdout, "PATH=") || !strings.Contains(r.stdout, "TERM=dumb") {
+		t.Errorf("--env-mode safe:\n%s", r)
+	}
+	envFile := filepath.Join(hostDir(t), "env")
+	writeFile(t, envFile, "# settings\nFROM_FILE=yes\nAWS_SECRET_ACCESS_KEY\n")
+	r = rboxCmd(t, secrets, "-q", "--env-mode", "safe", "-e", "GITHUB_TOKEN", "-e", "NOT_SET_ANYWHERE", "--env-file", envFile, "--", "env")
+	for _, want := range []string{"GITHUB_TOKEN=ghp_secret", "FROM_FILE=yes", "AWS_SECRET_ACCESS_KEY=aws_secret"} {
+		if !strings.Contains(r.stdout, want+"\n") {
+			t.Errorf("-e/--env-file: %s missing:\n%s", want, r)
+		}
+	}
+	if strings.Contains(r.stdout, "NOT_SET_ANYWHERE") {
+		t.Errorf("-e of an unset variable set it:\n%s", r)
+	}
+}
+
+// docker's -v SRC:DST:ro, --mount (a path with ':') and --user.
+func TestDockerHabits(t *testing.T) {
+	dir := hostDir(t)
+	writeFile(t, dir+"/f", "data")
+	r := rbox(t, "-q", "-v", dir+":/d:ro", "--", "sh", "-c", "cat /d/f; touch /d/g")
+	if r.code == 0 || r.stdout != "data" || !strings.Contains(r.stderr, "Read-only") {
+		t.Errorf("-v :ro:\n%s", r)
+	}
+	colon := filepath.Join(dir, "a:b")
+	writeFile(t, colon+"/f", "colon")
+	r = rbox(t, "-q", "--mount", "type=bind,src="+colon+",dst=/c", "--mount", "type=tmpfs,dst=/t,tmpfs-size=1MiB", "--", "sh", "-c", "cat /c/f; touch /c/w && df -k /t | tail -1")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "colon") || !strings.Contains(r.stdout, " 1024 ") {
+		t.Errorf("--mount:\n%s", r)
+	}
+	if _, err := os.Stat(colon + "/w"); err != nil {
+		t.Errorf("--mount bind is not read-write: %v", err)
+	}
+	if r := rbox(t, "-q", "--user", "5:6", "--", "sh", "-c", "id -u; id -g"); r.stdout != "5\n6\n" {
+		t.Errorf("--user 5:6:\n%s", r)
+	}
+}
+
+// A profile of the config file applies its flags; the command line wins.
+func TestConfigProfile(t *testing.T) {
+	dir := hostDir(t)
+	config := filepath.Join(dir, "config.toml")
+	writeFile(t, config, "[defaults]\nhostname = \"fromdefaults\"\n\n[profiles.untrusted]\nenv-mode = \"safe\"\ntmpfs = [\"/scratch:size=1m\"]\ncap-drop = [\"ALL\"]\n")
+	withConfig := func(c *exec.Cmd) { c.Env = append(os.Environ(), "RBOX_CONFIG="+config, "GITHUB_TOKEN=ghp_secret") }
+	r := rboxCmd(t, withConfig, "-q", "--profile", "untrusted", "--", "sh", "-c", "hostname; env; df -k /scratch | tail -1; grep CapEff /proc/self/status")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "fromdefaults\n") || strings.Contains(r.stdout, "ghp_secret") || !strings.Contains(r.stdout, " 1024 ") || !strings.Contains(r.stdout, "0000000000000000") {
+		t.Errorf("--profile untrusted:\n%s", r)
+	}
+	if r := rboxCmd(t, withConfig, "-q", "--hostname", "cmdline", "--", "hostname"); r.stdout != "cmdline\n" {
+		t.Errorf("the command line does not win over the config file:\n%s", r)
+	}
+	if r := rboxCmd(t, withConfig, "--profile", "nope", "--", "true"); r.code != 125 || !strings.Contains(r.stderr, "no such profile") {
+		t.Errorf("unknown profile:\n%s", r)
+	}
+}
+
+// check --json and image ls --json carry a schema version.
+func TestJSONSchemaVersions(t *testing.T) {
+	var report struct {
+		SchemaVersion int               `json:"schema_version"`
+		Items         []json.RawMessage `json:"items"`
+	}
+	r := rbox(t, "check", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil || report.SchemaVersion != 1 || len(report.Items) < 10 {
+		t.Errorf("check --json: %v\n%s", err, r)
+	}
+	var ls struct {
+		SchemaVersion int               `json:"schema_version"`
+		Images        []json.RawMessage `json:"images"`
+	}
+	r = image(t, store(t), "ls", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &ls); err != nil || ls.SchemaVersion != 1 || ls.Images == nil {
+		t.Errorf("image ls --json: %v\n%s", err, r)
+	}
+}
