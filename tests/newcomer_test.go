@@ -194,3 +194,33 @@ func TestJSONSchemaVersions(t *testing.T) {
 		t.Errorf("image ls --json: %v\n%s", err, r)
 	}
 }
+
+// Under `env -i` (no PATH) rbox still finds newuidmap, newgidmap and pasta
+// in the system directories; the command gets no PATH it was not given.
+func TestNoCallerPath(t *testing.T) {
+	noEnv := func(c *exec.Cmd) { c.Env = []string{} }
+	r := rboxCmd(t, noEnv, "--net", "user", "--", "/bin/sh", "-c", `cat /proc/self/uid_map; tr '\0' '\n' < /proc/$$/environ`)
+	if r.code != 0 || strings.Contains(r.stderr, "not found") || strings.Contains(r.stdout, "PATH=") {
+		t.Fatalf("env -i:\n%s", r)
+	}
+	if id := me(t); id.full() && !strings.Contains(r.stdout, " 65536\n") {
+		t.Errorf("env -i: want the full id map:\n%s", r)
+	}
+}
+
+// --preserve-fds passes only fds the caller passed: an fd of rbox's own at
+// that number (here the image's in-use lock) is refused, not handed over.
+func TestPreserveFDsOnlyCallers(t *testing.T) {
+	s := store(t)
+	tarball := filepath.Join(hostDir(t), "rootfs.tar.gz")
+	if err := os.WriteFile(tarball, gzipped(t, tarOf(t, busyboxEntries(t))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := image(t, s, "import", tarball, "bb"); r.code != 0 {
+		t.Fatalf("import:\n%s", r)
+	}
+	r := rbox(t, "-q", "--storage-root", s, "--image", "bb", "--preserve-fds", "1", "--", "/bin/ls", "/proc/self/fd/")
+	if r.code != 125 || !strings.Contains(r.stderr, "fd 3 is not open") {
+		t.Errorf("--preserve-fds 1 with the caller's fd 3 closed:\n%s", r)
+	}
+}

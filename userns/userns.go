@@ -81,8 +81,8 @@ func NewPlan(c Caller, insideUID, insideGID uint32) (*Plan, error) {
 		p.Warning = fmt.Sprintf("%s; mapping only your own id, so other ids appear as nobody (%s)", why, fixHint(why, c.Name))
 		return p, nil
 	}
-	p.UIDMap = Layout(c.UID, insideUID, subUIDs)
-	p.GIDMap = Layout(c.GID, insideGID, subGIDs)
+	p.UIDMap = Layout(c.UID, insideUID, subid.Merge(subUIDs))
+	p.GIDMap = Layout(c.GID, insideGID, subid.Merge(subGIDs))
 	p.Helpers = c.UID != 0
 	return p, nil
 }
@@ -91,7 +91,9 @@ func fixHint(why, user string) string {
 	if why == "newuidmap not found" || why == "newgidmap not found" {
 		return "install the uidmap package"
 	}
-	return fmt.Sprintf("add a range as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s", user)
+	r := subid.FreeRange(65536, SubUIDPath, SubGIDPath)
+	ids := fmt.Sprintf("%d-%d", r.Start, r.Start+r.Count-1)
+	return fmt.Sprintf("add a range as root: usermod --add-subuids %s --add-subgids %s %s", ids, ids, user)
 }
 
 // Layout maps outside id self to inside id at, and fills inside ids from 0

@@ -54,6 +54,7 @@ func main() {
 	if len(os.Args) == 2 && os.Args[0] == hostcheck.ProbeArg0 {
 		hostcheck.ProbeMain(os.Args[1])
 	}
+	recordCaller()
 	os.Exit(runCLI(os.Args[1:]))
 }
 

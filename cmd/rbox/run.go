@@ -173,7 +173,7 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if s.Cwd, err = r.workDir(s.Mounts); err != nil {
 		return nil, nil, err
 	}
-	s.Env = buildEnv(r.Habits.callerEnv(os.Environ()), r.ClearEnv, r.UnsetEnv, r.Env)
+	s.Env = buildEnv(r.Habits.callerEnv(callerEnviron), r.ClearEnv, r.UnsetEnv, r.Env)
 	if img != nil {
 		// Like podman run: the image's entrypoint, its command unless one
 		// is given, its environment (not the caller's), its working
@@ -195,7 +195,7 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 		return nil, nil, fmt.Errorf("--preserve-fds %d: must be 0 or more", r.PreserveF)
 	}
 	for i := 0; i < r.PreserveF; i++ {
-		if _, err := os.Stat(fmt.Sprintf("/proc/self/fd/%d", 3+i)); err != nil {
+		if !callerFD(3 + i) {
 			return nil, nil, fmt.Errorf("--preserve-fds %d: fd %d is not open", r.PreserveF, 3+i)
 		}
 	}
@@ -362,7 +362,7 @@ func mapped(m []spec.IDMap, id uint32) bool {
 
 // withHome puts the --home mount first, so binds under $HOME land on it.
 func (r *RunCmd) withHome(mounts []spec.Mount) ([]spec.Mount, error) {
-	home := homeDir(buildEnv(r.Habits.callerEnv(os.Environ()), r.ClearEnv, r.UnsetEnv, r.Env))
+	home := homeDir(buildEnv(r.Habits.callerEnv(callerEnviron), r.ClearEnv, r.UnsetEnv, r.Env))
 	uid := uint32(0)
 	if r.UID != nil {
 		uid = *r.UID
