@@ -49,6 +49,9 @@ func TestBadInput(t *testing.T) {
 		{"missing home", []string{"--home", "/no/such/home", "--", "true"}, "--home /no/such/home: not a directory"},
 		{"bad env mode", []string{"--env-mode", "some", "--", "true"}, "--env-mode"},
 		{"time offset in weeks", []string{"--time-offset", "boottime=2w", "--", "true"}, "30d"},
+		{"bind on a missing dir of /usr", []string{"--bind", dir + ":/usr/no/such", "--", "true"}, "add --tmpfs /usr first"},
+		{"bind over /", []string{"--ro-bind", "/:/", "--", "true"}, "use --rootfs DIR"},
+		{"rootfs without mount points", []string{"--rootfs", dir, "--", "true"}, "has no /proc, /dev, /sys, /tmp to mount on"},
 		{"unknown net mode", []string{"--net", "carrier-pigeon", "--", "true"}, "--net"},
 		{"fd not open", []string{"--preserve-fds", "5", "--", "true"}, "is not open"},
 	}
@@ -89,8 +92,9 @@ func TestSetupFailureExit125(t *testing.T) {
 			says []string
 		}{
 			{[]string{"-w", "/no/such/dir"}, []string{"working directory /no/such/dir", "no such file or directory"}},
-			// /usr is the host's, read-only: no mount point can be made there.
-			{[]string{"--ro-bind", dir + ":/usr/rbox-new"}, []string{"ro-bind " + dir + " on /usr/rbox-new", "read-only file system"}},
+			// A read-only bind: no mount point can be made in it. (The
+			// read-only system directories are checked before the setup.)
+			{[]string{"--ro-bind", dir + ":/ro", "--ro-bind", dir + ":/ro/rbox-new"}, []string{"ro-bind " + dir + " on /ro/rbox-new", "read-only file system"}},
 		}
 		for _, c := range cases {
 			before := tmpEntries(t)

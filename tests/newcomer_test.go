@@ -224,3 +224,36 @@ func TestPreserveFDsOnlyCallers(t *testing.T) {
 		t.Errorf("--preserve-fds 1 with the caller's fd 3 closed:\n%s", r)
 	}
 }
+
+// A mount over the sandbox's /proc or /dev is said, on one line, and done.
+func TestMountOverProcWarns(t *testing.T) {
+	dir := hostDir(t)
+	for _, args := range [][]string{{"--bind", dir + ":/proc"}, {"--tmpfs", "/dev"}} {
+		r := rbox(t, append(args, "--", "true")...)
+		var warned bool
+		for _, l := range strings.Split(r.stderr, "\n") {
+			warned = warned || strings.HasPrefix(l, "rbox: warning: --") && strings.Contains(l, "hides the sandbox's own")
+		}
+		if r.code != 0 || !warned {
+			t.Errorf("%v: want exit 0 and a warning:\n%s", args, r)
+		}
+	}
+	if r := rbox(t, "-q", "--bind", dir+":/proc", "--", "true"); r.stderr != "" {
+		t.Errorf("-q: %s", r.stderr)
+	}
+}
+
+// ./x with the caller's directory outside the sandbox says so.
+func TestRelativeCommandOutsideSandbox(t *testing.T) {
+	dir := hostDir(t)
+	writeFile(t, dir+"/x.sh", "#!/bin/sh\necho ran\n")
+	os.Chmod(dir+"/x.sh", 0o755)
+	inDir := func(c *exec.Cmd) { c.Dir = dir }
+	r := rboxCmd(t, inDir, "--", "./x.sh")
+	if r.code != 125 || !strings.Contains(r.stderr, "not in the sandbox") || !strings.Contains(r.stderr, "--bind .:/work") {
+		t.Errorf("./x.sh, cwd not bound:\n%s", r)
+	}
+	if r := rboxCmd(t, inDir, "-q", "--bind", ".:/work", "--", "./x.sh"); r.code != 0 || r.stdout != "ran\n" {
+		t.Errorf("./x.sh, cwd bound:\n%s", r)
+	}
+}

@@ -173,6 +173,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if s.Cwd, err = r.workDir(s.Mounts); err != nil {
 		return nil, nil, err
 	}
+	if err := checkRequest(s); err != nil {
+		return nil, nil, err
+	}
 	s.Env = buildEnv(r.Habits.callerEnv(callerEnviron), r.ClearEnv, r.UnsetEnv, r.Env)
 	if img != nil {
 		// Like podman run: the image's entrypoint, its command unless one
@@ -198,6 +201,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 		if !callerFD(3 + i) {
 			return nil, nil, fmt.Errorf("--preserve-fds %d: fd %d is not open", r.PreserveF, 3+i)
 		}
+	}
+	if err := checkRelativeCommand(s, r.Chdir); err != nil {
+		return nil, nil, err
 	}
 	if s.Caps, err = resolveCaps(r.CapAdd, r.CapDrop); err != nil {
 		return nil, nil, err
