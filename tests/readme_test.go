@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,7 +100,9 @@ func newReadmeProject(t *testing.T) *readmeProject {
 		}
 	}
 	path := p.bin + ":" + os.Getenv("PATH")
-	if goBin := filepath.Join(runtime.GOROOT(), "bin"); fileExists(filepath.Join(goBin, "go")) {
+	// Go for the go mod example (scripts/run-integration passes its root;
+	// the test user's PATH may not have it).
+	if goBin := filepath.Join(os.Getenv("RBOX_GOROOT"), "bin"); fileExists(filepath.Join(goBin, "go")) {
 		path += ":" + goBin
 	}
 	p.env = append(os.Environ(), "PATH="+path, "HOME="+p.home, "RBOX_STORAGE_ROOT="+filepath.Join(p.dir, "store"),
