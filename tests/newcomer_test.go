@@ -3,13 +3,19 @@
 package tests
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // rbox --version prints the version stamped at build time, the same as
@@ -256,4 +262,41 @@ func TestRelativeCommandOutsideSandbox(t *testing.T) {
 	if r := rboxCmd(t, inDir, "-q", "--bind", ".:/work", "--", "./x.sh"); r.code != 0 || r.stdout != "ran\n" {
 		t.Errorf("./x.sh, cwd bound:\n%s", r)
 	}
+}
+
+// -p PORT chooses a free host port, says which, and forwards it.
+func TestPublishChosenPort(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, rboxBin, "--net", "user", "-p", "80", "--", "python3", "-m", "http.server", "80")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	sc := bufio.NewScanner(stderr)
+	var addr string
+	for sc.Scan() {
+		if a, ok := strings.CutPrefix(sc.Text(), "rbox: publishing "); ok {
+			addr, _, _ = strings.Cut(a, " -> ")
+			break
+		}
+	}
+	go io.Copy(io.Discard, stderr)
+	if addr == "" {
+		t.Fatal("rbox did not say which host port it chose")
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if resp, err := http.Get("http://" + addr + "/"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("status %d", resp.StatusCode)
+			}
+			return
+		}
+	}
+	t.Errorf("the chosen port %s did not reach the sandbox", addr)
 }

@@ -20,7 +20,7 @@ import (
 // profiles, completion scripts and a man page.
 type conventions struct {
 	ShowVersion kong.VersionFlag `name:"version" help:"Print rbox's version and exit."`
-	LogLevel    string           `name:"log-level" enum:"debug,info,warn,error" default:"warn" env:"RBOX_LOG_LEVEL" help:"What rbox itself reports on stderr: debug, info, warn or error."`
+	LogLevel    string           `name:"log-level" enum:"debug,info,notice,warn,error" default:"notice" env:"RBOX_LOG_LEVEL" help:"What rbox itself reports on stderr: debug, info, notice (the default: warnings and what rbox chose for you, such as a published host port), warn or error."`
 	Debug       bool             `help:"Same as --log-level debug."`
 	Quiet       bool             `short:"q" help:"Only errors: same as --log-level error."`
 	Profile     string           `placeholder:"NAME" env:"RBOX_PROFILE" help:"Apply the profile NAME of the config file (a set of run flags)."`
@@ -42,12 +42,19 @@ func (c *conventions) level() slog.Level {
 	case c.Quiet:
 		return slog.LevelError
 	}
+	if c.LogLevel == "notice" {
+		return levelNotice
+	}
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return slog.LevelWarn
+		return levelNotice
 	}
 	return l
 }
+
+// levelNotice is for what rbox chose on the caller's behalf: shown by
+// default, hidden by -q and --log-level warn.
+const levelNotice = slog.LevelWarn - 1
 
 // setupLogging makes slog print "rbox: LEVEL: message key=value" lines,
 // the form rbox's messages always had, at level and above.
@@ -67,11 +74,14 @@ func (h *lineHandler) Enabled(_ context.Context, l slog.Level) bool { return l >
 
 func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
-	level := strings.ToLower(r.Level.String())
-	if r.Level == slog.LevelWarn {
-		level = "warning"
+	switch r.Level {
+	case levelNotice:
+		fmt.Fprintf(&b, "rbox: %s", r.Message)
+	case slog.LevelWarn:
+		fmt.Fprintf(&b, "rbox: warning: %s", r.Message)
+	default:
+		fmt.Fprintf(&b, "rbox: %s: %s", strings.ToLower(r.Level.String()), r.Message)
 	}
-	fmt.Fprintf(&b, "rbox: %s: %s", level, r.Message)
 	write := func(a slog.Attr) bool {
 		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
 		return true

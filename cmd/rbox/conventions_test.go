@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -257,6 +258,7 @@ func TestLogLevels(t *testing.T) {
 		conv  conventions
 		level slog.Level
 	}{
+		{conventions{LogLevel: "notice"}, levelNotice},
 		{conventions{LogLevel: "warn"}, slog.LevelWarn},
 		{conventions{LogLevel: "info"}, slog.LevelInfo},
 		{conventions{LogLevel: "warn", Debug: true}, slog.LevelDebug},
@@ -270,7 +272,9 @@ func TestLogLevels(t *testing.T) {
 	setupLogging(&b, slog.LevelWarn)
 	slog.Info("hidden")
 	slog.Warn("no range", "user", "u")
-	if b.String() != "rbox: warning: no range user=u\n" {
+	setupLogging(&b, levelNotice)
+	slog.Log(context.Background(), levelNotice, "publishing x")
+	if b.String() != "rbox: warning: no range user=u\nrbox: publishing x\n" {
 		t.Errorf("log line %q", b.String())
 	}
 }

@@ -32,7 +32,7 @@ type RunCmd struct {
 
 	Share      []string `sep:"," placeholder:"NS" help:"Keep these host namespaces: pid, net, uts, ipc, cgroup, time."`
 	Net        string   `default:"none" placeholder:"MODE" help:"Network: none (loopback only), user (outbound through pasta, else slirp4netns), pasta, slirp4netns, or host (the host's network namespace)."`
-	Publish    []string `short:"p" placeholder:"[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]" help:"Forward the host's HOSTIP:HOSTPORT (default 127.0.0.1) to PORT inside. Repeatable; needs a user-mode --net."`
+	Publish    []string `short:"p" placeholder:"[HOSTIP:][HOSTPORT:]PORT[/tcp|/udp]" help:"Forward the host's HOSTIP:HOSTPORT (default 127.0.0.1) to PORT inside; ranges (8000-8010:8000-8010); without HOSTPORT a free one is chosen and printed. Repeatable; needs a user-mode --net."`
 	HostLoop   bool     `name:"allow-host-loopback" help:"Let the sandbox reach the host's loopback services at 10.0.2.2 (user-mode --net only)."`
 	DNS        string   `name:"dns" placeholder:"IP" help:"Nameserver for the sandbox's /etc/resolv.conf (default: the helper's forwarder, 10.0.2.3)."`
 	Hostname   string   `help:"Host name inside (needs a new uts namespace)."`
@@ -274,8 +274,12 @@ func (r *RunCmd) network(s *spec.Spec, share []string) error {
 		return fmt.Errorf("--dns %q: not an IP address", r.DNS)
 	}
 	s.DNS, s.AllowHostLoopback = r.DNS, r.HostLoop
+	publish, err := publishSpecs(r.Publish)
+	if err != nil {
+		return err
+	}
 	var ports []slirp.PortSpec
-	for _, raw := range r.Publish {
+	for _, raw := range publish {
 		p, err := slirp.ParsePublish(raw)
 		if err != nil {
 			return err
