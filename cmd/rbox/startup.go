@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -43,26 +42,13 @@ func callerFD(fd int) bool {
 	return err == nil
 }
 
-// findHelpers adds the standard system directories to rbox's own PATH,
-// after the caller's: newuidmap, pasta, slirp4netns and fuse-overlayfs are
-// found under `env -i` (no PATH) or a PATH without /usr/bin too.
+// findHelpers gives rbox's own process the standard system directories as
+// its PATH when the caller has none (`env -i rbox ...`): newuidmap, pasta,
+// slirp4netns and fuse-overlayfs are found there. A PATH the caller set is
+// kept as it is, so it still says which helpers rbox may run. The sandbox's
+// environment is the caller's, without this PATH.
 func findHelpers() {
-	os.Setenv("PATH", withSystemDirs(os.Getenv("PATH")))
-}
-
-func withSystemDirs(path string) string {
-	have := map[string]bool{}
-	var dirs []string
-	if path != "" {
-		dirs = strings.Split(path, ":")
+	if os.Getenv("PATH") == "" {
+		os.Setenv("PATH", spec.DefaultPath)
 	}
-	for _, d := range dirs {
-		have[d] = true
-	}
-	for _, d := range strings.Split(spec.DefaultPath, ":") {
-		if !have[d] {
-			dirs = append(dirs, d)
-		}
-	}
-	return strings.Join(dirs, ":")
 }
