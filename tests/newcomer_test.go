@@ -300,3 +300,38 @@ func TestPublishChosenPort(t *testing.T) {
 	}
 	t.Errorf("the chosen port %s did not reach the sandbox", addr)
 }
+
+// A --rootfs tree owned by ids the sandbox does not map, under --overlay:
+// kernel overlayfs fails a copy-up with EOVERFLOW. With the full id map
+// (fuse-overlayfs gives the copy the overflow id, which must be mapped)
+// rbox picks fuse-overlayfs and says why; without it, it says what would.
+func TestOverlayUnmappedOwners(t *testing.T) {
+	id := me(t)
+	// The tree: for root, one owned by an id no map has, with a
+	// world-writable directory; for the test user, the host's own root,
+	// whose /var/tmp is one (root's files are unmapped for it).
+	tree, dir := "/", "/var/tmp"
+	if id.uid == 0 {
+		tree, dir = rootfsDir(t), "/pub"
+		os.Mkdir(filepath.Join(tree, "pub"), 0o777)
+		os.Chmod(filepath.Join(tree, "pub"), 0o777)
+		if out, err := exec.Command("chown", "-R", "4000000000:4000000000", tree).CombinedOutput(); err != nil {
+			t.Fatalf("chown: %v\n%s", err, out)
+		}
+	}
+	touch := "touch " + dir + "/rbox-x && echo wrote"
+	r := rbox(t, "--rootfs", tree, "--overlay", "--", "/bin/sh", "-c", touch)
+	if !strings.Contains(r.stderr, "which the sandbox does not map") || !strings.Contains(r.stderr, "EOVERFLOW") {
+		t.Errorf("no word of the unmapped owners:\n%s", r)
+	}
+	if id.full() {
+		if r.code != 0 || r.stdout != "wrote\n" || !strings.Contains(r.stderr, "using fuse-overlayfs") {
+			t.Errorf("full map: want fuse-overlayfs picked and the write done:\n%s", r)
+		}
+	} else if r.code == 0 || !strings.Contains(r.stderr, "Value too large") || !strings.Contains(r.stderr, "with the full id map") {
+		t.Errorf("single map: want the failure and what would work:\n%s", r)
+	}
+	if fileExists(filepath.Join(tree, dir, "rbox-x")) {
+		t.Errorf("the write reached the tree on the host")
+	}
+}

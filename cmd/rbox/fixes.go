@@ -1,12 +1,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/overlay"
 	"github.com/rbox-dev/rbox/spec"
 )
 
@@ -123,4 +129,90 @@ func checkRelativeCommand(s *spec.Spec, chdir string) error {
 		return nil
 	}
 	return fmt.Errorf("%s: a path relative to your current directory, which is not in the sandbox (the command starts in /): bind it, e.g. --bind .:/work, or give -w DIR", name)
+}
+
+// chooseOverlayDriver handles a --rootfs tree with files of ids the
+// sandbox does not map (a root-owned tree, for an unprivileged caller)
+// under --overlay: kernel overlayfs cannot copy such a file or directory up
+// (it cannot give the copy its owner) and fails with EOVERFLOW, "Value
+// too large for defined data type"; fuse-overlayfs can. With the driver
+// left to rbox, it picks fuse-overlayfs and says so; a driver given
+// explicitly gets a warning. Only the tree's top level is looked at.
+func chooseOverlayDriver(s *spec.Spec, fuseOK bool) {
+	if s.RootFS == "" || s.Overlay == nil || (s.StorageDriver != "" && s.StorageDriver != "overlay") {
+		return
+	}
+	owner, found := unmappedOwner(s.RootFS, s.UIDMap, s.GIDMap)
+	if !found {
+		return
+	}
+	why := fmt.Sprintf("--rootfs %s has files owned by %s, which the sandbox does not map: kernel overlayfs cannot copy them up (EOVERFLOW, \"Value too large for defined data type\")", s.RootFS, owner)
+	// fuse-overlayfs gives such a copy the overflow id ("nobody"), which
+	// the sandbox must map: with the subordinate range it does.
+	overflowMapped := mapped(s.UIDMap, overflowID("uid")) && mapped(s.GIDMap, overflowID("gid"))
+	switch {
+	case !overflowMapped:
+		slog.Warn(why + "; fuse-overlayfs could, with the full id map (a subordinate range: see rbox check), or run with ids that own the tree")
+	case s.StorageDriver == "overlay":
+		slog.Warn(why + "; --storage-driver fuse-overlayfs can")
+	case fuseOK:
+		s.StorageDriver = "fuse-overlayfs"
+		slog.Log(context.Background(), levelNotice, why+"; using fuse-overlayfs")
+	default:
+		slog.Warn(why + "; fuse-overlayfs could: install it")
+	}
+}
+
+// overflowID is the kernel's overflowuid or overflowgid: what an unmapped
+// id shows as.
+func overflowID(kind string) uint32 {
+	b, err := os.ReadFile("/proc/sys/kernel/overflow" + kind)
+	if err != nil {
+		return 65534
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32)
+	if err != nil {
+		return 65534
+	}
+	return uint32(n)
+}
+
+// fuseOverlayfsFound reports whether fuse-overlayfs can be run.
+func fuseOverlayfsFound() bool {
+	_, err := exec.LookPath(overlay.FuseProgram)
+	return err == nil
+}
+
+// unmappedOwner finds an owner among root and its entries that maps to no
+// id inside, and names it.
+func unmappedOwner(root string, uids, gids []spec.IDMap) (string, bool) {
+	names := []string{"."}
+	if entries, err := os.ReadDir(root); err == nil {
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+	}
+	for _, n := range names {
+		var st unix.Stat_t
+		if unix.Lstat(filepath.Join(root, n), &st) != nil {
+			continue
+		}
+		if !mappedOutside(uids, st.Uid) {
+			return fmt.Sprintf("uid %d (%s)", st.Uid, filepath.Join(root, n)), true
+		}
+		if !mappedOutside(gids, st.Gid) {
+			return fmt.Sprintf("gid %d (%s)", st.Gid, filepath.Join(root, n)), true
+		}
+	}
+	return "", false
+}
+
+// mappedOutside reports whether host id has an entry in m.
+func mappedOutside(m []spec.IDMap, id uint32) bool {
+	for _, e := range m {
+		if id >= e.Outside && id-e.Outside < e.Count {
+			return true
+		}
+	}
+	return false
 }

@@ -243,6 +243,7 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 			r.Storage.Image, s.UID, s.GID, plan.Warning)
 	}
 	s.UIDMap, s.GIDMap = plan.UIDMap, plan.GIDMap
+	chooseOverlayDriver(s, fuseOverlayfsFound())
 	if img == nil && s.RootFS == "" {
 		s.GeneratedFiles = identityFiles("/etc", s.UID, s.GID, caller.Name, homeDir(s.Env))
 	}
