@@ -335,3 +335,15 @@ func TestOverlayUnmappedOwners(t *testing.T) {
 		t.Errorf("the write reached the tree on the host")
 	}
 }
+
+// A directory as the command says so, exit 126, for the host's system
+// directories, a bind and the sandbox's own directories.
+func TestCommandIsDirectory(t *testing.T) {
+	dir := hostDir(t)
+	for _, c := range [][]string{{"--", "/usr/bin"}, {"--bind", dir + ":/d", "--", "/d"}, {"--", "/tmp"}, {"--bind", dir + ":/d", "-w", "/", "--", "./d"}} {
+		r := rbox(t, append([]string{"-q"}, c...)...)
+		if r.code != 126 || !strings.HasSuffix(r.stderr, ": is a directory\n") {
+			t.Errorf("%v: want exit 126 and \"is a directory\":\n%s", c, r)
+		}
+	}
+}

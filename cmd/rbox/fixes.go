@@ -216,3 +216,50 @@ func mappedOutside(m []spec.IDMap, id uint32) bool {
 	}
 	return false
 }
+
+// commandIsDir reports a command path that names a directory in the
+// default view, where the path's host counterpart is known (a bind's
+// source, or the host's own system directories): execve would only say
+// "permission denied".
+func commandIsDir(s *spec.Spec) bool {
+	if len(s.Args) == 0 || !strings.Contains(s.Args[0], "/") || s.RootFS != "" || len(s.Layers) > 0 {
+		return false
+	}
+	p := s.Args[0]
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(s.Cwd, p)
+	}
+	switch filepath.Clean(p) {
+	case "/", "/tmp", "/proc", "/dev", "/sys":
+		// The sandbox's own directories.
+		return true
+	}
+	host := ""
+	for _, m := range s.Mounts {
+		switch {
+		case (m.Kind == spec.MountBind || m.Kind == spec.MountROBind) && within(p, m.Dest):
+			rel, _ := filepath.Rel(m.Dest, p)
+			host = filepath.Join(m.Source, rel)
+		case within(p, m.Dest):
+			host = "" // a mount of the sandbox's own
+		}
+	}
+	if host == "" {
+		parts := strings.SplitN(strings.TrimPrefix(filepath.Clean(p), "/"), "/", 2)
+		if !contains(readOnlyTops, parts[0]) || coveredByOwnMount(p, s.Mounts) {
+			return false
+		}
+		host = p
+	}
+	st, err := os.Stat(host)
+	return err == nil && st.IsDir()
+}
+
+func coveredByOwnMount(p string, mounts []spec.Mount) bool {
+	for _, m := range mounts {
+		if within(p, m.Dest) {
+			return true
+		}
+	}
+	return false
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/console"
+	"github.com/rbox-dev/rbox/initproc"
 	"github.com/rbox-dev/rbox/sandbox"
 	"github.com/rbox-dev/rbox/seccomp"
 	"github.com/rbox-dev/rbox/slirp"
@@ -204,6 +205,10 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	}
 	if err := checkRelativeCommand(s, r.Chdir); err != nil {
 		return nil, nil, err
+	}
+	if commandIsDir(s) {
+		fmt.Fprintf(os.Stderr, "rbox: %s: is a directory\n", s.Args[0])
+		return nil, nil, exitError{initproc.ExitCannotExecute}
 	}
 	if s.Caps, err = resolveCaps(r.CapAdd, r.CapDrop); err != nil {
 		return nil, nil, err
