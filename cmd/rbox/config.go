@@ -149,7 +149,8 @@ func (s *settings) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any,
 			return nil, err
 		}
 	}
-	if _, isMount := flag.Target.Interface().(mountFlag); isMount {
+	switch flag.Target.Interface().(type) {
+	case mountFlag, mountSpecs:
 		return nil, nil
 	}
 	v, ok := s.values[flag.Name]
@@ -166,10 +167,11 @@ func (s *settings) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any,
 	}
 }
 
-// addMounts puts the config file's mount flags before the command line's.
+// addMounts puts the config file's mount flags (and docker's --mount)
+// before the command line's.
 func (s *settings) addMounts() error {
 	var ms []spec.Mount
-	for _, kind := range []spec.MountKind{spec.MountBind, spec.MountROBind, spec.MountTmpfs, spec.MountDir, spec.MountSymlink} {
+	for _, kind := range []spec.MountKind{spec.MountBind, spec.MountROBind, spec.MountTmpfs, spec.MountDir, spec.MountSymlink, "mount"} {
 		v, ok := s.values[string(kind)]
 		if !ok {
 			continue
@@ -183,7 +185,11 @@ func (s *settings) addMounts() error {
 			if !ok {
 				return fmt.Errorf("config file %s: %s: expected strings", s.path, kind)
 			}
-			m, err := parseMount(kind, str)
+			parse := func(raw string) (spec.Mount, error) { return parseMount(kind, raw) }
+			if kind == "mount" {
+				parse = parseMountSpec
+			}
+			m, err := parse(str)
 			if err != nil {
 				return fmt.Errorf("config file %s: --%s %w", s.path, kind, err)
 			}

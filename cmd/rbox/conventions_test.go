@@ -215,6 +215,7 @@ env-mode = "safe"
 cap-drop = ["ALL"]
 env = ["A=1", "B=2"]
 tmpfs = ["/scratch:size=1m"]
+mount = ["type=bind,src=/x:y,dst=/m"]
 preserve-fds = 0
 allow-nested = true
 `
@@ -233,7 +234,7 @@ allow-nested = true
 	if r.Habits.EnvMode != "safe" || !reflect.DeepEqual(r.CapDrop, []string{"ALL"}) || !reflect.DeepEqual(r.Env, []string{"A=1", "B=2"}) || !r.AllowNested || r.Hostname != "cmdline" || r.Net != "user" {
 		t.Errorf("profile not applied, or over the command line: %+v", r)
 	}
-	wantMounts := []spec.Mount{{Kind: spec.MountTmpfs, Dest: "/scratch", SizeBytes: 1 << 20}, {Kind: spec.MountBind, Source: "/a", Dest: "/b"}}
+	wantMounts := []spec.Mount{{Kind: spec.MountTmpfs, Dest: "/scratch", SizeBytes: 1 << 20}, {Kind: spec.MountBind, Source: "/x:y", Dest: "/m"}, {Kind: spec.MountBind, Source: "/a", Dest: "/b"}}
 	if !reflect.DeepEqual(mountOrder, wantMounts) {
 		t.Errorf("mounts %+v, want the profile's then the command line's %+v", mountOrder, wantMounts)
 	}
