@@ -49,7 +49,7 @@ func TestBadInput(t *testing.T) {
 		{"missing home", []string{"--home", "/no/such/home", "--", "true"}, "--home /no/such/home: not a directory"},
 		{"bad env mode", []string{"--env-mode", "some", "--", "true"}, "--env-mode"},
 		{"time offset in weeks", []string{"--time-offset", "boottime=2w", "--", "true"}, "30d"},
-		{"bind on a missing dir of /usr", []string{"--bind", dir + ":/usr/no/such", "--", "true"}, "add --tmpfs /usr first"},
+		{"bind on a missing dir of /usr", []string{"--bind", dir + ":/usr/no/such", "--", "true"}, "add --tmpfs /usr before it"},
 		{"bind over /", []string{"--ro-bind", "/:/", "--", "true"}, "use --rootfs DIR"},
 		{"rootfs without mount points", []string{"--rootfs", dir, "--", "true"}, "has no /proc, /dev, /sys, /tmp to mount on"},
 		{"unknown net mode", []string{"--net", "carrier-pigeon", "--", "true"}, "--net"},

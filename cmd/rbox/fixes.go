@@ -79,7 +79,9 @@ func checkHostViewDest(flag, dest string, earlier []spec.Mount) error {
 		}
 		parent = filepath.Dir(parent)
 	}
-	return fmt.Errorf("%s: %s is read-only in the sandbox and has no %s to mount on: add --tmpfs %s first (an empty, writable %s) or --overlay (a writable view)",
+	// --overlay would not do for an ordinary caller: the host's system
+	// directories belong to ids the sandbox does not map.
+	return fmt.Errorf("%s: %s is read-only in the sandbox and has no %s to mount on: add --tmpfs %s before it (an empty, writable %s in place of the host's), or bind an existing path",
 		flag, parent, strings.TrimPrefix(dest, parent+"/"), parent, parent)
 }
 
