@@ -107,7 +107,9 @@ func newParser(cli *CLI, args []string) (*kong.Kong, error) {
 	mountOrder = nil
 	return kong.New(cli,
 		kong.Name("rbox"),
-		kong.Description("Run a command as root in a rootless sandbox: new namespaces, the host's system directories read-only, only the paths you give, no network unless asked."),
+		kong.Description("Run a command as root in a rootless sandbox.\n\n"+
+			"rbox [run] [FLAGS] [--] COMMAND [ARG...] runs COMMAND as root in new user, mount, pid, net, uts, ipc, cgroup and time namespaces, as an ordinary user: the host's system directories read-only, an empty $HOME, only the paths you give, no network unless asked. "+
+			"rbox help COMMAND describes a command; docs/reference.md describes every flag."),
 		kong.UsageOnError(),
 		kong.Exit(func(code int) { panic(exitError{code}) }),
 		kong.Vars{"version": "rbox " + version},
