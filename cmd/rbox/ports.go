@@ -19,7 +19,7 @@ const maxPublishRange = 1000
 // for which pick chooses a free one. picked describes the chosen ports.
 func expandPublish(raw string, pick func(proto, ip string) (int, error)) (out, picked []string, err error) {
 	bad := func(why string) ([]string, []string, error) {
-		return nil, nil, fmt.Errorf("invalid --publish %q: %s; want [HOSTIP:][HOSTPORT[-END]:]PORT[-END][/tcp|/udp]", raw, why)
+		return nil, nil, fmt.Errorf("invalid -p/--publish %q: %s; want [HOSTIP:][HOSTPORT[-END]:]PORT[-END][/tcp|/udp]", raw, why)
 	}
 	rest, proto := raw, "tcp"
 	if i := strings.LastIndexByte(rest, '/'); i >= 0 {
