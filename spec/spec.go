@@ -139,11 +139,26 @@ type Spec struct {
 	// DNS, when set, is the sandbox's only nameserver.
 	DNS string `json:"dns,omitempty"`
 
+	// --- outbound traffic by policy (package network/egress) ---
+
+	// Egress, when set, gives the sandbox its loopback and rbox's
+	// filtering proxies, which reach only the allowed destinations; Net is
+	// then NetNone (no helper runs).
+	Egress *Egress `json:"egress,omitempty"`
+
 	// --- a newcomer's conventions (issue 15) ---
 
 	// GeneratedFiles are small files the CLI made, bound read-only at
 	// their Dest (an /etc/passwd naming the uid inside).
 	GeneratedFiles []GeneratedFile `json:"generated_files,omitempty"`
+}
+
+// Egress is an outbound policy: the rules as given (see package
+// network/egress for their syntax).
+type Egress struct {
+	Allow []string `json:"allow"`
+	// AllowHostLoopback lets allowed destinations be the host's loopback.
+	AllowHostLoopback bool `json:"allow_host_loopback,omitempty"`
 }
 
 // GeneratedFile is content placed read-only at Dest in the sandbox.

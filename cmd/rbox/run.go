@@ -57,6 +57,7 @@ type RunCmd struct {
 	Storage storageFlags `embed:""`
 	Habits  habitFlags   `embed:""`
 	HomeDir homeFlags    `embed:""`
+	Egress  egressFlags  `embed:""`
 	// hold keeps an image's in-use lock for the sandbox's life.
 	hold []*os.File
 
@@ -138,6 +139,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := r.applyEgress(s, share); err != nil {
+		return nil, nil, err
+	}
 	if err := r.network(s, share); err != nil {
 		return nil, nil, err
 	}
@@ -196,6 +200,7 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 			s.Cwd = img.Config.WorkingDir
 		}
 	}
+	r.egressEnv(s)
 	if r.PreserveF < 0 {
 		return nil, nil, fmt.Errorf("--preserve-fds %d: must be 0 or more", r.PreserveF)
 	}
