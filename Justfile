@@ -19,11 +19,25 @@ static_flags := "-tags osusergo,netgo -ldflags '-linkmode external -extldflags -
 # drivers, which need C libraries.
 tags := "exclude_graphdriver_btrfs,exclude_graphdriver_devicemapper,exclude_graphdriver_zfs,containers_image_openpgp"
 
+# The version stamped into rbox: git describe of the checkout, else "dev".
+version := `git describe --tags --always --dirty 2>/dev/null || echo dev`
+
 # Build bin/rbox, bin/rbox-image and bin/rbox-seccomp.
 build:
-    CGO_ENABLED=0 go build -trimpath -o bin/rbox ./cmd/rbox
+    CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version={{version}}" -o bin/rbox ./cmd/rbox
     CGO_ENABLED=0 go build -trimpath -tags {{tags}} -o bin/rbox-image ./cmd/rbox-image
     CGO_ENABLED=1 go build -trimpath {{static_flags}} -o bin/rbox-seccomp ./cmd/rbox-seccomp
+
+# Install the three executables in PREFIX/bin, the man page in
+# PREFIX/share/man/man1 and the bash, zsh and fish completions under
+# PREFIX/share.
+install PREFIX="/usr/local": build
+    install -d "{{PREFIX}}/bin" "{{PREFIX}}/share/man/man1" "{{PREFIX}}/share/bash-completion/completions" "{{PREFIX}}/share/zsh/site-functions" "{{PREFIX}}/share/fish/vendor_completions.d"
+    install -m 0755 bin/rbox bin/rbox-image bin/rbox-seccomp "{{PREFIX}}/bin/"
+    bin/rbox man > "{{PREFIX}}/share/man/man1/rbox.1"
+    bin/rbox completion bash > "{{PREFIX}}/share/bash-completion/completions/rbox"
+    bin/rbox completion zsh > "{{PREFIX}}/share/zsh/site-functions/_rbox"
+    bin/rbox completion fish > "{{PREFIX}}/share/fish/vendor_completions.d/rbox.fish"
 
 # Prepare the machine (root only; otherwise it checks nothing is missing).
 setup:

@@ -46,7 +46,8 @@ func ConfigFor(s *spec.Spec) *Config {
 
 // NetworkFiles are the generated /etc files of the sandbox's network:
 // etcFiles gives their contents by path for the sandbox's host name (see
-// network.ChildConfig.EtcFiles).
+// network.ChildConfig.EtcFiles); then the files the CLI generated
+// (s.GeneratedFiles).
 func NetworkFiles(s *spec.Spec, etcFiles func(hostname string) map[string][]byte) []File {
 	name := s.Hostname
 	if name == "" || s.Shares(spec.NSUTS) {
@@ -59,6 +60,9 @@ func NetworkFiles(s *spec.Spec, etcFiles func(hostname string) map[string][]byte
 		files = append(files, File{Dest: dest, Data: data})
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Dest < files[j].Dest })
+	for _, f := range s.GeneratedFiles {
+		files = append(files, File{Dest: f.Dest, Data: f.Data})
+	}
 	return files
 }
 

@@ -4,13 +4,12 @@ package hostcheck
 // sysctls, the process's own seccomp state, container markers.
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,49 +20,16 @@ const unifiedFix = "boot with systemd.unified_cgroup_hierarchy=1 (and cgroup_no_
 // cgroup2Mount is where the unified hierarchy is mounted and which cgroup
 // is its root, preferring /sys/fs/cgroup.
 func cgroup2Mount() (mountPoint, root string, ok bool) {
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup2"))
 	if err != nil {
 		return "", "", false
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, x := range fields {
-			if x == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 5 || sep+1 >= len(fields) || fields[sep+1] != "cgroup2" {
-			continue
-		}
-		mp, r := unescapeMountinfo(fields[4]), unescapeMountinfo(fields[3])
-		if !ok || mp == cgroupRoot {
-			mountPoint, root, ok = mp, r, true
+	for _, m := range mounts {
+		if !ok || m.Mountpoint == cgroupRoot {
+			mountPoint, root, ok = m.Mountpoint, m.Root, true
 		}
 	}
 	return mountPoint, root, ok
-}
-
-// unescapeMountinfo undoes the octal escapes of mountinfo (\040 for space).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 func checkCgroupV2(*caller) Result {

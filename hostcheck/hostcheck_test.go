@@ -369,8 +369,8 @@ func TestAsOtherUser(t *testing.T) {
 }
 
 func TestHelpers(t *testing.T) {
-	if got := unescapeMountinfo(`/a\040b\134c`); got != `/a b\c` {
-		t.Errorf("unescapeMountinfo: %q", got)
+	if mp, root, ok := cgroup2Mount(); !ok || !strings.HasPrefix(mp, "/sys/fs/cgroup") || root == "" {
+		t.Errorf("cgroup2Mount = %q, %q, %v; want the unified hierarchy under /sys/fs/cgroup", mp, root, ok)
 	}
 	for m, want := range map[string]int{
 		"0 1001 1":                      -1,

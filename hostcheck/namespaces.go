@@ -265,22 +265,8 @@ func subIDCheck(kind string) check {
 
 // usermodFix suggests a range past every range already given out.
 func usermodFix(user string) string {
-	end := uint64(100000)
-	for _, p := range []string{userns.SubUIDPath, userns.SubGIDPath} {
-		f, err := os.Open(p)
-		if err != nil {
-			continue
-		}
-		entries, _ := subid.Parse(f, p)
-		f.Close()
-		for _, e := range entries {
-			end = max(end, uint64(e.Range.Start)+uint64(e.Range.Count))
-		}
-	}
-	if end > 100000 {
-		end = (end + 65535) / 65536 * 65536
-	}
-	r := fmt.Sprintf("%d-%d", end, end+65535)
+	free := subid.FreeRange(65536, userns.SubUIDPath, userns.SubGIDPath)
+	r := fmt.Sprintf("%d-%d", free.Start, free.Start+free.Count-1)
 	return fmt.Sprintf("as root: usermod --add-subuids %s --add-subgids %s %s", r, r, user)
 }
 

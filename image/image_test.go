@@ -851,3 +851,37 @@ func TestResolveCache(t *testing.T) {
 		t.Fatal("stale cache used")
 	}
 }
+
+func TestRemoveUntagsAnImageWithOtherNames(t *testing.T) {
+	st := newStore(t)
+	path := filepath.Join(t.TempDir(), "image.tar")
+	if err := tarball.WriteToFile(path, name.MustParseReference("example.com/first:1"), testImage(t, false)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Load(path, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Load(path, "second"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Remove("second"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.Resolve("second"); !errors.Is(err, ErrUnknownImage) {
+		t.Errorf("resolve the removed name: %v", err)
+	}
+	res, release, err := st.Resolve("example.com/first:1")
+	if err != nil {
+		t.Fatalf("the other name went with the untagged one: %v", err)
+	}
+	release()
+	if len(res.Layers) == 0 {
+		t.Error("no layers left")
+	}
+	if err := st.Remove("example.com/first:1"); err != nil {
+		t.Fatal(err)
+	}
+	if imgs, _ := st.s.Images(); len(imgs) != 0 {
+		t.Errorf("%d images left after removing the last name", len(imgs))
+	}
+}

@@ -32,8 +32,9 @@ func (st *Store) List() ([]Info, error) {
 	return out, nil
 }
 
-// Remove deletes an image and the layers only it uses. It fails with
-// ErrInUse while a sandbox runs the image.
+// Remove removes the name from its image; the image itself, and the
+// layers only it uses, go when that was its last name or name is its ID.
+// Deleting fails with ErrInUse while a sandbox runs the image.
 func (st *Store) Remove(name string) error {
 	unlock, err := st.writeLock()
 	if err != nil {
@@ -43,6 +44,14 @@ func (st *Store) Remove(name string) error {
 	img, err := st.lookup(name)
 	if err != nil {
 		return err
+	}
+	// Like podman rmi: a name of an image that has others is untagged;
+	// the image goes with its last name (or when named by its ID).
+	if tag := matchedName(img.Names, name); tag != "" && len(img.Names) > 1 {
+		if err := st.s.RemoveNames(img.ID, []string{tag}); err != nil {
+			return fmt.Errorf("untag %s: %w", name, err)
+		}
+		return nil
 	}
 	f, err := st.tryExclusive(img.ID)
 	if err != nil {
@@ -57,6 +66,18 @@ func (st *Store) Remove(name string) error {
 	}
 	removeLocked(f, st.inUsePath(img.ID))
 	return nil
+}
+
+// matchedName is the name of names that n stands for ("" when n is an ID).
+func matchedName(names []string, n string) string {
+	for _, c := range candidates(n) {
+		for _, have := range names {
+			if have == c {
+				return have
+			}
+		}
+	}
+	return ""
 }
 
 // Resolve finds an image for a run: its layer directories (top first) and

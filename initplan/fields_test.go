@@ -37,6 +37,9 @@ func TestEveryFieldReachesThePlan(t *testing.T) {
 		// The tmpfs mounts' size; the cgroups and rlimits are the
 		// parent's (limits.Box).
 		"Limits": func(s *spec.Spec) { s.Limits = &spec.Limits{MemoryBytes: 1 << 30} },
+		"GeneratedFiles": func(s *spec.Spec) {
+			s.GeneratedFiles = []spec.GeneratedFile{{Dest: "/etc/passwd", Data: []byte("root:x:0:0::/root:/bin/sh\n")}}
+		},
 	}
 	elsewhere := map[string]string{
 		"UIDMap":            "the parent writes the id maps (userns)",

@@ -24,6 +24,7 @@ import (
 
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/console"
@@ -348,7 +349,7 @@ func startTerminal(socket *os.File) (*terminal, error) {
 type terminal struct {
 	master *os.File
 	host   *os.File // the caller's terminal, or nil when none of stdio is one
-	saved  *unix.Termios
+	saved  *term.State
 	copied chan struct{}
 }
 
@@ -375,16 +376,8 @@ func (t *terminal) resize() {
 // payload's line discipline, so ^C and ^Z act inside.
 func (t *terminal) relay() {
 	if console.IsTerminal(os.Stdin) && console.IsForeground(os.Stdin) {
-		if tio, err := unix.IoctlGetTermios(0, unix.TCGETS); err == nil {
-			t.saved = tio
-			raw := *tio
-			raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-			raw.Oflag &^= unix.OPOST
-			raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-			raw.Cflag &^= unix.CSIZE | unix.PARENB
-			raw.Cflag |= unix.CS8
-			raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
-			_ = unix.IoctlSetTermios(0, unix.TCSETS, &raw)
+		if saved, err := term.MakeRaw(0); err == nil {
+			t.saved = saved
 		}
 	}
 	// Input goes to the pty when stdin is the terminal, or when -t made
@@ -411,7 +404,7 @@ func (t *terminal) drain() { <-t.copied }
 
 func (t *terminal) restore() {
 	if t.saved != nil {
-		_ = unix.IoctlSetTermios(0, unix.TCSETS, t.saved)
+		_ = term.Restore(0, t.saved)
 	}
 	t.master.Close()
 }

@@ -165,6 +165,12 @@ type Spec struct {
 	// gives an eth0 on the bridge before the command starts. Net is then
 	// NetNone and DNS the network's gateway.
 	Bridge *Bridge `json:"bridge,omitempty"`
+
+	// --- a newcomer's conventions (issue 15) ---
+
+	// GeneratedFiles are small files the CLI made, bound read-only at
+	// their Dest (an /etc/passwd naming the uid inside).
+	GeneratedFiles []GeneratedFile `json:"generated_files,omitempty"`
 }
 
 // Bridge is the rbox network a sandbox is on.
@@ -194,6 +200,12 @@ type Egress struct {
 type Process struct {
 	PID       int    `json:"pid"`
 	StartTime uint64 `json:"start_time"`
+}
+
+// GeneratedFile is content placed read-only at Dest in the sandbox.
+type GeneratedFile struct {
+	Dest string `json:"dest"`
+	Data []byte `json:"data"`
 }
 
 // SeccompFilter is a compiled seccomp filter, ready to load.

@@ -5,11 +5,13 @@ package subid
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode"
@@ -51,7 +53,7 @@ func (e *ParseError) Error() string {
 // It stops at the first malformed line.
 func Parse(r io.Reader, name string) ([]Entry, error) {
 	var entries []Entry
-	err := scan(r, name, func(e Entry) { entries = append(entries, e) })
+	err := scan(r, name, func(e Entry, _ bool) { entries = append(entries, e) })
 	if err != nil {
 		return nil, err
 	}
@@ -72,15 +74,66 @@ func Lookup(path, user string, id uint32) ([]Range, error) {
 	defer f.Close()
 
 	var ranges []Range
-	err = scan(f, path, func(e Entry) {
+	var crlf *ParseError
+	err = scan(f, path, func(e Entry, cr bool) {
 		if e.Owner == user || ownerIsID(e.Owner, id) {
 			ranges = append(ranges, e.Range)
+			// newuidmap and newgidmap take the carriage return as part of
+			// the count, and so ignore the line.
+			if cr && crlf == nil {
+				crlf = &ParseError{File: path, Line: e.Line, Reason: fmt.Sprintf(
+					"ends in a carriage return (CRLF line endings), so newuidmap and newgidmap ignore it: as root, run sed -i 's/\\r$//' %s", path)}
+			}
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
+	if crlf != nil {
+		return nil, crlf
+	}
 	return ranges, nil
+}
+
+// Merge returns rs sorted, with overlapping and adjacent ranges joined:
+// the kernel refuses a map whose extents overlap, and newuidmap accepts a
+// mapping that spans several of the caller's lines.
+func Merge(rs []Range) []Range {
+	sorted := append([]Range{}, rs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Start < sorted[j].Start })
+	var out []Range
+	for _, r := range sorted {
+		if n := len(out); n > 0 && uint64(r.Start) <= uint64(out[n-1].Start)+uint64(out[n-1].Count) {
+			last := &out[n-1]
+			end := max(uint64(last.Start)+uint64(last.Count), uint64(r.Start)+uint64(r.Count))
+			last.Count = uint32(min(end-uint64(last.Start), 1<<32-1))
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// FreeRange is a range of count ids to give a user: past every range the
+// files at paths give out (and 100000 at least), on a 65536 boundary, so it
+// overlaps no other user's.
+func FreeRange(count uint32, paths ...string) Range {
+	end := uint64(100000)
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		entries, _ := Parse(f, p)
+		f.Close()
+		for _, e := range entries {
+			end = max(end, uint64(e.Range.Start)+uint64(e.Range.Count))
+		}
+	}
+	if end > 100000 {
+		end = (end + 65535) / 65536 * 65536
+	}
+	return Range{Start: uint32(min(end, 1<<32-1-uint64(count))), Count: count}
 }
 
 // Total returns the number of ids in rs. It is a uint64 because a full set
@@ -101,15 +154,18 @@ func ownerIsID(owner string, id uint32) bool {
 	return err == nil && uint32(n) == id
 }
 
-// scan calls fn for each entry of r in order; Lookup uses it directly so it
-// keeps only the matching ranges.
-func scan(r io.Reader, name string, fn func(Entry)) error {
+// scan calls fn for each entry of r in order, saying whether its line ends
+// in a carriage return; Lookup uses it directly so it keeps only the
+// matching ranges.
+func scan(r io.Reader, name string, fn func(e Entry, crlf bool)) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(nil, maxLineLen)
+	sc.Split(scanRawLines)
 	line := 0
 	for sc.Scan() {
 		line++
-		text := strings.TrimSpace(sc.Text())
+		raw := sc.Text()
+		text := strings.TrimSpace(raw)
 		if text == "" || text[0] == '#' {
 			continue
 		}
@@ -118,7 +174,7 @@ func scan(r io.Reader, name string, fn func(Entry)) error {
 			return &ParseError{File: name, Line: line, Reason: reason}
 		}
 		e.Line = line
-		fn(e)
+		fn(e, strings.HasSuffix(raw, "\r"))
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
@@ -128,6 +184,18 @@ func scan(r io.Reader, name string, fn func(Entry)) error {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
+}
+
+// scanRawLines is bufio.ScanLines keeping a carriage return before the
+// newline, for scan to see.
+func scanRawLines(data []byte, atEOF bool) (int, []byte, error) {
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
 }
 
 // parseLine parses a trimmed, non-comment line; a non-empty reason means it

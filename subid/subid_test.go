@@ -255,3 +255,37 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestMergeOverlappingRanges(t *testing.T) {
+	got := Merge([]Range{{200000, 65536}, {165536, 65536}, {500000, 10}, {500010, 5}, {1, 1}})
+	want := []Range{{1, 1}, {165536, 200000 + 65536 - 165536}, {500000, 15}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Merge = %v, want %v", got, want)
+	}
+}
+
+func TestLookupNamesCRLF(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "subuid")
+	os.WriteFile(path, []byte("bob:300000:65536\r\nalice:100000:65536\r\n"), 0o644)
+	_, err := Lookup(path, "alice", 1000)
+	if err == nil || !strings.Contains(err.Error(), path+":2: ends in a carriage return") || !strings.Contains(err.Error(), "sed -i") {
+		t.Errorf("CRLF line: %v", err)
+	}
+	os.WriteFile(path, []byte("bob:300000:65536\r\nalice:100000:65536\n"), 0o644)
+	if rs, err := Lookup(path, "alice", 1000); err != nil || len(rs) != 1 {
+		t.Errorf("another user's CRLF line: %v, %v", rs, err)
+	}
+}
+
+func TestFreeRange(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "subuid"), filepath.Join(dir, "subgid")
+	if r := FreeRange(65536, a, b); r != (Range{100000, 65536}) {
+		t.Errorf("no files: %v", r)
+	}
+	os.WriteFile(a, []byte("x:100000:65536\ny:165536:65536\n"), 0o644)
+	os.WriteFile(b, []byte("x:100000:300000\n"), 0o644)
+	if r := FreeRange(65536, a, b); r != (Range{458752, 65536}) {
+		t.Errorf("past the ranges in use: %v", r)
+	}
+}

@@ -39,7 +39,19 @@ func TestBadInput(t *testing.T) {
 		{"missing seccomp profile", []string{"--seccomp", "/no/such.json", "--", "true"}, "no such file"},
 		{"bad seccomp profile", []string{"--seccomp", dir + "/bad.json", "--", "true"}, "SCMP_ACT_NOPE"},
 		{"relative chdir", []string{"-w", "work", "--", "true"}, "must be an absolute path"},
-		{"bad env", []string{"--env", "NOEQUALS", "--", "true"}, "expected K=V"},
+		{"bad env", []string{"--env", "=V", "--", "true"}, "expected K=V"},
+		{"negative uid", []string{"--uid", "-1", "--", "true"}, "from 0 to 4294967294"},
+		{"uid -1 as a number", []string{"--uid", "4294967295", "--", "true"}, "from 0 to 4294967294"},
+		{"bad user", []string{"--user", "nobody", "--", "true"}, "from 0 to 4294967294"},
+		{"mistyped subcommand", []string{"chek"}, `did you mean "check"`},
+		{"mount of a volume", []string{"--mount", "type=volume,src=v,dst=/v", "--", "true"}, "use type=bind or type=tmpfs"},
+		{"missing env file", []string{"--env-file", "/no/such/env", "--", "true"}, "--env-file"},
+		{"missing home", []string{"--home", "/no/such/home", "--", "true"}, "--home /no/such/home: not a directory"},
+		{"bad env mode", []string{"--env-mode", "some", "--", "true"}, "--env-mode"},
+		{"time offset in weeks", []string{"--time-offset", "boottime=2w", "--", "true"}, "30d"},
+		{"bind on a missing dir of /usr", []string{"--bind", dir + ":/usr/no/such", "--", "true"}, "add --tmpfs /usr before it"},
+		{"bind over /", []string{"--ro-bind", "/:/", "--", "true"}, "use --rootfs DIR"},
+		{"rootfs without mount points", []string{"--rootfs", dir, "--", "true"}, "has no /proc, /dev, /sys, /tmp to mount on"},
 		{"unknown net mode", []string{"--net", "carrier-pigeon", "--", "true"}, "--net"},
 		{"fd not open", []string{"--preserve-fds", "5", "--", "true"}, "is not open"},
 	}
@@ -81,8 +93,9 @@ func TestSetupFailureExit125(t *testing.T) {
 			says []string
 		}{
 			{[]string{"-w", "/no/such/dir"}, []string{"working directory /no/such/dir", "no such file or directory"}},
-			// /usr is the host's, read-only: no mount point can be made there.
-			{[]string{"--ro-bind", dir + ":/usr/rbox-new"}, []string{"ro-bind " + dir + " on /usr/rbox-new", "read-only file system"}},
+			// A read-only bind: no mount point can be made in it. (The
+			// read-only system directories are checked before the setup.)
+			{[]string{"--ro-bind", dir + ":/ro", "--ro-bind", dir + ":/ro/rbox-new"}, []string{"ro-bind " + dir + " on /ro/rbox-new", "read-only file system"}},
 		}
 		for _, c := range cases {
 			before := tmpEntries(t)

@@ -840,6 +840,33 @@ func TestEscapeLandlockTIOCSTI(t *testing.T) {
 	}
 }
 
+// A writable bind lets the sandbox leave a symlink (data -> the caller's
+// secret directory) for a later run to follow: binding dir/data is refused
+// with a line naming the link and its target, and nothing runs. Weakened:
+// binding the target by its own name, on purpose, exposes it.
+func TestEscapeSymlinkedBindSource(t *testing.T) {
+	secretDir, _ := secretFile(t)
+	shared := hostDir(t)
+	if r := rbox(t, "-q", "--bind", shared+":/shared", "--", "ln", "-s", secretDir, "/shared/data"); r.code != 0 {
+		t.Fatalf("the sandbox could not plant the link:\n%s", r)
+	}
+	link := filepath.Join(shared, "data")
+	r := probeIn(t, []string{"--bind", link + ":/data"}, "read", "/data/secret")
+	if r.code != 125 || strings.Contains(r.stdout, "TOPSECRET") {
+		t.Fatalf("a planted symlink was followed:\n%s", r)
+	}
+	for _, want := range []string{"source " + link + " is a symlink to " + secretDir, "--bind " + secretDir + ":/data"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, r)
+		}
+	}
+	r = probeIn(t, []string{"--bind", secretDir + ":/data"}, "read", "/data/secret")
+	mustSucceed(t, "the target bound on purpose", r)
+	if !strings.Contains(r.stdout, "TOPSECRET") {
+		t.Errorf("the target bound on purpose: the probe did not read the secret:\n%s", r)
+	}
+}
+
 // Through rbox's egress proxies, which connect from the host, the host's
 // loopback stays closed however it is written (a name that resolves to it,
 // 127.0.0.1, 0.0.0.0, ::ffff:127.0.0.1, ::1), even when the rules allow

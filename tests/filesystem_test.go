@@ -20,7 +20,7 @@ func TestDefaultView(t *testing.T) {
 		ls /dev | tr '\n' ' '; echo
 		ls /tmp | tr '\n' ' '; echo
 		test -e /home && ls /home
-		test -e /root && echo root-visible
+		test "$HOME" != /root && test -e /root && echo root-visible
 		touch /sys/rbox 2>/dev/null && echo sys-writable
 		echo done`)
 	for _, bad := range []string{"writable /usr", "writable /etc", "root-writable", "root-visible", "sys-writable"} {
@@ -196,13 +196,16 @@ func TestChdirRefusesMagicLinks(t *testing.T) {
 	}
 }
 
-// $HOME is not visible unless bound.
+// The host's $HOME is not visible unless bound: the sandbox's $HOME is an
+// empty tmpfs of its own (TestHome), and with --home none nothing.
 func TestHomeHidden(t *testing.T) {
-	home, err := os.UserHomeDir()
-	if err != nil || home == "/" {
-		t.Skip("no home directory")
+	home := hostDir(t)
+	writeFile(t, home+"/.ssh/id_ed25519", "KEY")
+	withHome := func(c *exec.Cmd) { c.Env = append(os.Environ(), "HOME="+home) }
+	if r := rboxCmd(t, withHome, "--", "sh", "-c", "ls -A "+home+"; echo end"); r.stdout != "end\n" {
+		t.Fatalf("the host's %s shows inside:\n%s", home, r)
 	}
-	if out := sh(t, "test -e "+home+" && echo visible; echo end"); strings.Contains(out, "visible") {
-		t.Fatalf("%s is visible inside", home)
+	if r := rboxCmd(t, withHome, "--home", "none", "--", "sh", "-c", "test -e "+home+" && echo visible; echo end"); strings.Contains(r.stdout, "visible") {
+		t.Fatalf("--home none: %s is visible inside", home)
 	}
 }

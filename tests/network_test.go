@@ -384,9 +384,10 @@ func TestNetworkBadInput(t *testing.T) {
 		want string
 	}{
 		{nil, []string{"--net", "bridge"}, "--net bridge: unknown network mode"},
-		{nil, []string{"--net", "user", "-p", "80"}, "invalid -p/--publish"},
+		{nil, []string{"--net", "user", "-p", "80-70"}, "invalid -p/--publish"},
+		{nil, []string{"--net", "user", "-p", "8000-8001:80"}, "2 host ports for 1 sandbox ports"},
 		{nil, []string{"--net", "user", "-p", "8080:80/sctp"}, `protocol "sctp"`},
-		{nil, []string{"--net", "user", "-p", "x:80"}, `host port "x" is not a number`},
+		{nil, []string{"--net", "user", "-p", "x:80"}, `host port "x" is not a port`},
 		{nil, []string{"--net", "user", "-p", fmt.Sprintf("%d:80", busyPort)}, "already in use"},
 		{nil, []string{"-p", "8080:80"}, "needs --net user"},
 		{nil, []string{"--allow-host-loopback"}, "needs --net user"},

@@ -39,6 +39,7 @@ var specFieldChecks = map[string][]func(*testing.T){
 	"AllowHostLoopback": {TestNetworkOutbound},
 	"DNS":               {TestNetworkResolverFiles},
 	"Egress":            {TestEgressPolicy, TestEgressEnvAndResolvConf},
+	"GeneratedFiles":    {TestHome},
 	"Limits":            {TestLimitForkBomb, TestLimitMemory, TestUlimitValues, TestLimitCgroupFilesFromHost},
 	// Always the re-exec executor: pid 1 is made in the network's user
 	// namespace.

@@ -102,8 +102,8 @@ func NewPlan(c Caller, insideUID, insideGID uint32) (*Plan, error) {
 		p.Warning = fmt.Sprintf("%s; mapping only your own id, so other ids appear as nobody (%s)", why, fixHint(why, c.Name))
 		return p, nil
 	}
-	p.UIDMap = Layout(c.UID, insideUID, subUIDs)
-	p.GIDMap = Layout(c.GID, insideGID, subGIDs)
+	p.UIDMap = Layout(c.UID, insideUID, subid.Merge(subUIDs))
+	p.GIDMap = Layout(c.GID, insideGID, subid.Merge(subGIDs))
 	p.Helpers = c.UID != 0
 	return p, nil
 }
@@ -115,7 +115,9 @@ func fixHint(why, user string) string {
 	if strings.HasPrefix(why, "no_new_privs") {
 		return "run rbox without no_new_privs, e.g. without Docker's --security-opt no-new-privileges, or as root in the container"
 	}
-	return fmt.Sprintf("add a range as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s", user)
+	r := subid.FreeRange(65536, SubUIDPath, SubGIDPath)
+	ids := fmt.Sprintf("%d-%d", r.Start, r.Start+r.Count-1)
+	return fmt.Sprintf("add a range as root: usermod --add-subuids %s --add-subgids %s %s", ids, ids, user)
 }
 
 // OwnIDs lists the ids of the caller's own user namespace (the first

@@ -64,7 +64,7 @@ type PullCmd struct {
 
 // LsCmd is `image ls`.
 type LsCmd struct {
-	JSON  bool `help:"Print JSON."`
+	JSON  bool `help:"Print JSON: {schema_version: 1, images: [...]}."`
 	Quiet bool `short:"q" help:"Print image IDs only."`
 }
 
@@ -198,7 +198,13 @@ func (cmd *LsCmd) Run(cli *CLI) error {
 	case cmd.JSON:
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(imgs)
+		if imgs == nil {
+			imgs = []image.Info{}
+		}
+		return enc.Encode(struct {
+			SchemaVersion int          `json:"schema_version"`
+			Images        []image.Info `json:"images"`
+		}{1, imgs})
 	case cmd.Quiet:
 		for _, i := range imgs {
 			fmt.Println(i.ID[:12])
@@ -232,7 +238,7 @@ func (cmd *RmCmd) Run(cli *CLI) error {
 			errs = append(errs, err)
 			continue
 		}
-		fmt.Println("Removed", n)
+		fmt.Println("Removed", n) // untagged, or deleted with its last name
 	}
 	return errors.Join(errs...)
 }

@@ -12,7 +12,17 @@ import (
 
 // CheckCmd reports what works on this host.
 type CheckCmd struct {
-	JSON bool `name:"json" help:"Print the report as a JSON array of {name, status, detail, fix} objects."`
+	JSON bool `name:"json" help:"Print the report as JSON: {schema_version: 1, items: [{name, status, detail, fix}...]}."`
+}
+
+// checkSchemaVersion numbers the shape of check --json; it changes only
+// when a field is removed or changes meaning.
+const checkSchemaVersion = 1
+
+// checkReport is check --json's output.
+type checkReport struct {
+	SchemaVersion int                `json:"schema_version"`
+	Items         []hostcheck.Result `json:"items"`
 }
 
 // Help is the command's long help.
@@ -32,7 +42,7 @@ func (c *CheckCmd) Run() error {
 		enc.SetIndent("", "  ")
 		// Fixes quote shell and AppArmor text; keep its < > & readable.
 		enc.SetEscapeHTML(false)
-		if err := enc.Encode(results); err != nil {
+		if err := enc.Encode(checkReport{SchemaVersion: checkSchemaVersion, Items: results}); err != nil {
 			return err
 		}
 	} else {

@@ -71,14 +71,21 @@ func runCheck(t *testing.T, bin, asUser, path string, args ...string) (string, i
 	return stdout.String(), cmd.ProcessState.ExitCode()
 }
 
-// decode parses --json output: one object per item with exactly the four
-// fields.
+// decode parses --json output: schema_version 1 and one object per item
+// with exactly the four fields.
 func decode(t *testing.T, out string) []hostcheck.Result {
 	t.Helper()
-	var raw []map[string]any
-	if err := json.Unmarshal([]byte(out), &raw); err != nil {
+	var report struct {
+		SchemaVersion *int             `json:"schema_version"`
+		Items         []map[string]any `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(out), &report); err != nil {
 		t.Fatalf("--json output does not parse: %v\n%s", err, out)
 	}
+	if report.SchemaVersion == nil || *report.SchemaVersion != 1 {
+		t.Errorf("--json: schema_version missing or not 1:\n%s", out)
+	}
+	raw := report.Items
 	var results []hostcheck.Result
 	for _, obj := range raw {
 		var keys []string

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	units "github.com/docker/go-units"
+
 	"github.com/rbox-dev/rbox/spec"
 )
 
@@ -30,6 +32,14 @@ func parseMount(kind spec.MountKind, raw string) (spec.Mount, error) {
 			return m, fmt.Errorf("%q: expected %s", raw, what)
 		}
 		m.Source, m.Dest = src, dst
+		if kind != spec.MountSymlink {
+			// docker's -v SRC:DST:ro and :rw.
+			if d, ok := strings.CutSuffix(dst, ":ro"); ok {
+				m.Kind, m.Dest = spec.MountROBind, d
+			} else if d, ok := strings.CutSuffix(dst, ":rw"); ok {
+				m.Dest = d
+			}
+		}
 	case spec.MountTmpfs:
 		dst, opts, _ := strings.Cut(raw, ":")
 		m.Dest = dst
@@ -64,24 +74,20 @@ func parseMount(kind spec.MountKind, raw string) (spec.Mount, error) {
 	return m, nil
 }
 
-// parseSize reads 64m, 1G, 4096 and the like.
+// parseSize reads 64m, 64MiB, 64mb, 1G, 4096 and the like, all in powers
+// of 1024 as mount(8)'s size= is, with docker/go-units (docker's and
+// podman's parser, so their habits work).
 func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	num := strings.ToLower(s)
-	for suffix, m := range map[string]int64{"k": 1 << 10, "m": 1 << 20, "g": 1 << 30} {
-		if strings.HasSuffix(num, suffix) {
-			mult, num = m, strings.TrimSuffix(num, suffix)
-		}
+	n, err := units.RAMInBytes(s)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("size %q is not a positive size like 64m, 64MiB or 1g", s)
 	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n <= 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("size %q is not a positive size like 64m or 1g", s)
-	}
-	return n * mult, nil
+	return n, nil
 }
 
 // resolveSources makes bind sources absolute (relative to the caller's cwd)
-// and checks they exist, so a typo fails before anything is created.
+// and checks they exist, so a typo fails before anything is created, and
+// that none is a symlink (see refuseSymlinkSource).
 func resolveSources(ms []spec.Mount) ([]spec.Mount, error) {
 	out := make([]spec.Mount, len(ms))
 	for i, m := range ms {
@@ -92,6 +98,9 @@ func resolveSources(ms []spec.Mount) ([]spec.Mount, error) {
 			}
 			if _, err := os.Stat(abs); err != nil {
 				return nil, fmt.Errorf("--%s %s:%s: source %s does not exist", m.Kind, m.Source, m.Dest, m.Source)
+			}
+			if err := refuseSymlinkSource(m, abs); err != nil {
+				return nil, err
 			}
 			m.Source = abs
 		}
@@ -145,9 +154,9 @@ func checkHostname(h string) error {
 	return nil
 }
 
-// parseTimeOffsets reads "monotonic=D,boottime=D" with D in seconds or as a
-// Go duration; whole seconds only, as the namespace is about clocks, not
-// precision.
+// parseTimeOffsets reads "monotonic=D,boottime=D" with D in seconds, in
+// days (30d) or as a Go duration; whole seconds only, as the namespace is
+// about clocks, not precision.
 func parseTimeOffsets(raw string) (spec.TimeOffsets, error) {
 	var o spec.TimeOffsets
 	if raw == "" {
@@ -158,13 +167,9 @@ func parseTimeOffsets(raw string) (spec.TimeOffsets, error) {
 		if !ok {
 			return o, fmt.Errorf("--time-offset %q: expected monotonic=D,boottime=D", raw)
 		}
-		secs, err := strconv.ParseInt(v, 10, 64)
+		secs, err := parseOffset(v)
 		if err != nil {
-			d, derr := time.ParseDuration(v)
-			if derr != nil {
-				return o, fmt.Errorf("--time-offset %q: %q is neither seconds nor a duration like 90s or 2h", raw, v)
-			}
-			secs = int64(d / time.Second)
+			return o, fmt.Errorf("--time-offset %q: %q is neither seconds nor a duration like 90s, 2h or 30d", raw, v)
 		}
 		switch k {
 		case "monotonic":
@@ -176,6 +181,24 @@ func parseTimeOffsets(raw string) (spec.TimeOffsets, error) {
 		}
 	}
 	return o, nil
+}
+
+// parseOffset reads seconds, days (30d, -1d) or a Go duration.
+func parseOffset(v string) (int64, error) {
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return secs, nil
+	}
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err == nil && n > -(1<<40) && n < 1<<40 {
+			return n * 86400, nil
+		}
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, err
+	}
+	return int64(d / time.Second), nil
 }
 
 // buildEnv is the caller's environment, emptied by --clear-env, less
@@ -212,3 +235,22 @@ func buildEnv(inherited []string, clear bool, unset, set []string) []string {
 
 // hostNameMax is the kernel's limit on a host name (HOST_NAME_MAX).
 const hostNameMax = 64
+
+// refuseSymlinkSource refuses a bind source whose last component is a
+// symlink. A sandbox given a writable directory can leave a link there
+// (data -> ~/.ssh) that a later run binding dir/data would follow on the
+// host, handing the caller's files to the sandbox (the class of Flatpak's
+// CVE-2024-42472). Binding the link's target by its own name is the way
+// to bind it on purpose.
+func refuseSymlinkSource(m spec.Mount, abs string) error {
+	st, err := os.Lstat(abs)
+	if err != nil || st.Mode()&os.ModeSymlink == 0 {
+		return nil
+	}
+	target, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		target, _ = os.Readlink(abs)
+	}
+	return fmt.Errorf("--%s %s:%s: source %s is a symlink to %s; rbox does not follow it (a sandbox may have planted it): bind the target on purpose with --%s %s:%s",
+		m.Kind, m.Source, m.Dest, m.Source, target, m.Kind, target, m.Dest)
+}

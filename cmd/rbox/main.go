@@ -34,6 +34,8 @@ type CLI struct {
 	Version VersionCmd    `cmd:"" help:"Print rbox's version."`
 	Named   namedCommands `embed:""`
 	Network NetworkCmd    `cmd:"" help:"Manage sandbox networks: create, ls, rm (run sandboxes on one with --net NAME)."`
+
+	conventions `embed:""`
 }
 
 // VersionCmd prints the version.
@@ -66,18 +68,13 @@ func main() {
 	if len(os.Args) == 2 && os.Args[0] == bridge.HolderArg0 {
 		bridge.HolderMain(os.Args[1])
 	}
+	recordCaller()
 	os.Exit(runCLI(os.Args[1:]))
 }
 
 func runCLI(args []string) int {
 	var cli CLI
-	mountOrder = nil
-	parser, err := kong.New(&cli,
-		kong.Name("rbox"),
-		kong.Description("Run a command as root in a rootless sandbox: new namespaces, the host's system directories read-only, only the paths you give, no network unless asked."),
-		kong.UsageOnError(),
-		kong.Exit(func(code int) { panic(exitError{code}) }),
-	)
+	parser, err := newParser(&cli, args)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "rbox: %v\n", err)
 		return contract.ExitSetupFailed
@@ -93,6 +90,13 @@ func runCLI(args []string) int {
 				code = e.code
 			}
 		}()
+		if h, ok := helpArgs(args); ok {
+			args = h
+		} else if c, ok := mistypedCommand(args, commandNames(parser.Model.Node)); ok {
+			fmt.Fprintf(os.Stderr, "rbox: unknown command %q: did you mean %q? (to run a program named %s in a sandbox: rbox -- %s)\n", args[0], c, args[0], args[0])
+			code = contract.ExitSetupFailed
+			return
+		}
 		ctx, err := parser.Parse(runAfterDashes(parser, args))
 		if err != nil {
 			code = usageError(err)
@@ -111,9 +115,30 @@ func runCLI(args []string) int {
 	return code
 }
 
+// newParser is rbox's command line, reading the config file's defaults and
+// the profile args name.
+func newParser(cli *CLI, args []string) (*kong.Kong, error) {
+	mountOrder = nil
+	return kong.New(cli,
+		kong.Name("rbox"),
+		kong.Description("Run a command as root in a rootless sandbox.\n\n"+
+			"rbox [run] [FLAGS] [--] COMMAND [ARG...] runs COMMAND as root in new user, mount, pid, net, uts, ipc, cgroup and time namespaces, as an ordinary user: the host's system directories read-only, an empty $HOME, only the paths you give, no network unless asked. "+
+			"rbox help COMMAND describes a command; docs/reference.md describes every flag."),
+		kong.UsageOnError(),
+		kong.Exit(func(code int) { panic(exitError{code}) }),
+		kong.Vars{"version": "rbox " + version},
+		kong.Resolvers(configResolver(args)),
+	)
+}
+
 // usageError reports a command-line mistake in one line, with exit 125.
 func usageError(err error) int {
 	msg := err.Error()
+	for _, id := range []string{"--uid", "--gid"} {
+		if strings.HasPrefix(msg, id+":") {
+			msg = id + ": not an id: give a number from 0 to 4294967294"
+		}
+	}
 	if strings.Contains(msg, "expected") && strings.Contains(msg, "<command>") {
 		msg = "missing command: give one after --, e.g. rbox -- sh"
 	}

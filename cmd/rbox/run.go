@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/console"
+	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/network/ports"
 	"github.com/rbox-dev/rbox/sandbox"
@@ -23,7 +25,7 @@ import (
 
 // RunCmd runs a command in a sandbox.
 type RunCmd struct {
-	Bind    mountFlag `placeholder:"SRC:DST" help:"Bind host path SRC at DST, read-write. Repeatable; applied in order with the other mount flags."`
+	Bind    mountFlag `short:"v" aliases:"volume" placeholder:"SRC:DST[:ro]" help:"Bind host path SRC at DST, read-write (read-only with :ro). Repeatable; applied in order with the other mount flags."`
 	ROBind  mountFlag `name:"ro-bind" placeholder:"SRC:DST" help:"Bind host path SRC at DST, read-only."`
 	Tmpfs   mountFlag `placeholder:"DST[:size=N,mode=M]" help:"Mount a fresh tmpfs at DST."`
 	Dir     mountFlag `placeholder:"DST" help:"Create an empty directory at DST."`
@@ -31,8 +33,8 @@ type RunCmd struct {
 	Chdir   string    `short:"w" placeholder:"DIR" help:"Working directory inside (default: where the caller's cwd is bound, else /)."`
 
 	Share      []string `sep:"," placeholder:"NS" help:"Keep these host namespaces: pid, net, uts, ipc, cgroup, time."`
-	Net        string   `default:"none" placeholder:"MODE" help:"Network: none (loopback only), user (outbound through pasta, else slirp4netns), pasta, slirp4netns, host (the host's network namespace), or sandbox:NAME (share a running named sandbox's)."`
-	Publish    []string `short:"p" placeholder:"[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]" help:"Forward the host's HOSTIP:HOSTPORT (default 127.0.0.1) to PORT inside. Repeatable; needs a user-mode --net."`
+	Net        string   `default:"none" placeholder:"MODE" help:"Network: none (loopback only), user (outbound through pasta, else slirp4netns), pasta, slirp4netns, host (the host's network namespace), sandbox:NAME (share a running named sandbox's), or the name of an rbox network (see rbox network)."`
+	Publish    []string `short:"p" placeholder:"[HOSTIP:][HOSTPORT:]PORT[/tcp|/udp]" help:"Forward the host's HOSTIP:HOSTPORT (default 127.0.0.1) to PORT inside; ranges (8000-8010:8000-8010); without HOSTPORT a free one is chosen and printed. Repeatable; needs a user-mode --net."`
 	HostLoop   bool     `name:"allow-host-loopback" help:"Let the sandbox reach the host's loopback services at 10.0.2.2 (user-mode --net only)."`
 	DNS        string   `name:"dns" placeholder:"IP" help:"Nameserver for the sandbox's /etc/resolv.conf (default: the helper's forwarder, 10.0.2.3)."`
 	Hostname   string   `help:"Host name inside (needs a new uts namespace)."`
@@ -41,7 +43,7 @@ type RunCmd struct {
 	UID *uint32 `name:"uid" help:"Run the command as this uid inside; the caller is mapped to it (default 0)."`
 	GID *uint32 `name:"gid" help:"Run the command as this gid inside; the caller's group is mapped to it (default 0)."`
 
-	Env       []string `sep:"none" placeholder:"K=V" help:"Set an environment variable. Repeatable."`
+	Env       []string `short:"e" sep:"none" placeholder:"K=V|K" help:"Set an environment variable; K alone passes the caller's K. Repeatable."`
 	UnsetEnv  []string `name:"unset-env" sep:"none" placeholder:"K" help:"Remove an environment variable. Repeatable."`
 	ClearEnv  bool     `name:"clear-env" help:"Start from an empty environment."`
 	PreserveF int      `name:"preserve-fds" placeholder:"N" help:"Pass the caller's fds 3..3+N-1 to the command."`
@@ -56,6 +58,8 @@ type RunCmd struct {
 	Limits  limitFlags   `embed:""`
 	// limitsWarning says which limits hold per process only.
 	limitsWarning string
+	Habits        habitFlags     `embed:""`
+	HomeDir       homeFlags      `embed:""`
 	Egress        egressFlags    `embed:""`
 	Named         namedRunFlags  `embed:""`
 	Tiers         isolationFlags `embed:""`
@@ -108,11 +112,12 @@ func (r *RunCmd) Run() error {
 		return err
 	}
 	if plan.Warning != "" {
-		fmt.Fprintf(os.Stderr, "rbox: warning: %s\n", plan.Warning)
+		slog.Warn(plan.Warning)
 	}
 	if r.limitsWarning != "" {
 		fmt.Fprintf(os.Stderr, "rbox: warning: %s\n", r.limitsWarning)
 	}
+	slog.Debug("sandbox", "args", s.Args, "cwd", s.Cwd, "uid", s.UID, "gid", s.GID, "uid_map", s.UIDMap, "net", s.Net, "mounts", len(s.Mounts))
 	if err := keepCallerFDs(r.PreserveF); err != nil {
 		return err
 	}
@@ -147,6 +152,9 @@ func (r *RunCmd) seccompFilter(caps []string) (*spec.SeccompFilter, error) {
 func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if len(r.Command) == 0 && r.Storage.Image == "" {
 		return nil, nil, fmt.Errorf("missing command: give one after --, e.g. rbox -- sh")
+	}
+	if err := r.Habits.apply(r); err != nil {
+		return nil, nil, err
 	}
 	if err := r.joinNet(); err != nil {
 		return nil, nil, err
@@ -186,6 +194,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if s.Mounts, err = resolveSources(mountOrder); err != nil {
 		return nil, nil, err
 	}
+	if s.Mounts, err = r.withHome(s.Mounts); err != nil {
+		return nil, nil, err
+	}
 	img, lock, err := r.Storage.applyStorage(s)
 	if err != nil {
 		return nil, nil, err
@@ -196,7 +207,10 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if s.Cwd, err = r.workDir(s.Mounts); err != nil {
 		return nil, nil, err
 	}
-	s.Env = buildEnv(os.Environ(), r.ClearEnv, r.UnsetEnv, r.Env)
+	if err := checkRequest(s); err != nil {
+		return nil, nil, err
+	}
+	s.Env = buildEnv(r.Habits.callerEnv(callerEnviron), r.ClearEnv, r.UnsetEnv, r.Env)
 	if img != nil {
 		// Like podman run: the image's entrypoint, its command unless one
 		// is given, its environment (not the caller's), its working
@@ -215,18 +229,20 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 		}
 	}
 	r.egressEnv(s)
-	for _, kv := range r.Env {
-		if !strings.Contains(kv, "=") || strings.HasPrefix(kv, "=") {
-			return nil, nil, fmt.Errorf("--env %q: expected K=V", kv)
-		}
-	}
 	if r.PreserveF < 0 {
 		return nil, nil, fmt.Errorf("--preserve-fds %d: must be 0 or more", r.PreserveF)
 	}
 	for i := 0; i < r.PreserveF; i++ {
-		if _, err := os.Stat(fmt.Sprintf("/proc/self/fd/%d", 3+i)); err != nil {
+		if !callerFD(3 + i) {
 			return nil, nil, fmt.Errorf("--preserve-fds %d: fd %d is not open", r.PreserveF, 3+i)
 		}
+	}
+	if err := checkRelativeCommand(s, r.Chdir); err != nil {
+		return nil, nil, err
+	}
+	if commandIsDir(s) {
+		fmt.Fprintf(os.Stderr, "rbox: %s: is a directory\n", s.Args[0])
+		return nil, nil, exitError{contract.ExitCannotExecute}
 	}
 	if s.Caps, err = resolveCaps(r.CapAdd, r.CapDrop); err != nil {
 		return nil, nil, err
@@ -275,6 +291,10 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if err := r.applyBridge(s, plan); err != nil {
 		return nil, nil, err
 	}
+	chooseOverlayDriver(s, fuseOverlayfsFound())
+	if img == nil && s.RootFS == "" {
+		s.GeneratedFiles = identityFiles("/etc", s.UID, s.GID, caller.Name, homeDir(s.Env))
+	}
 	return s, plan, nil
 }
 
@@ -291,7 +311,11 @@ func (r *RunCmd) network(s *spec.Spec, share []string) error {
 		return fmt.Errorf("--net %s needs a new network namespace: drop net from --share", r.Net)
 	}
 	o := network.Options{Mode: mode, AllowHostLoopback: r.HostLoop, DNS: r.DNS}
-	for _, raw := range r.Publish {
+	publish, err := publishSpecs(r.Publish)
+	if err != nil {
+		return err
+	}
+	for _, raw := range publish {
 		p, err := ports.Parse(raw)
 		if err != nil {
 			return fmt.Errorf("invalid -p/--publish %w", err)
@@ -390,4 +414,18 @@ func mapped(m []spec.IDMap, id uint32) bool {
 		}
 	}
 	return false
+}
+
+// withHome puts the --home mount first, so binds under $HOME land on it.
+func (r *RunCmd) withHome(mounts []spec.Mount) ([]spec.Mount, error) {
+	home := homeDir(buildEnv(r.Habits.callerEnv(callerEnviron), r.ClearEnv, r.UnsetEnv, r.Env))
+	uid := uint32(0)
+	if r.UID != nil {
+		uid = *r.UID
+	}
+	m, err := r.HomeDir.homeMount(home, mounts, r.Storage.RootFS != "" || r.Storage.Image != "", uid)
+	if err != nil || m == nil {
+		return mounts, err
+	}
+	return append([]spec.Mount{*m}, mounts...), nil
 }
