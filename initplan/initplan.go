@@ -183,6 +183,13 @@ func (pl *Plan) identityAndNetwork(p *sysplan.Program, s *spec.Spec, l Learned) 
 	// /proc/self/exe) or rbox would say nothing.
 	p.Step("name pid 1")
 	p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_SET_NAME), sysplan.V(p.Str(contract.Arg0)))
+	if !s.Shares(spec.NSCgroup) {
+		// Not at the clone: the parent places pid 1 in the sandbox's
+		// cgroups (limits.Box.Attach) between the clone and this step,
+		// and a cgroup namespace made now is rooted in them.
+		p.Step("unshare the cgroup namespace")
+		p.Call(unix.SYS_UNSHARE, sysplan.V(unix.CLONE_NEWCGROUP))
+	}
 	if s.Shares(spec.NSPID) {
 		// Not the init of a pid namespace: the payload's orphans come
 		// to pid 1, which reaps them, and when it ends to rbox, which

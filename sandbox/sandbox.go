@@ -49,14 +49,18 @@ func cloneFlags(s *spec.Spec) uintptr {
 	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS)
 	for ns, flag := range map[string]uintptr{
 		spec.NSPID: unix.CLONE_NEWPID, spec.NSNet: unix.CLONE_NEWNET, spec.NSUTS: unix.CLONE_NEWUTS,
-		spec.NSIPC: unix.CLONE_NEWIPC, spec.NSCgroup: unix.CLONE_NEWCGROUP,
+		spec.NSIPC: unix.CLONE_NEWIPC,
 	} {
 		if !s.Shares(ns) {
 			flags |= flag
 		}
 	}
 	// The time namespace is made by pid 1 just before the payload starts:
-	// its offsets can be set only while it has no member.
+	// its offsets can be set only while it has no member. The cgroup
+	// namespace is made by pid 1 first thing (initplan), once the parent
+	// has placed it in the sandbox's cgroups: rooted there, it shows the
+	// payload nothing above them, and a payload given CAP_SYS_ADMIN cannot
+	// mount its way out of them.
 	return flags
 }
 
