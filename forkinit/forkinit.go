@@ -305,8 +305,10 @@ func (in *Init) planBlockGateway(gateway string) error {
 // seccomp filter last.
 func (in *Init) planPayload(s *spec.Spec, setgroupsDenied bool) {
 	p := &in.payload
-	p.Step("setsid")
-	p.Call(unix.SYS_SETSID)
+	if !s.KeepSession { // KeepSession: bwrap without --new-session
+		p.Step("setsid")
+		p.Call(unix.SYS_SETSID)
+	}
 	p.Step("limit capabilities")
 	keep := map[uintptr]bool{}
 	for _, c := range caps.Numbers(s.Caps) {

@@ -84,6 +84,12 @@ type Config struct {
 	UpperDir, WorkDir string
 	// Driver is the overlay driver: "", "overlay", "fuse-overlayfs", "vfs".
 	Driver string
+
+	// EmptyRoot builds the root as bwrap does (see empty.go): only Mounts,
+	// in order, on an empty writable tmpfs. CwdFallbacks are tried when Cwd
+	// cannot be entered (none: Cwd must exist).
+	EmptyRoot    bool
+	CwdFallbacks []string
 }
 
 // File is generated content placed in the sandbox (resolv.conf, hosts).
@@ -130,6 +136,13 @@ var ErrCustomRoot = errors.New("fsetup: a custom root (rootfs, image, overlay) i
 func Plan(p *sysplan.Program, cfg *Config) error {
 	if cfg.customRoot() {
 		return ErrCustomRoot
+	}
+	if cfg.EmptyRoot {
+		p.Grow(emptyRootSize(cfg))
+		g := newGen(p)
+		g.enterSetupRoot(cfg, true)
+		g.rootOpen = true
+		return g.planEmpty(cfg)
 	}
 	entries, err := hostEntries(hostSystemDirs)
 	if err != nil {

@@ -21,6 +21,9 @@ func ConfigFor(s *spec.Spec) *Config {
 		TTYGID:   mappedGID(s.GIDMap, 5),
 		Cwd:      s.Cwd,
 		Driver:   s.StorageDriver,
+
+		EmptyRoot:    s.EmptyRoot,
+		CwdFallbacks: s.CwdFallbacks,
 	}
 	switch {
 	case len(s.Layers) > 0:

@@ -94,9 +94,16 @@ func readyForMaps(fdArg string) error {
 }
 
 func fail(code int, err error) int {
+	if bwrapErrors { // rbox bwrap: bwrap's shape and exit code
+		fmt.Fprintf(os.Stderr, "bwrap: %v\n", err)
+		return 1
+	}
 	fmt.Fprintf(os.Stderr, "rbox: %v\n", err)
 	return code
 }
+
+// bwrapErrors is the Spec's BwrapErrors, for fail.
+var bwrapErrors bool
 
 func run(fdArg string) int {
 	// ps shows the main thread's name; "exe" (from /proc/self/exe) says
@@ -112,6 +119,7 @@ func run(fdArg string) int {
 	if err := dec.Decode(&s); err != nil {
 		return fail(ExitSetupFailed, fmt.Errorf("read sandbox spec: %w", err))
 	}
+	bwrapErrors = s.BwrapErrors
 	var start Start
 	// Blocks until the parent has written our uid and gid maps.
 	if err := dec.Decode(&start); err != nil {
@@ -254,7 +262,7 @@ func startPayload(s *spec.Spec, start *Start, stdio []*os.File) (int, int) {
 	for i := 0; i < s.PreserveFDs; i++ {
 		files = append(files, os.NewFile(uintptr(3+i), "preserved"))
 	}
-	sys := &syscall.SysProcAttr{Setsid: true}
+	sys := &syscall.SysProcAttr{Setsid: !s.KeepSession} // KeepSession: bwrap without --new-session
 	if s.TTY {
 		sys.Setctty, sys.Ctty = true, console.FirstTerminal(stdio)
 	}

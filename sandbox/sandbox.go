@@ -66,8 +66,14 @@ func allCaps() []uintptr {
 // stay open in pid 1, and so alive, for the sandbox's whole life without
 // reaching the command (an image's in-use lock).
 func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
+	return RunHooks(s, plan, nil, hold...)
+}
+
+// RunHooks is Run with h called at the moments it names (h may be nil).
+func RunHooks(s *spec.Spec, plan *userns.Plan, h *Hooks, hold ...*os.File) int {
+	failf := h.failer()
 	if len(hold) == 0 && forkinit.Eligible(s) {
-		return runFast(s, plan)
+		return runFast(s, plan, h)
 	}
 	specR, specW, err := os.Pipe()
 	if err != nil {
@@ -175,6 +181,11 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 		return failf("%v", mapErr)
 	}
 	start.Net = netw.Child
+	if err := h.started(cmd.Process.Pid); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return failf("%v", err)
+	}
 
 	if err := json.NewEncoder(specW).Encode(start); err != nil {
 		_ = cmd.Process.Kill()

@@ -37,6 +37,18 @@ const (
 	MountTmpfs   MountKind = "tmpfs"   // a fresh tmpfs at Dest
 	MountDir     MountKind = "dir"     // an empty directory at Dest
 	MountSymlink MountKind = "symlink" // a symlink at Dest pointing to Source
+
+	// The kinds below come with bwrap's command line (issue 12).
+	MountDevBind    MountKind = "dev-bind"     // Source bound read-write at Dest, device nodes usable
+	MountProc       MountKind = "proc"         // a fresh procfs at Dest
+	MountDev        MountKind = "dev"          // bwrap's minimal /dev at Dest
+	MountMqueue     MountKind = "mqueue"       // a fresh mqueue filesystem at Dest
+	MountRemountRO  MountKind = "remount-ro"   // Dest, a mount point already made, turned read-only
+	MountFile       MountKind = "file"         // a file at Dest holding Data
+	MountBindData   MountKind = "bind-data"    // Data in a file bound at Dest
+	MountROBindData MountKind = "ro-bind-data" // Data in a file bound read-only at Dest
+	MountChmod      MountKind = "chmod"        // Dest, which exists, given Mode
+	MountOverlay    MountKind = "overlay"      // an overlay of Lowers at Dest, writes to Source (upper) or a tmpfs
 )
 
 // Mount is one user-requested filesystem entry, applied in order after the
@@ -50,6 +62,18 @@ type Mount struct {
 	// SizeBytes and Mode apply to tmpfs; zero means the default.
 	SizeBytes int64  `json:"size_bytes,omitempty"`
 	Mode      uint32 `json:"mode,omitempty"`
+
+	// For the kinds bwrap's command line adds (issue 12):
+	// Data is the content of a file, bind-data or ro-bind-data.
+	Data []byte `json:"data,omitempty"`
+	// HasMode says Mode was given (bwrap's --perms may say 0).
+	HasMode bool `json:"has_mode,omitempty"`
+	// Lowers are an overlay's host directories, top first; Work is the
+	// work directory beside Source; ReadOnly makes the overlay read-only
+	// (no upper), Tmp puts its writes in a tmpfs.
+	Lowers   []string `json:"lowers,omitempty"`
+	Work     string   `json:"work,omitempty"`
+	ReadOnly bool     `json:"read_only,omitempty"`
 }
 
 // IDMap is one line of /proc/PID/uid_map or gid_map.
@@ -138,6 +162,24 @@ type Spec struct {
 	AllowHostLoopback bool `json:"allow_host_loopback,omitempty"`
 	// DNS, when set, is the sandbox's only nameserver.
 	DNS string `json:"dns,omitempty"`
+
+	// --- bwrap's meaning (issue 12: rbox bwrap, and the native options
+	// that come from it) ---
+
+	// EmptyRoot builds / as bwrap does: an empty writable tmpfs holding
+	// only what Mounts make, in their order; no host view, /proc, /sys,
+	// /dev or /tmp unless a Mount makes them.
+	EmptyRoot bool `json:"empty_root,omitempty"`
+	// CwdFallbacks are tried in order when Cwd cannot be entered (bwrap
+	// without --chdir: the caller's directory, then $HOME); / when none
+	// can.
+	CwdFallbacks []string `json:"cwd_fallbacks,omitempty"`
+	// KeepSession starts the command in pid 1's session instead of a new
+	// one (bwrap without --new-session).
+	KeepSession bool `json:"keep_session,omitempty"`
+	// BwrapErrors reports the sandbox's own failures in bwrap's shape
+	// ("bwrap: ...", exit 1).
+	BwrapErrors bool `json:"bwrap_errors,omitempty"`
 }
 
 // SeccompFilter is a compiled seccomp filter, ready to load.

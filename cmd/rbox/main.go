@@ -28,6 +28,7 @@ type CLI struct {
 	Run     RunCmd     `cmd:"" default:"withargs" help:"Run a command in a new sandbox (the default command)."`
 	Check   CheckCmd   `cmd:"" help:"Try each kernel feature rbox uses and tell how to fix what does not work."`
 	Image   ImageCmd   `cmd:"" passthrough:"" help:"Manage the image store: import, load, pull, ls, rm (run by the rbox-image executable)."`
+	Bwrap   BwrapCmd   `cmd:"" passthrough:"" help:"Run bubblewrap's command line with bwrap's meaning (also as a link named bwrap; see docs/bwrap.md)."`
 	Version VersionCmd `cmd:"" help:"Print rbox's version."`
 }
 
@@ -51,6 +52,9 @@ func main() {
 	}
 	if len(os.Args) == 2 && os.Args[0] == hostcheck.ProbeArg0 {
 		hostcheck.ProbeMain(os.Args[1])
+	}
+	if args, ok := isBwrapCall(os.Args); ok {
+		os.Exit(bwrapMain(args))
 	}
 	os.Exit(runCLI(os.Args[1:]))
 }
