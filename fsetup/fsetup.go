@@ -543,6 +543,8 @@ func (g *gen) userMounts(mounts []spec.Mount) error {
 			g.bind(string(m.Kind), m.Source, m.Dest, srcAny, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
 		case spec.MountROBind:
 			g.bind(string(m.Kind), m.Source, m.Dest, srcAny, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+		case spec.MountDevBind: // device nodes usable: no nodev
+			g.bind(string(m.Kind), m.Source, m.Dest, srcAny, unix.MOUNT_ATTR_NOSUID)
 		case spec.MountTmpfs:
 			opts := []option{{"mode", "0755"}}
 			if m.Mode != 0 {

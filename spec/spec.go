@@ -74,6 +74,9 @@ type Mount struct {
 	Lowers   []string `json:"lowers,omitempty"`
 	Work     string   `json:"work,omitempty"`
 	ReadOnly bool     `json:"read_only,omitempty"`
+	// Optional drops a bind whose source is missing (--bind-try); the
+	// CLI resolves it before the Spec goes out.
+	Optional bool `json:"-"`
 }
 
 // IDMap is one line of /proc/PID/uid_map or gid_map.

@@ -83,6 +83,11 @@ func runCLI(args []string) int {
 				code = e.code
 			}
 		}()
+		args, err := spliceArgsFD(args)
+		if err != nil {
+			code = usageError(err)
+			return
+		}
 		ctx, err := parser.Parse(args)
 		if err != nil {
 			code = usageError(err)
