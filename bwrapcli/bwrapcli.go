@@ -131,9 +131,9 @@ func Parse(argv, environ []string, cwd string) (*Run, error) {
 		for _, ns := range []string{spec.NSIPC, spec.NSPID, spec.NSNet, spec.NSUTS, spec.NSCgroup} {
 			p.unshare[ns] = true
 		}
-		if p.shareNet {
-			p.unshare[spec.NSNet] = false
-		}
+	}
+	if p.shareNet {
+		p.unshare[spec.NSNet] = false
 	}
 	for _, ns := range spec.ShareableNamespaces {
 		if !p.unshare[ns] {
@@ -163,7 +163,10 @@ func Parse(argv, environ []string, cwd string) (*Run, error) {
 		}
 	}
 	s.Env = setEnv(s.Env, "PWD", s.Cwd)
-	if s.Caps, err = resolveCaps(p.capAdd, p.capDrop); err != nil {
+	// bwrap run by root keeps root's capabilities for a command that
+	// runs as root inside; anyone else's command gets only --cap-add.
+	rootDefault := os.Getuid() == 0 && r.UID == 0
+	if s.Caps, err = resolveCaps(p.capAdd, p.capDrop, rootDefault); err != nil {
 		return nil, err
 	}
 	switch len(p.seccomp) {
@@ -606,10 +609,12 @@ func (p *parser) option(name string) error {
 		if _, err := one(); err != nil {
 			return err
 		}
-		if selinuxEnabled() {
-			return &Unsupported{name, "rbox sets no SELinux labels"}
+		// bwrap refuses a label where SELinux is off, rbox everywhere:
+		// it sets none.
+		if !selinuxEnabled() {
+			return usagef("labeling not supported on this system")
 		}
-		// Without SELinux, bwrap has nothing to label either.
+		return &Unsupported{name, "rbox sets no SELinux labels"}
 	case "--seccomp", "--add-seccomp-fd":
 		v, err := one()
 		if err != nil {
@@ -673,8 +678,9 @@ func selinuxEnabled() bool {
 }
 
 // resolveCaps is the capability set of the command: none, as bwrap gives
-// an unprivileged caller, plus --cap-add, less --cap-drop, in order.
-func resolveCaps(add, drop []string) ([]string, error) {
+// an unprivileged caller, or all with all, plus --cap-add, less
+// --cap-drop.
+func resolveCaps(add, drop []string, all bool) ([]string, error) {
 	norm := func(list []string) ([]string, error) {
 		var out []string
 		for _, c := range list {
@@ -697,6 +703,9 @@ func resolveCaps(add, drop []string) ([]string, error) {
 	d, err := norm(drop)
 	if err != nil {
 		return nil, err
+	}
+	if all {
+		a = append(a, "ALL")
 	}
 	out := []string{}
 	for _, c := range caps.Resolve(a, []string{"ALL"}) {

@@ -2,8 +2,8 @@ package bwrapcli
 
 // Usage is rbox's summary of the bwrap options it understands (rbox's own
 // words; bwrap(1) is the reference).
-const Usage = `usage: rbox bwrap [OPTIONS...] [--] COMMAND [ARGS...]
-       bwrap [OPTIONS...] [--] COMMAND [ARGS...]   (rbox through a link named bwrap)
+const Usage = `usage: bwrap [OPTIONS...] [--] COMMAND [ARGS...]
+       rbox bwrap [OPTIONS...] [--] COMMAND [ARGS...]
 
 bubblewrap 0.11's command line, with bwrap's meaning: an empty root built from
 the options below in their order; nothing shared or unshared beyond what they say.

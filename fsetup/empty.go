@@ -19,11 +19,6 @@ import (
 // --ro-bind / /) covers the tmpfs; the new root's descriptor is then opened
 // again, so the later Mounts land on top of it.
 
-// coveredProcDirs are bound read-only over themselves in a fresh /proc, as
-// bwrap does: the kernel-tuning trees a process of the sandbox could
-// otherwise write through its capabilities.
-var coveredProcDirs = []string{"sys", "sysrq-trigger", "irq", "bus"}
-
 // emptyRootSize is about how many ops planEmpty makes for cfg.
 func emptyRootSize(cfg *Config) int {
 	n := 100
@@ -191,14 +186,16 @@ func (g *gen) bindData(i int, m spec.Mount, attrs uint64) {
 
 // bwrapProc mounts a procfs of the sandbox's pid namespace on dest, or
 // binds the host's /proc when the kernel refuses one (EPERM: the pid
-// namespace is not the sandbox's, or an outer /proc has mounts over it),
-// and covers the kernel-tuning trees with read-only copies.
+// namespace is not the sandbox's, or an outer /proc has mounts over it).
+// Like bwrap in a user namespace, nothing in it is covered: the
+// kernel-tuning files belong to the host's root, which the sandbox's user
+// namespace cannot act as.
 func (g *gen) bwrapProc(dest string) {
 	dst := path.Clean("/" + dest)
 	g.setWhat("proc ", dst)
 	to, c := g.mountPoint(dst, nil, false)
 	bindHost, filled := g.p.NewLabel(), g.p.NewLabel()
-	const attrs = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
+	const attrs = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
 	g.mountNew(to, "proc", []option{{"source", "proc"}}, attrs, &orElse{errno: unix.EPERM, to: bindHost}, slotDir)
 	g.p.Jump(filled)
 	g.p.Mark(bindHost)
@@ -208,9 +205,6 @@ func (g *gen) bwrapProc(dest string) {
 	g.attachTree(slotSrc, to, attrs, slotDir)
 	g.close(slotSrc)
 	g.p.Mark(filled)
-	for _, n := range coveredProcDirs {
-		g.rebindReadOnly(dst+"/", n)
-	}
 	g.close(slotDir)
 	g.closeIf(c)
 	g.made(nil)

@@ -263,6 +263,9 @@ func startPayload(s *spec.Spec, start *Start, stdio []*os.File) (int, int) {
 		files = append(files, os.NewFile(uintptr(3+i), "preserved"))
 	}
 	sys := &syscall.SysProcAttr{Setsid: !s.KeepSession} // KeepSession: bwrap without --new-session
+	if s.DieWithParent {
+		sys.Pdeathsig = unix.SIGKILL // --die-with-parent, for a shared pid namespace
+	}
 	if s.TTY {
 		sys.Setctty, sys.Ctty = true, console.FirstTerminal(stdio)
 	}

@@ -180,6 +180,10 @@ type Spec struct {
 	// KeepSession starts the command in pid 1's session instead of a new
 	// one (bwrap without --new-session).
 	KeepSession bool `json:"keep_session,omitempty"`
+	// DieWithParent: the command, too, is killed when its parent (pid 1)
+	// dies, for a shared pid namespace, where pid 1's end ends no other
+	// process (rbox itself arms the same for its own parent).
+	DieWithParent bool `json:"die_with_parent,omitempty"`
 	// BwrapErrors reports the sandbox's own failures in bwrap's shape
 	// ("bwrap: ...", exit 1).
 	BwrapErrors bool `json:"bwrap_errors,omitempty"`

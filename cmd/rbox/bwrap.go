@@ -101,9 +101,10 @@ func bwrapMain(argv []string) int {
 		return say(err.Error())
 	}
 	plan := &userns.Plan{
-		UIDMap:          []spec.IDMap{{Inside: r.UID, Outside: caller.UID, Count: 1}},
-		GIDMap:          []spec.IDMap{{Inside: r.GID, Outside: caller.GID, Count: 1}},
-		SetgroupsDenied: caller.UID != 0,
+		UIDMap: []spec.IDMap{{Inside: r.UID, Outside: caller.UID, Count: 1}},
+		GIDMap: []spec.IDMap{{Inside: r.GID, Outside: caller.GID, Count: 1}},
+		// bwrap denies setgroups(2) in its user namespace, root's too.
+		SetgroupsDenied: true,
 	}
 	if r.MapSubIDs {
 		if plan, err = userns.NewPlan(caller, r.UID, r.GID); err != nil {
@@ -115,6 +116,7 @@ func bwrapMain(argv []string) int {
 	}
 	s.UIDMap, s.GIDMap = plan.UIDMap, plan.GIDMap
 	if r.DieWithParent {
+		s.DieWithParent = true
 		if err := dieWithParent(); err != nil {
 			return say(err.Error())
 		}

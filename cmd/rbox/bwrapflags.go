@@ -42,6 +42,7 @@ func (b *bwrapFlags) apply(s *spec.Spec) (*sandbox.Hooks, func(code int), error)
 		s.SeccompFilter = &spec.SeccompFilter{BPF: data}
 	}
 	if b.DieWithParent {
+		s.DieWithParent = true
 		if err := dieWithParent(); err != nil {
 			return nil, nil, fmt.Errorf("--die-with-parent: %v", err)
 		}

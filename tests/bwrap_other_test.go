@@ -1,0 +1,8 @@
+//go:build integration && !amd64
+
+package tests
+
+import "golang.org/x/sys/unix"
+
+// mkdirNr: architectures without mkdir(2) have only mkdirat.
+const mkdirNr = unix.SYS_MKDIRAT
