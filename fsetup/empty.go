@@ -31,6 +31,10 @@ func emptyRootSize(cfg *Config) int {
 	return n
 }
 
+// coveredProcDirs are bound read-only over themselves in a fresh /proc
+// when the sandbox maps the host's root.
+var coveredProcDirs = []string{"sys", "sysrq-trigger", "irq", "bus"}
+
 // planEmpty is Plan for an EmptyRoot: the setup root entered, the Mounts
 // applied in order, then the new root entered.
 func (g *gen) planEmpty(cfg *Config) error {
@@ -43,7 +47,7 @@ func (g *gen) planEmpty(cfg *Config) error {
 	g.step()
 	g.openat2(slotHost.FD(), "/dev/null", unix.O_PATH, slotDevNull)
 	for i, m := range cfg.Mounts {
-		if err := g.emptyRootMount(i, m); err != nil {
+		if err := g.emptyRootMount(cfg, i, m); err != nil {
 			return err
 		}
 		if path.Clean("/"+m.Dest) == "/" && m.Kind != spec.MountChmod && m.Kind != spec.MountRemountRO {
@@ -60,7 +64,7 @@ func (g *gen) planEmpty(cfg *Config) error {
 }
 
 // emptyRootMount applies one Mount; i numbers the setup's own files.
-func (g *gen) emptyRootMount(i int, m spec.Mount) error {
+func (g *gen) emptyRootMount(cfg *Config, i int, m spec.Mount) error {
 	const nosuidNodev = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
 	switch m.Kind {
 	case spec.MountBind:
@@ -90,7 +94,7 @@ func (g *gen) emptyRootMount(i int, m spec.Mount) error {
 	case spec.MountSymlink:
 		g.symlinkIn(m.Source, m.Dest)
 	case spec.MountProc:
-		g.bwrapProc(m.Dest)
+		g.bwrapProc(m.Dest, cfg.MaskProc)
 	case spec.MountDev:
 		g.bwrapDev(m.Dest)
 	case spec.MountMqueue:
@@ -189,8 +193,10 @@ func (g *gen) bindData(i int, m spec.Mount, attrs uint64) {
 // namespace is not the sandbox's, or an outer /proc has mounts over it).
 // Like bwrap in a user namespace, nothing in it is covered: the
 // kernel-tuning files belong to the host's root, which the sandbox's user
-// namespace cannot act as.
-func (g *gen) bwrapProc(dest string) {
+// namespace cannot act as, unless it maps the host's root (cover): those
+// are bound read-only over themselves, as bwrap run by root does (and, unlike
+// it, /proc/sys too).
+func (g *gen) bwrapProc(dest string, cover bool) {
 	dst := path.Clean("/" + dest)
 	g.setWhat("proc ", dst)
 	to, c := g.mountPoint(dst, nil, false)
@@ -205,6 +211,11 @@ func (g *gen) bwrapProc(dest string) {
 	g.attachTree(slotSrc, to, attrs, slotDir)
 	g.close(slotSrc)
 	g.p.Mark(filled)
+	if cover {
+		for _, n := range coveredProcDirs {
+			g.rebindReadOnly(dst+"/", n)
+		}
+	}
 	g.close(slotDir)
 	g.closeIf(c)
 	g.made(nil)

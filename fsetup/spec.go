@@ -25,6 +25,10 @@ func ConfigFor(s *spec.Spec) *Config {
 		EmptyRoot:    s.EmptyRoot,
 		CwdFallbacks: s.CwdFallbacks,
 	}
+	if s.EmptyRoot {
+		// bwrap's --proc: covered only when the host's root is mapped.
+		cfg.MaskProc = mapsHostRoot(s)
+	}
 	switch {
 	case len(s.Layers) > 0:
 		cfg.RootLowers = s.Layers
