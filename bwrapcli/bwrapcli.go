@@ -55,7 +55,8 @@ type Run struct {
 	Consumed []int
 }
 
-// UsageError is a mistake on the command line: bwrap exits 1 with it.
+// UsageError is a mistake on the command line or a missing source, in
+// bwrap's words (capitalised as bwrap writes them): bwrap exits 1 with it.
 type UsageError struct{ Msg string }
 
 func (e *UsageError) Error() string { return e.Msg }
@@ -254,7 +255,7 @@ func (p *parser) readFD(fd int) ([]byte, error) {
 	data, err := io.ReadAll(f)
 	f.Close()
 	if err != nil {
-		return nil, fmt.Errorf("Can't read from fd %d: %s", fd, errText(err))
+		return nil, usagef("Can't read from fd %d: %s", fd, errText(err))
 	}
 	p.r.Consumed = append(p.r.Consumed, fd)
 	return data, nil
@@ -299,7 +300,7 @@ func bindSource(src string, try bool) (string, bool, error) {
 		if try && errors.Is(err, os.ErrNotExist) {
 			return "", false, nil
 		}
-		return "", false, fmt.Errorf("Can't find source path %s: %s", src, errText(err))
+		return "", false, usagef("Can't find source path %s: %s", src, errText(err))
 	}
 	return abs, true, nil
 }
