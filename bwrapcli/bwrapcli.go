@@ -428,10 +428,11 @@ func (p *parser) option(name string) error {
 		}
 		p.envOps = append(p.envOps, [2]string{"unset", v})
 	case "--lock-file":
-		if _, err := one(); err != nil {
+		v, err := one()
+		if err != nil {
 			return err
 		}
-		return &Unsupported{name, "rbox takes no locks inside the sandbox; use --sync-fd to learn when it ends"}
+		r.Spec.LockFiles = append(r.Spec.LockFiles, v)
 	case "--sync-fd", "--block-fd", "--info-fd", "--json-status-fd":
 		v, err := one()
 		if err != nil {

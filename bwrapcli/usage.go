@@ -14,7 +14,8 @@ Namespaces:   --unshare-all --share-net --unshare-user --unshare-user-try
               --unshare-cgroup --unshare-cgroup-try --uid UID --gid GID
               --hostname NAME
 Environment:  --chdir DIR --clearenv --setenv VAR VALUE --unsetenv VAR
-Monitoring:   --sync-fd FD --block-fd FD --info-fd FD --json-status-fd FD
+Monitoring:   --lock-file DEST --sync-fd FD --block-fd FD --info-fd FD
+              --json-status-fd FD
 Filesystem:   --perms OCTAL --size BYTES
               --bind SRC DEST --bind-try SRC DEST --dev-bind SRC DEST
               --dev-bind-try SRC DEST --ro-bind SRC DEST --ro-bind-try SRC DEST
@@ -29,6 +30,6 @@ Lockdown:     --seccomp FD --add-seccomp-fd FD (one program) --new-session
 rbox only:    --rbox-map-subids   map the caller's subordinate uid/gid ranges too
 
 Not supported (exit 1 with a message): --userns, --userns2, --pidns,
---userns-block-fd, --disable-userns, --assert-userns-disabled, --lock-file,
---argv0, --as-pid-1. See docs/bwrap.md.
+--userns-block-fd, --disable-userns, --assert-userns-disabled, --argv0,
+--as-pid-1. See docs/bwrap.md.
 `

@@ -310,6 +310,7 @@ func (g *gen) overlayMount(i int, m spec.Mount) {
 // that opens, else stays at /.
 func (g *gen) enterEmpty(cfg *Config) {
 	g.pivot("")
+	g.lockFiles(cfg.LockFiles)
 	tries := append([]string{cfg.Cwd}, cfg.CwdFallbacks...)
 	done := g.p.NewLabel()
 	for _, dir := range tries {
@@ -331,4 +332,24 @@ func (g *gen) enterEmpty(cfg *Config) {
 		g.p.Mark(next)
 	}
 	g.p.Mark(done)
+}
+
+// lockFiles takes a read lock (fcntl F_SETLK, F_RDLCK, the whole file) on
+// each file, opened inside the new root (the working directory is its
+// root now). The descriptors are left open on purpose: a POSIX lock lasts
+// as long as its process keeps a descriptor of the file, and this process
+// is pid 1. They are close-on-exec, so the command does not get them (and
+// its closing them would not release pid 1's locks anyway).
+func (g *gen) lockFiles(files []string) {
+	if len(files) == 0 {
+		return
+	}
+	lock := sysplan.Keep(g.p, &unix.Flock_t{Type: unix.F_RDLCK, Whence: 0})
+	for _, f := range files {
+		g.setWhat("lock ", f)
+		g.step("open")
+		g.openat2(atFDCWD, f, unix.O_RDONLY, slotDst)
+		g.step("fcntl F_SETLK")
+		g.call(unix.SYS_FCNTL, slotDst.FD(), sysplan.V(unix.F_SETLK), sysplan.V(lock))
+	}
 }

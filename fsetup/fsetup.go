@@ -90,6 +90,10 @@ type Config struct {
 	// cannot be entered (none: Cwd must exist).
 	EmptyRoot    bool
 	CwdFallbacks []string
+	// LockFiles are opened in the new root and read-locked; the
+	// descriptors stay open in the process that ran the ops (pid 1), so
+	// the locks last as long as it does.
+	LockFiles []string
 }
 
 // File is generated content placed in the sandbox (resolv.conf, hosts).

@@ -24,6 +24,7 @@ func ConfigFor(s *spec.Spec) *Config {
 
 		EmptyRoot:    s.EmptyRoot,
 		CwdFallbacks: s.CwdFallbacks,
+		LockFiles:    s.LockFiles,
 	}
 	if s.EmptyRoot {
 		// bwrap's --proc: covered only when the host's root is mapped.

@@ -180,6 +180,9 @@ type Spec struct {
 	// KeepSession starts the command in pid 1's session instead of a new
 	// one (bwrap without --new-session).
 	KeepSession bool `json:"keep_session,omitempty"`
+	// LockFiles are paths inside the sandbox on which pid 1 holds a read
+	// lock (fcntl F_RDLCK) for the sandbox's life (bwrap's --lock-file).
+	LockFiles []string `json:"lock_files,omitempty"`
 	// DieWithParent: the command, too, is killed when its parent (pid 1)
 	// dies, for a shared pid namespace, where pid 1's end ends no other
 	// process (rbox itself arms the same for its own parent).

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -326,7 +327,7 @@ func TestBwrapBadInput(t *testing.T) {
 		t.Fatalf("left in /tmp: before %v after %v", before, after)
 	}
 	// What rbox does not implement is refused by name, with exit 1.
-	for _, opt := range [][]string{{"--userns", "3"}, {"--pidns", "3"}, {"--as-pid-1"}, {"--lock-file", "/x"}, {"--disable-userns"}, {"--argv0", "x"}} {
+	for _, opt := range [][]string{{"--userns", "3"}, {"--pidns", "3"}, {"--as-pid-1"}, {"--disable-userns"}, {"--argv0", "x"}} {
 		rb := rboxBwrap(t, nil, append(opt, "--ro-bind", "/", "/", "true")...)
 		if rb.code != 1 || !strings.HasPrefix(rb.stderr, "bwrap: "+opt[0]+" is not supported by rbox") {
 			t.Fatalf("%q: exit %d, %q", opt, rb.code, rb.stderr)
@@ -636,5 +637,48 @@ func TestBwrapBindFD(t *testing.T) {
 	out, err := cmd.Output()
 	if err != nil || string(out) != "by fd\nby fd\nrw\nro\n" {
 		t.Fatalf("--bind-fd: %v\n%s", err, out)
+	}
+}
+
+// --lock-file: a read lock on the file, seen from the host, as long as the
+// sandbox runs.
+func TestBwrapLockFile(t *testing.T) {
+	dir := hostDir(t)
+	lockPath := filepath.Join(dir, "lock")
+	writeFile(t, lockPath, "")
+	locked := func() bool {
+		f, err := os.OpenFile(lockPath, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		l := unix.Flock_t{Type: unix.F_WRLCK}
+		if err := unix.FcntlFlock(f.Fd(), unix.F_GETLK, &l); err != nil {
+			t.Fatal(err)
+		}
+		return l.Type != unix.F_UNLCK
+	}
+	for _, exe := range [][]string{{"bwrap"}, {rboxBin, "bwrap"}} {
+		args := append(append([]string{"--unshare-user", "--unshare-pid"}, usrRoot...), "--bind", dir, "/d", "--lock-file", "/d/lock", "sh", "-c", "echo ready; read x; exit 0")
+		cmd := exec.Command(exe[0], append(exe[1:], args...)...)
+		stdin, _ := cmd.StdinPipe()
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 6)
+		if _, err := io.ReadFull(stdout, buf); err != nil {
+			t.Fatalf("%v: %v", exe, err)
+		}
+		if !locked() {
+			t.Fatalf("%v: no lock on %s while the sandbox runs", exe, lockPath)
+		}
+		stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("%v: %v", exe, err)
+		}
+		if locked() {
+			t.Fatalf("%v: the lock outlived the sandbox", exe)
+		}
 	}
 }
