@@ -351,10 +351,11 @@ func (p *parser) option(name string) error {
 		}
 		p.args = append(extra, p.args...)
 	case "--argv0":
-		if _, err := one(); err != nil {
+		v, err := one()
+		if err != nil {
 			return err
 		}
-		return &Unsupported{name, "the command always gets its own name as argv[0]"}
+		r.Spec.Argv0 = v
 	case "--level-prefix":
 		r.LevelPrefix = true
 	case "--unshare-all":

@@ -8,7 +8,7 @@ const Usage = `usage: bwrap [OPTIONS...] [--] COMMAND [ARGS...]
 bubblewrap 0.11's command line, with bwrap's meaning: an empty root built from
 the options below in their order; nothing shared or unshared beyond what they say.
 
-General:      --help --version --args FD --level-prefix
+General:      --help --version --args FD --argv0 VALUE --level-prefix
 Namespaces:   --unshare-all --share-net --unshare-user --unshare-user-try
               --unshare-ipc --unshare-pid --unshare-net --unshare-uts
               --unshare-cgroup --unshare-cgroup-try --uid UID --gid GID
@@ -30,6 +30,5 @@ Lockdown:     --seccomp FD --add-seccomp-fd FD (one program) --new-session
 rbox only:    --rbox-map-subids   map the caller's subordinate uid/gid ranges too
 
 Not supported (exit 1 with a message): --userns, --userns2, --pidns,
---userns-block-fd, --disable-userns, --assert-userns-disabled, --argv0,
---as-pid-1. See docs/bwrap.md.
+--userns-block-fd, --disable-userns, --assert-userns-disabled, --as-pid-1. See docs/bwrap.md.
 `

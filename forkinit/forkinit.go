@@ -157,7 +157,7 @@ func (in *Init) Prepare(s *spec.Spec, setgroupsDenied bool, n slirp.ChildConfig)
 // command prepares argv, envp and the paths execvp would try.
 func (in *Init) command(s *spec.Spec) {
 	p := &in.payload
-	for _, a := range s.Args {
+	for _, a := range s.Argv() {
 		in.argv = append(in.argv, p.Str(a))
 	}
 	in.argv = append(in.argv, 0)

@@ -277,7 +277,7 @@ func startPayload(s *spec.Spec, start *Start, stdio []*os.File) (int, int) {
 			sys.AmbientCaps = caps.Numbers(caps.Added(s.Caps))
 		}
 	}
-	p, err := os.StartProcess(path, s.Args, &os.ProcAttr{Env: s.Env, Files: files, Sys: sys})
+	p, err := os.StartProcess(path, s.Argv(), &os.ProcAttr{Env: s.Env, Files: files, Sys: sys})
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return -1, fail(ExitNotFound, fmt.Errorf("%s: command not found", s.Args[0]))

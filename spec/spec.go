@@ -180,6 +180,9 @@ type Spec struct {
 	// KeepSession starts the command in pid 1's session instead of a new
 	// one (bwrap without --new-session).
 	KeepSession bool `json:"keep_session,omitempty"`
+	// Argv0, when set, is the command's argv[0] in place of Args[0], which
+	// is still what is executed (bwrap's --argv0).
+	Argv0 string `json:"argv0,omitempty"`
 	// LockFiles are paths inside the sandbox on which pid 1 holds a read
 	// lock (fcntl F_RDLCK) for the sandbox's life (bwrap's --lock-file).
 	LockFiles []string `json:"lock_files,omitempty"`
@@ -216,6 +219,15 @@ type Overlay struct {
 	// (--overlay-dir); empty means a tmpfs that goes with the sandbox.
 	UpperDir string `json:"upper_dir,omitempty"`
 	WorkDir  string `json:"work_dir,omitempty"`
+}
+
+// Argv is the command's argument vector: Args, with Argv0 as argv[0]
+// when set.
+func (s *Spec) Argv() []string {
+	if s.Argv0 == "" || len(s.Args) == 0 {
+		return s.Args
+	}
+	return append([]string{s.Argv0}, s.Args[1:]...)
 }
 
 // DefaultPath is the command search path when Env sets no PATH.

@@ -327,7 +327,7 @@ func TestBwrapBadInput(t *testing.T) {
 		t.Fatalf("left in /tmp: before %v after %v", before, after)
 	}
 	// What rbox does not implement is refused by name, with exit 1.
-	for _, opt := range [][]string{{"--userns", "3"}, {"--pidns", "3"}, {"--as-pid-1"}, {"--disable-userns"}, {"--argv0", "x"}} {
+	for _, opt := range [][]string{{"--userns", "3"}, {"--pidns", "3"}, {"--as-pid-1"}, {"--disable-userns"}} {
 		rb := rboxBwrap(t, nil, append(opt, "--ro-bind", "/", "/", "true")...)
 		if rb.code != 1 || !strings.HasPrefix(rb.stderr, "bwrap: "+opt[0]+" is not supported by rbox") {
 			t.Fatalf("%q: exit %d, %q", opt, rb.code, rb.stderr)
@@ -382,6 +382,16 @@ func TestBwrapNewerOptions(t *testing.T) {
 	rb = rboxBwrap(t, []fdSpec{{in: string(denyMkdirBPF())}}, append(ovl("--add-seccomp-fd", "3", "--tmpfs", "/t"), "sh", "-c", "mkdir /t/x 2>/dev/null || echo denied")...)
 	if rb.code != 0 || rb.stdout != "denied\n" {
 		t.Fatalf("--add-seccomp-fd: %+v", rb)
+	}
+	// --argv0: the command's argv[0], the program run still the one
+	// named.
+	rb = rboxBwrap(t, nil, append(ovl("--argv0", "renamed"), "sh", "-c", "echo $0")...)
+	if rb.code != 0 || rb.stdout != "renamed\n" {
+		t.Fatalf("--argv0: %+v", rb)
+	}
+	rb = rboxBwrap(t, nil, append(ovl("--unshare-pid", "--argv0", "renamed2"), "sh", "-c", "echo $0")...)
+	if rb.code != 0 || rb.stdout != "renamed2\n" {
+		t.Fatalf("--argv0 (fast path): %+v", rb)
 	}
 	// --version names both.
 	rb = rboxBwrap(t, nil, "--version")
