@@ -72,21 +72,22 @@ func (e *Unsupported) Error() string {
 
 // parser is the state of one parse.
 type parser struct {
-	r               *Run
-	args            []string
-	perms           int64 // -1: none pending
-	size            int64 // 0: none pending
-	overlaySrcs     []string
-	unshare         map[string]bool
-	shareNet, all   bool
-	hostname        string
-	chdir           string
-	clearEnv        bool
-	envOps          [][2]string // {"set"/"unset", "K=V"/"K"}
-	newSession      bool
-	capAdd, capDrop []string
-	seccomp         [][]byte
-	argsDepth       int
+	r                    *Run
+	args                 []string
+	perms                int64 // -1: none pending
+	size                 int64 // 0: none pending
+	overlaySrcs          []string
+	unshare              map[string]bool
+	shareNet, all        bool
+	hostname             string
+	chdir                string
+	clearEnv             bool
+	envOps               [][2]string // {"set"/"unset", "K=V"/"K"}
+	newSession           bool
+	capAdd, capDrop      []string
+	seccomp              [][]byte
+	argsDepth            int
+	assertUsernsDisabled bool
 }
 
 // Parse reads bwrap's argv (without the program name). environ is the
@@ -124,6 +125,11 @@ func Parse(argv, environ []string, cwd string) (*Run, error) {
 		return nil, usagef("--overlay-src must be followed by another --overlay-src option or one of --overlay, --ro-overlay or --tmp-overlay")
 	}
 	s := r.Spec
+	if p.assertUsernsDisabled && !s.DisableUserns {
+		// rbox always makes a fresh user namespace (no --userns), where
+		// nothing disabled them unless --disable-userns.
+		return nil, usagef("--assert-userns-disabled: creation of user namespaces is not disabled (add --disable-userns)")
+	}
 	s.Args = cmd
 	s.EmptyRoot = true
 	s.BwrapErrors = true
@@ -385,8 +391,10 @@ func (p *parser) option(name string) error {
 			return err
 		}
 		return &Unsupported{name, "rbox writes the sandbox's id maps itself"}
-	case "--disable-userns", "--assert-userns-disabled":
-		return &Unsupported{name, "use rbox's own sandbox (rbox -- CMD) whose default seccomp filter refuses new user namespaces"}
+	case "--disable-userns":
+		r.Spec.DisableUserns = true
+	case "--assert-userns-disabled":
+		p.assertUsernsDisabled = true
 	case "--uid", "--gid":
 		v, err := one()
 		if err != nil {

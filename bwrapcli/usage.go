@@ -12,7 +12,7 @@ General:      --help --version --args FD --argv0 VALUE --level-prefix
 Namespaces:   --unshare-all --share-net --unshare-user --unshare-user-try
               --unshare-ipc --unshare-pid --unshare-net --unshare-uts
               --unshare-cgroup --unshare-cgroup-try --uid UID --gid GID
-              --hostname NAME
+              --hostname NAME --disable-userns --assert-userns-disabled
 Environment:  --chdir DIR --clearenv --setenv VAR VALUE --unsetenv VAR
 Monitoring:   --lock-file DEST --sync-fd FD --block-fd FD --info-fd FD
               --json-status-fd FD
@@ -30,5 +30,5 @@ Lockdown:     --seccomp FD --add-seccomp-fd FD (one program) --new-session
 rbox only:    --rbox-map-subids   map the caller's subordinate uid/gid ranges too
 
 Not supported (exit 1 with a message): --userns, --userns2, --pidns,
---userns-block-fd, --disable-userns, --assert-userns-disabled, --as-pid-1. See docs/bwrap.md.
+--userns-block-fd, --as-pid-1. See docs/bwrap.md.
 `

@@ -46,6 +46,9 @@ func (g *gen) planEmpty(cfg *Config) error {
 	g.setWhat("open the host's /dev/null")
 	g.step()
 	g.openat2(slotHost.FD(), "/dev/null", unix.O_PATH, slotDevNull)
+	if cfg.DisableUserns {
+		g.disableUserns()
+	}
 	for i, m := range cfg.Mounts {
 		if err := g.emptyRootMount(cfg, i, m); err != nil {
 			return err
@@ -352,4 +355,19 @@ func (g *gen) lockFiles(files []string) {
 		g.step("fcntl F_SETLK")
 		g.call(unix.SYS_FCNTL, slotDst.FD(), sysplan.V(unix.F_SETLK), sysplan.V(lock))
 	}
+}
+
+// disableUserns sets user.max_user_namespaces to 0 through the host's
+// /proc (the limit written is the one of the writer's user namespace, the
+// sandbox's, and binds the namespaces made in it). Changing it back needs
+// CAP_SYS_RESOURCE in the sandbox's user namespace, which the command holds
+// only if given it with --cap-add.
+func (g *gen) disableUserns() {
+	const path = "/proc/sys/user/max_user_namespaces"
+	g.setWhat("disable user namespaces: ", path)
+	g.step("open")
+	g.openat2(slotHost.FD(), path, unix.O_WRONLY, slotSrc)
+	g.step("write 0")
+	g.call(unix.SYS_WRITE, slotSrc.FD(), g.str("0"), sysplan.V(1))
+	g.close(slotSrc)
 }

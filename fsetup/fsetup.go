@@ -94,6 +94,9 @@ type Config struct {
 	// descriptors stay open in the process that ran the ops (pid 1), so
 	// the locks last as long as it does.
 	LockFiles []string
+	// DisableUserns sets user.max_user_namespaces to 0 in the sandbox's
+	// user namespace.
+	DisableUserns bool
 }
 
 // File is generated content placed in the sandbox (resolv.conf, hosts).

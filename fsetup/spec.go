@@ -25,6 +25,8 @@ func ConfigFor(s *spec.Spec) *Config {
 		EmptyRoot:    s.EmptyRoot,
 		CwdFallbacks: s.CwdFallbacks,
 		LockFiles:    s.LockFiles,
+
+		DisableUserns: s.DisableUserns,
 	}
 	if s.EmptyRoot {
 		// bwrap's --proc: covered only when the host's root is mapped.

@@ -183,6 +183,10 @@ type Spec struct {
 	// Argv0, when set, is the command's argv[0] in place of Args[0], which
 	// is still what is executed (bwrap's --argv0).
 	Argv0 string `json:"argv0,omitempty"`
+	// DisableUserns sets the sandbox's user.max_user_namespaces to 0 before
+	// the command starts: it can make no user namespace (bwrap's
+	// --disable-userns).
+	DisableUserns bool `json:"disable_userns,omitempty"`
 	// LockFiles are paths inside the sandbox on which pid 1 holds a read
 	// lock (fcntl F_RDLCK) for the sandbox's life (bwrap's --lock-file).
 	LockFiles []string `json:"lock_files,omitempty"`

@@ -327,7 +327,7 @@ func TestBwrapBadInput(t *testing.T) {
 		t.Fatalf("left in /tmp: before %v after %v", before, after)
 	}
 	// What rbox does not implement is refused by name, with exit 1.
-	for _, opt := range [][]string{{"--userns", "3"}, {"--pidns", "3"}, {"--as-pid-1"}, {"--disable-userns"}} {
+	for _, opt := range [][]string{{"--userns", "3"}, {"--pidns", "3"}, {"--as-pid-1"}} {
 		rb := rboxBwrap(t, nil, append(opt, "--ro-bind", "/", "/", "true")...)
 		if rb.code != 1 || !strings.HasPrefix(rb.stderr, "bwrap: "+opt[0]+" is not supported by rbox") {
 			t.Fatalf("%q: exit %d, %q", opt, rb.code, rb.stderr)
@@ -392,6 +392,20 @@ func TestBwrapNewerOptions(t *testing.T) {
 	rb = rboxBwrap(t, nil, append(ovl("--unshare-pid", "--argv0", "renamed2"), "sh", "-c", "echo $0")...)
 	if rb.code != 0 || rb.stdout != "renamed2\n" {
 		t.Fatalf("--argv0 (fast path): %+v", rb)
+	}
+	// --disable-userns: no user namespace can be made inside;
+	// --assert-userns-disabled holds then, and fails without it.
+	rb = rboxBwrap(t, nil, append(ovl("--disable-userns", "--assert-userns-disabled"), "sh", "-c", "unshare -U true 2>/dev/null || echo refused")...)
+	if rb.code != 0 || rb.stdout != "refused\n" {
+		t.Fatalf("--disable-userns: %+v", rb)
+	}
+	rb = rboxBwrap(t, nil, append(ovl(), "sh", "-c", "unshare -U true && echo allowed")...)
+	if rb.code != 0 || rb.stdout != "allowed\n" {
+		t.Fatalf("without --disable-userns: %+v", rb)
+	}
+	rb = rboxBwrap(t, nil, append(ovl("--assert-userns-disabled"), "true")...)
+	if rb.code != 1 || !strings.HasPrefix(rb.stderr, "bwrap: --assert-userns-disabled") {
+		t.Fatalf("--assert-userns-disabled alone: %+v", rb)
 	}
 	// --version names both.
 	rb = rboxBwrap(t, nil, "--version")
