@@ -327,7 +327,7 @@ func TestBwrapBadInput(t *testing.T) {
 		t.Fatalf("left in /tmp: before %v after %v", before, after)
 	}
 	// What rbox does not implement is refused by name, with exit 1.
-	for _, opt := range [][]string{{"--userns", "3"}, {"--pidns", "3"}, {"--as-pid-1"}} {
+	for _, opt := range [][]string{{"--userns", "3"}, {"--userns2", "3"}, {"--pidns", "3"}, {"--userns-block-fd", "3"}, {"--as-pid-1"}} {
 		rb := rboxBwrap(t, nil, append(opt, "--ro-bind", "/", "/", "true")...)
 		if rb.code != 1 || !strings.HasPrefix(rb.stderr, "bwrap: "+opt[0]+" is not supported by rbox") {
 			t.Fatalf("%q: exit %d, %q", opt, rb.code, rb.stderr)
@@ -704,5 +704,37 @@ func TestBwrapLockFile(t *testing.T) {
 		if locked() {
 			t.Fatalf("%v: the lock outlived the sandbox", exe)
 		}
+	}
+}
+
+// --help prints the usage on stdout and exits 0, as bwrap does.
+func TestBwrapHelp(t *testing.T) {
+	for _, exe := range [][]string{{"bwrap"}, {rboxBin, "bwrap"}} {
+		r := runBwrapLike(t, exe, nil, "--help")
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "usage: bwrap [OPTIONS...] [--] COMMAND [ARGS...]\n") || !strings.Contains(r.stdout, "--ro-bind") {
+			t.Fatalf("%v --help: %+v", exe, r)
+		}
+	}
+}
+
+// --rbox-map-subids, rbox's own: the caller's subordinate ranges mapped
+// around its id, when it has them; otherwise a refusal naming the fix.
+func TestBwrapMapSubids(t *testing.T) {
+	id := me(t)
+	r := rboxBwrap(t, nil, append(append([]string{"--rbox-map-subids", "--unshare-user", "--uid", "0"}, usrRoot...), "--tmpfs", "/t", "sh", "-c",
+		"wc -l < /proc/self/uid_map; touch /t/f && chown 1000:1000 /t/f && stat -c %u /t/f")...)
+	if !id.full() {
+		if r.code != 1 || !strings.HasPrefix(r.stderr, "bwrap: --rbox-map-subids: no subordinate") {
+			t.Fatalf("without ranges: %+v", r)
+		}
+		return
+	}
+	// chown needs CAP_CHOWN: root's default without --cap-add is none
+	// for an unprivileged caller, so the run adds it.
+	r = rboxBwrap(t, nil, append(append([]string{"--rbox-map-subids", "--unshare-user", "--unshare-pid", "--uid", "0", "--cap-add", "CAP_CHOWN"}, usrRoot...), "--proc", "/proc", "--tmpfs", "/t", "sh", "-c",
+		"wc -l < /proc/self/uid_map; touch /t/f && chown 1000:1000 /t/f && stat -c %u /t/f")...)
+	lines := strings.Fields(r.stdout)
+	if r.code != 0 || len(lines) != 2 || lines[0] == "1" || lines[1] != "1000" {
+		t.Fatalf("with ranges: %+v", r)
 	}
 }
