@@ -69,6 +69,10 @@ func (g *gen) planEmpty(cfg *Config) error {
 // emptyRootMount applies one Mount; i numbers the setup's own files.
 func (g *gen) emptyRootMount(cfg *Config, i int, m spec.Mount) error {
 	const nosuidNodev = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
+	if m.HasMode && m.Kind != spec.MountChmod {
+		g.dirMode = sysplan.V(uintptr(parentMode(m.Mode)))
+		defer func() { g.dirMode = sysplan.V(0o755) }()
+	}
 	switch m.Kind {
 	case spec.MountBind:
 		g.bind("bind", m.Source, m.Dest, srcAny, nosuidNodev)
@@ -129,6 +133,20 @@ func (g *gen) emptyRootMount(cfg *Config, i int, m spec.Mount) error {
 		return fmt.Errorf("%s: unknown mount kind %q", m.Dest, m.Kind)
 	}
 	return nil
+}
+
+// parentMode is the mode of the missing parents of a destination given
+// perms (bwrap(1)): 0755, with the group or other bits cleared when perms
+// clears them.
+func parentMode(perms uint32) uint32 {
+	mode := uint32(0o755)
+	if perms&0o070 == 0 {
+		mode &^= 0o070
+	}
+	if perms&0o007 == 0 {
+		mode &^= 0o007
+	}
+	return mode
 }
 
 // chmodSlot sets mode on the file the O_PATH descriptor in s refers to

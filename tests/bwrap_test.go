@@ -199,6 +199,8 @@ func TestBwrapConformance(t *testing.T) {
 		{"tmpfs-perms-size", append(usrRoot, "--perms", "0700", "--size", "1048576", "--tmpfs", "/t", "--tmpfs", "/u"), "stat -c '%a' /t /u; df -k /t | tail -1 | awk '{print $2}'; " + mountTable, nil},
 		{"mqueue", append(append([]string{"--unshare-ipc"}, usrRoot...), "--mqueue", "/mq"), mountTable, nil},
 		{"dir-perms", append(usrRoot, "--perms", "0751", "--dir", "/a/b", "--dir", "/c"), "stat -c '%n %a' /a /a/b /c", nil},
+		{"parent-perms", append(usrRoot, "--perms", "0700", "--dir", "/a/b", "--perms", "0750", "--tmpfs", "/c/d", "--perms", "0600", "--file", "3", "/e/f"),
+			"stat -c '%n %a' /a /a/b /c /c/d /e /e/f", []fdSpec{{in: "x"}}},
 		{"file-data", append(usrRoot, "--tmpfs", "/t", "--file", "3", "/t/f", "--bind-data", "4", "/t/b", "--perms", "0644", "--ro-bind-data", "5", "/t/r"),
 			"cat /t/f /t/b /t/r; stat -c '%n %a' /t/f /t/b /t/r; echo z > /t/r 2>/dev/null || echo ro; " + mountTable,
 			[]fdSpec{{in: "file\n"}, {in: "bound\n"}, {in: "ro-bound\n"}}},
