@@ -534,9 +534,9 @@ func TestBwrapCallers(t *testing.T) {
 			"--die-with-parent", "--new-session",
 			"--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
 			"--dev", "/dev", "--proc", "/proc", "--dir", "/tmp", "--dir", "/var/tmp", "--dir", "/run/user/1000",
-			"--perms", "0644", "--file", "4", "/etc/passwd", "--ro-bind-data", "5", "/run/flatpak-info",
+			"--perms", "0644", "--file", "4", "/etc/passwd", "--ro-bind-data", "5", "/run/flatpak-info", "--bind-data", "8", "/run/user/1000/doc",
 			"--seccomp", "6", "--json-status-fd", "7", "--setenv", "FLATPAK_ID", "org.example.App", "--chdir", "/",
-			"sh", "-c", "id -u; cut -d: -f1 /etc/passwd; cat /run/flatpak-info; echo $FLATPAK_ID; mkdir /tmp/x 2>/dev/null || echo no-mkdir; ls /dev | sort | tr '\\n' ' '",
+			"sh", "-c", "id -u; cut -d: -f1 /etc/passwd; cat /run/flatpak-info /run/user/1000/doc; echo $FLATPAK_ID; mkdir /tmp/x 2>/dev/null || echo no-mkdir; ls /dev | sort | tr '\\n' ' '",
 		}
 		fds := []fdSpec{
 			{in: "--clearenv\x00--setenv\x00PATH\x00/usr/bin\x00"},
@@ -544,6 +544,7 @@ func TestBwrapCallers(t *testing.T) {
 			{in: "[Application]\nname=org.example.App\n"},
 			{in: string(denyMkdirBPF())},
 			{output: true},
+			{in: "document portal\n"},
 		}
 		bw, rb := compareBwrap(t, fds, args...)
 		if b, r := jsonNumbers.ReplaceAllString(bw.fds[7], ": N"), jsonNumbers.ReplaceAllString(rb.fds[7], ": N"); b != r {
