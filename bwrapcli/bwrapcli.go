@@ -151,6 +151,9 @@ func Parse(argv, environ []string, cwd string) (*Run, error) {
 	if p.unshare[spec.NSNet] {
 		s.Net = spec.NetNone
 	}
+	if s.AsPID1 && !p.unshare[spec.NSPID] {
+		return nil, usagef("Specifying --as-pid-1 requires --unshare-pid")
+	}
 	if p.hostname != "" {
 		if !p.unshare[spec.NSUTS] {
 			return nil, usagef("Specifying --hostname requires --unshare-uts")
@@ -653,7 +656,7 @@ func (p *parser) option(name string) error {
 	case "--die-with-parent":
 		r.DieWithParent = true
 	case "--as-pid-1":
-		return &Unsupported{name, "rbox's own init is always pid 1 of a new pid namespace"}
+		r.Spec.AsPID1 = true
 	case "--cap-add", "--cap-drop":
 		v, err := one()
 		if err != nil {

@@ -111,7 +111,8 @@ func TestParseErrors(t *testing.T) {
 		{[]string{"--size", "1", "--dir", "/d", "true"}, "--size must be followed by --tmpfs"},
 		{[]string{"--ro-bind", "/", "/"}, "No command specified"},
 		{[]string{"--overlay-src", "/usr", "--dir", "/d", "true"}, "--overlay-src must be followed"},
-		{[]string{"--as-pid-1", "true"}, "--as-pid-1 is not supported by rbox"},
+		{[]string{"--as-pid-1", "true"}, "Specifying --as-pid-1 requires --unshare-pid"},
+		{[]string{"--userns", "3", "true"}, "--userns is not supported by rbox"},
 	} {
 		_, err := Parse(c.args, nil, "/")
 		if err == nil || !strings.HasPrefix(err.Error(), c.want) {

@@ -25,10 +25,10 @@ Filesystem:   --perms OCTAL --size BYTES
               --dir DEST --file FD DEST --bind-data FD DEST --ro-bind-data FD DEST
               --symlink SRC DEST --chmod OCTAL PATH
 Lockdown:     --seccomp FD --add-seccomp-fd FD (one program) --new-session
-              --die-with-parent --cap-add CAP --cap-drop CAP
+              --die-with-parent --as-pid-1 --cap-add CAP --cap-drop CAP
               --exec-label LABEL --file-label LABEL (hosts without SELinux)
 rbox only:    --rbox-map-subids   map the caller's subordinate uid/gid ranges too
 
 Not supported (exit 1 with a message): --userns, --userns2, --pidns,
---userns-block-fd, --as-pid-1. See docs/bwrap.md.
+--userns-block-fd. See docs/bwrap.md.
 `

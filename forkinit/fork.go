@@ -134,6 +134,9 @@ func (in *Init) child() {
 	if at, errno := in.setup.Exec(); at >= 0 {
 		in.fail(reportInit, at, errno, exitSetupFailed)
 	}
+	if in.asPID1 { // rbox bwrap --as-pid-1: no init, the command is pid 1
+		in.startPayload()
+	}
 	// pid 1 waits (CLONE_VFORK) until the payload has exec'd or failed:
 	// until then they share one memory.
 	pid, errno := clonePayload(unix.CLONE_VM|unix.CLONE_VFORK|uintptr(unix.SIGCHLD), stackTop(in.payloadStack))

@@ -114,6 +114,8 @@ type Init struct {
 	status  int32
 	report  [3]int32
 	buf     [1]byte
+	// asPID1: the command is pid 1 itself (rbox bwrap --as-pid-1).
+	asPID1 bool
 }
 
 // New makes a pid 1 to be started with Start: its pipes and stacks.
@@ -147,6 +149,7 @@ func (in *Init) Prepare(s *spec.Spec, setgroupsDenied bool, n slirp.ChildConfig)
 		in.fprog = unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
 	}
 	in.command(s)
+	in.asPID1 = s.AsPID1
 	if err := in.planSetup(s, setgroupsDenied, n); err != nil {
 		return err
 	}

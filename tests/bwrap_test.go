@@ -329,7 +329,7 @@ func TestBwrapBadInput(t *testing.T) {
 		t.Fatalf("left in /tmp: before %v after %v", before, after)
 	}
 	// What rbox does not implement is refused by name, with exit 1.
-	for _, opt := range [][]string{{"--userns", "3"}, {"--userns2", "3"}, {"--pidns", "3"}, {"--userns-block-fd", "3"}, {"--as-pid-1"}} {
+	for _, opt := range [][]string{{"--userns", "3"}, {"--userns2", "3"}, {"--pidns", "3"}, {"--userns-block-fd", "3"}} {
 		rb := rboxBwrap(t, nil, append(opt, "--ro-bind", "/", "/", "true")...)
 		if rb.code != 1 || !strings.HasPrefix(rb.stderr, "bwrap: "+opt[0]+" is not supported by rbox") {
 			t.Fatalf("%q: exit %d, %q", opt, rb.code, rb.stderr)
@@ -739,5 +739,23 @@ func TestBwrapMapSubids(t *testing.T) {
 	lines := strings.Fields(r.stdout)
 	if r.code != 0 || len(lines) != 2 || lines[0] == "1" || lines[1] != "1000" {
 		t.Fatalf("with ranges: %+v", r)
+	}
+}
+
+// --as-pid-1: the command is pid 1 of its pid namespace. rbox can do it on
+// its fast path only; a root caller keeps CAP_SYS_PTRACE, which takes the
+// other path, and is refused by name.
+func TestBwrapAsPID1(t *testing.T) {
+	args := append(append([]string{"--unshare-user", "--unshare-pid", "--as-pid-1"}, usrRoot...), "--proc", "/proc", "sh", "-c", "echo $$; cat /proc/1/comm")
+	if os.Getuid() == 0 {
+		rb := rboxBwrap(t, nil, args...)
+		if rb.code != 1 || !strings.HasPrefix(rb.stderr, "bwrap: --as-pid-1 is not supported by rbox for this sandbox") {
+			t.Fatalf("as root: %+v", rb)
+		}
+		return
+	}
+	_, rb := compareBwrap(t, nil, args...)
+	if rb.stdout != "1\nsh\n" {
+		t.Fatalf("--as-pid-1: %q", rb.stdout)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/bwrapcli"
+	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/initproc"
 	"github.com/rbox-dev/rbox/sandbox"
 	"github.com/rbox-dev/rbox/spec"
@@ -115,6 +116,10 @@ func bwrapMain(argv []string) int {
 		}
 	}
 	s.UIDMap, s.GIDMap = plan.UIDMap, plan.GIDMap
+	if s.AsPID1 && !forkinit.Eligible(s) {
+		// Only the fast path's pid 1 can hand its place to the command.
+		return say("--as-pid-1 is not supported by rbox for this sandbox: it needs rbox's fast path (no CAP_SYS_PTRACE, no added capabilities for a non-root uid)")
+	}
 	if r.DieWithParent {
 		s.DieWithParent = true
 		if err := dieWithParent(); err != nil {
