@@ -72,22 +72,23 @@ func (e *Unsupported) Error() string {
 
 // parser is the state of one parse.
 type parser struct {
-	r                    *Run
-	args                 []string
-	perms                int64 // -1: none pending
-	size                 int64 // 0: none pending
-	overlaySrcs          []string
-	unshare              map[string]bool
-	shareNet, all        bool
-	hostname             string
-	chdir                string
-	clearEnv             bool
-	envOps               [][2]string // {"set"/"unset", "K=V"/"K"}
-	newSession           bool
-	capAdd, capDrop      []string
-	seccomp              [][]byte
-	argsDepth            int
-	assertUsernsDisabled bool
+	r                       *Run
+	args                    []string
+	perms                   int64 // -1: none pending
+	size                    int64 // 0: none pending
+	overlaySrcs             []string
+	unshare                 map[string]bool
+	shareNet, all           bool
+	hostname                string
+	chdir                   string
+	clearEnv                bool
+	envOps                  [][2]string // {"set"/"unset", "K=V"/"K"}
+	newSession              bool
+	capAdd, capDrop         []string
+	seccomp                 [][]byte
+	argsDepth               int
+	assertUsernsDisabled    bool
+	seccompFD, addSeccompFD bool
 }
 
 // Parse reads bwrap's argv (without the program name). environ is the
@@ -179,12 +180,12 @@ func Parse(argv, environ []string, cwd string) (*Run, error) {
 	if s.Caps, err = resolveCaps(p.capAdd, p.capDrop, rootDefault); err != nil {
 		return nil, err
 	}
-	switch len(p.seccomp) {
-	case 0:
-	case 1:
-		s.SeccompFilter = &spec.SeccompFilter{BPF: p.seccomp[0]}
-	default:
-		return nil, &Unsupported{"--add-seccomp-fd given more than once", "rbox loads one seccomp program; join them into one"}
+	for i, bpf := range p.seccomp {
+		if i == 0 {
+			s.SeccompFilter = &spec.SeccompFilter{BPF: bpf}
+			continue
+		}
+		s.SeccompExtra = append(s.SeccompExtra, spec.SeccompFilter{BPF: bpf})
 	}
 	return r, nil
 }
@@ -648,8 +649,13 @@ func (p *parser) option(name string) error {
 		if name == "--seccomp" {
 			// Only the last --seccomp counts.
 			p.seccomp = append(p.seccomp[:0:0], data)
+			p.seccompFD = true
 		} else {
 			p.seccomp = append(p.seccomp, data)
+			p.addSeccompFD = true
+		}
+		if p.seccompFD && p.addSeccompFD {
+			return usagef("--seccomp cannot be combined with --add-seccomp-fd")
 		}
 	case "--new-session":
 		p.newSession = true

@@ -24,7 +24,7 @@ Filesystem:   --perms OCTAL --size BYTES
               --ro-overlay DEST --proc DEST --dev DEST --tmpfs DEST --mqueue DEST
               --dir DEST --file FD DEST --bind-data FD DEST --ro-bind-data FD DEST
               --symlink SRC DEST --chmod OCTAL PATH
-Lockdown:     --seccomp FD --add-seccomp-fd FD (one program) --new-session
+Lockdown:     --seccomp FD --add-seccomp-fd FD --new-session
               --die-with-parent --as-pid-1 --cap-add CAP --cap-drop CAP
               --exec-label LABEL --file-label LABEL (hosts without SELinux)
 rbox only:    --rbox-map-subids   map the caller's subordinate uid/gid ranges too

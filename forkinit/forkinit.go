@@ -116,6 +116,8 @@ type Init struct {
 	buf     [1]byte
 	// asPID1: the command is pid 1 itself (rbox bwrap --as-pid-1).
 	asPID1 bool
+	// extraFprogs are Spec.SeccompExtra's programs (rbox bwrap).
+	extraFprogs []*unix.SockFprog
 }
 
 // New makes a pid 1 to be started with Start: its pipes and stacks.
@@ -147,6 +149,13 @@ func (in *Init) Prepare(s *spec.Spec, setgroupsDenied bool, n slirp.ChildConfig)
 		}
 		in.filter = prog
 		in.fprog = unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	}
+	for _, f := range s.SeccompExtra { // rbox bwrap: --add-seccomp-fd more than once
+		prog, err := seccomp.Program(f.BPF)
+		if err != nil {
+			return err
+		}
+		in.extraFprogs = append(in.extraFprogs, &unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
 	}
 	in.command(s)
 	in.asPID1 = s.AsPID1
@@ -347,6 +356,10 @@ func (in *Init) planPayload(s *spec.Spec, setgroupsDenied bool) {
 	if f := s.SeccompFilter; f != nil {
 		p.Step("install the seccomp filter")
 		p.Call(unix.SYS_SECCOMP, sysplan.V(unix.SECCOMP_SET_MODE_FILTER), sysplan.V(uintptr(f.Flags)), sysplan.V(uintptr(unsafe.Pointer(&in.fprog))))
+	}
+	for i, f := range s.SeccompExtra { // rbox bwrap: --add-seccomp-fd more than once
+		p.Step("install seccomp program %d", i+2)
+		p.Call(unix.SYS_SECCOMP, sysplan.V(unix.SECCOMP_SET_MODE_FILTER), sysplan.V(uintptr(f.Flags)), sysplan.V(uintptr(unsafe.Pointer(in.extraFprogs[i]))))
 	}
 	p.Finish()
 }

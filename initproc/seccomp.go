@@ -16,5 +16,10 @@ func installSeccomp(s *spec.Spec) error {
 	if err := seccomp.Load(s.SeccompFilter); err != nil {
 		return fmt.Errorf("install the seccomp filter: %w", err)
 	}
+	for i := range s.SeccompExtra { // rbox bwrap: --add-seccomp-fd more than once
+		if err := seccomp.Load(&s.SeccompExtra[i]); err != nil {
+			return fmt.Errorf("install seccomp program %d: %w", i+2, err)
+		}
+	}
 	return nil
 }

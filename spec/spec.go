@@ -187,6 +187,9 @@ type Spec struct {
 	// the command starts: it can make no user namespace (bwrap's
 	// --disable-userns).
 	DisableUserns bool `json:"disable_userns,omitempty"`
+	// SeccompExtra are more seccomp programs, installed after
+	// SeccompFilter in order (bwrap's repeated --add-seccomp-fd).
+	SeccompExtra []SeccompFilter `json:"seccomp_extra,omitempty"`
 	// AsPID1 makes the command itself pid 1 of its new pid namespace, with
 	// no init of rbox's (bwrap's --as-pid-1; rbox's fast path only).
 	AsPID1 bool `json:"as_pid_1,omitempty"`

@@ -229,7 +229,11 @@ const sessionScript = "set -- $(cat /proc/$$/stat); [ \"$6\" != 0 ] && echo new-
 
 // denyMkdirBPF is a seccomp program that fails mkdir and mkdirat with
 // EPERM and allows the rest (the architecture is the test machine's).
-func denyMkdirBPF() []byte {
+func denyMkdirBPF() []byte { return denyBPF(uint32(unix.SYS_MKDIRAT), uint32(mkdirNr)) }
+
+// denyBPF is a seccomp program that fails the two system calls a and b
+// with EPERM and allows the rest.
+func denyBPF(a, b uint32) []byte {
 	const (
 		ldW   = 0x20 // BPF_LD|BPF_W|BPF_ABS
 		jeqK  = 0x15 // BPF_JMP|BPF_JEQ|BPF_K
@@ -244,16 +248,16 @@ func denyMkdirBPF() []byte {
 	}
 	prog := []ins{
 		{ldW, 0, 0, 0},
-		{jeqK, 2, 0, uint32(unix.SYS_MKDIRAT)},
-		{jeqK, 1, 0, uint32(mkdirNr)},
+		{jeqK, 2, 0, a},
+		{jeqK, 1, 0, b},
 		{retK, 0, 0, allow},
 		{retK, 0, 0, eperm},
 	}
-	var b bytes.Buffer
+	var out bytes.Buffer
 	for _, i := range prog {
-		_ = binary.Write(&b, binary.NativeEndian, i)
+		_ = binary.Write(&out, binary.NativeEndian, i)
 	}
-	return b.Bytes()
+	return out.Bytes()
 }
 
 // jsonNumbers hides the numbers of bwrap's JSON, which differ per run.
@@ -408,6 +412,16 @@ func TestBwrapNewerOptions(t *testing.T) {
 	rb = rboxBwrap(t, nil, append(ovl("--assert-userns-disabled"), "true")...)
 	if rb.code != 1 || !strings.HasPrefix(rb.stderr, "bwrap: --assert-userns-disabled") {
 		t.Fatalf("--assert-userns-disabled alone: %+v", rb)
+	}
+	// --add-seccomp-fd more than once: every program applies (on both
+	// kinds of pid 1: a shared pid namespace takes rbox's re-executed one).
+	for _, pidns := range [][]string{nil, {"--unshare-pid"}} {
+		rb = rboxBwrap(t, []fdSpec{{in: string(denyMkdirBPF())}, {in: string(denyBPF(uint32(unix.SYS_SYMLINKAT), uint32(symlinkNr)))}},
+			append(ovl(append(pidns, "--add-seccomp-fd", "3", "--add-seccomp-fd", "4", "--tmpfs", "/t")...), "sh", "-c",
+				"mkdir /t/x 2>/dev/null || echo no-mkdir; ln -s a /t/l 2>/dev/null || echo no-symlink; touch /t/f && echo touch")...)
+		if rb.code != 0 || rb.stdout != "no-mkdir\nno-symlink\ntouch\n" {
+			t.Fatalf("two --add-seccomp-fd %q: %+v", pidns, rb)
+		}
 	}
 	// --version names both.
 	rb = rboxBwrap(t, nil, "--version")
