@@ -39,8 +39,8 @@ import (
 	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/fsetup"
 	"github.com/rbox-dev/rbox/initproc"
+	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/seccomp"
-	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/sysplan"
 )
@@ -58,7 +58,7 @@ func Eligible(s *spec.Spec) bool {
 	if !sharesMemory {
 		return false // see clone_other.go
 	}
-	if len(s.Publish) > 0 {
+	if network.NeedsPortAgent(s.Net, s.Publish) {
 		return false // the port forwarder's agent runs in Go inside
 	}
 	if s.RootFS != "" || len(s.Layers) > 0 || s.Overlay != nil {
@@ -138,7 +138,7 @@ func New() (*Init, error) {
 // n is the network as the helper (pasta, slirp4netns) leaves it: pid 1
 // checks the interface is there and adds what the helper left to the
 // inside, and the sandbox gets its own resolv.conf and hosts.
-func (in *Init) Prepare(s *spec.Spec, setgroupsDenied bool, n slirp.ChildConfig) error {
+func (in *Init) Prepare(s *spec.Spec, setgroupsDenied bool, n network.ChildConfig) error {
 	for _, sig := range append(initproc.Forwarded, unix.SIGCHLD) {
 		in.sigs |= 1 << (uint(sig.(unix.Signal)) - 1)
 	}
@@ -200,7 +200,7 @@ const (
 // planSetup prepares what pid 1 does before the payload starts, in the
 // order initproc does it: identity, host name, loopback, filesystem, then
 // the time namespace and keyring the payload inherits.
-func (in *Init) planSetup(s *spec.Spec, setgroupsDenied bool, n slirp.ChildConfig) error {
+func (in *Init) planSetup(s *spec.Spec, setgroupsDenied bool, n network.ChildConfig) error {
 	p := &in.setup
 	// Nothing the parent had open reaches the sandbox but stdio, the
 	// preserved fds and the report pipe (close-on-exec: the payload's
@@ -250,7 +250,7 @@ func (in *Init) planSetup(s *spec.Spec, setgroupsDenied bool, n slirp.ChildConfi
 		}
 	}
 	cfg := fsetup.ConfigFor(s)
-	cfg.Files = fsetup.NetworkFiles(s, n)
+	cfg.Files = fsetup.NetworkFiles(s, n.EtcFiles)
 	if err := fsetup.Plan(p, cfg); err != nil {
 		return err
 	}
@@ -292,14 +292,14 @@ type netlinkAck struct {
 
 // planBlockGateway makes the gateway unreachable from inside: pasta, unlike
 // slirp4netns, would pass traffic for it on to the host's network (see
-// slirp.ChildConfig.BlockGateway).
+// network.ChildConfig.BlockGateway).
 func (in *Init) planBlockGateway(gateway string) error {
 	gw := net.ParseIP(gateway).To4()
 	if gw == nil {
 		return fmt.Errorf("configure network: bad gateway %q", gateway)
 	}
 	p := &in.setup
-	req := slirp.UnreachableRouteRequest(gw)
+	req := network.UnreachableRouteRequest(gw)
 	addr := &unix.RawSockaddrNetlink{Family: unix.AF_NETLINK}
 	ack := new(netlinkAck)
 	p.Step("configure network: block gateway %s", gateway)

@@ -7,7 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/caps"
-	"github.com/rbox-dev/rbox/slirp"
+	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/spec"
 )
 
@@ -28,9 +28,17 @@ func TestEligible(t *testing.T) {
 		}, true},
 		{"pasta", func(s *spec.Spec) { s.Net = spec.NetPasta }, true},
 		{"dns", func(s *spec.Spec) { s.DNS = "1.1.1.1" }, true},
-		{"published port", func(s *spec.Spec) {
+		{"published ports through pasta", func(s *spec.Spec) {
 			s.Net = spec.NetPasta
-			s.Publish = []spec.Port{{HostPort: 8080, ChildPort: 80, Proto: "tcp"}}
+			s.Publish = []spec.Port{{HostIP: "127.0.0.1", HostPort: 8080, ChildPort: 80, Proto: "tcp"}, {HostIP: "127.0.0.1", HostPort: 5353, ChildPort: 5353, Proto: "udp"}}
+		}, true},
+		{"UDP to another port through pasta", func(s *spec.Spec) {
+			s.Net = spec.NetPasta
+			s.Publish = []spec.Port{{HostIP: "127.0.0.1", HostPort: 5353, ChildPort: 53, Proto: "udp"}}
+		}, false},
+		{"published port through slirp4netns", func(s *spec.Spec) {
+			s.Net = spec.NetSlirp4netns
+			s.Publish = []spec.Port{{HostIP: "127.0.0.1", HostPort: 8080, ChildPort: 80, Proto: "tcp"}}
 		}, false},
 		{"rootfs", func(s *spec.Spec) { s.RootFS = "/srv/root" }, false},
 		{"overlay", func(s *spec.Spec) { s.Overlay = &spec.Overlay{} }, false},
@@ -76,7 +84,7 @@ func TestSeccompInPayloadProgram(t *testing.T) {
 	bpf := append(ret, ret...)
 	s := &spec.Spec{Args: []string{"true"}, Caps: caps.Default, SeccompFilter: &spec.SeccompFilter{BPF: bpf, Flags: 2}}
 	in := &Init{}
-	if err := in.Prepare(s, false, slirp.ChildConfig{Mode: spec.NetNone}); err != nil {
+	if err := in.Prepare(s, false, network.ChildConfig{Mode: spec.NetNone}); err != nil {
 		t.Fatal(err)
 	}
 	if int(in.fprog.Len) != len(bpf)/8 || in.fprog.Filter != &in.filter[0] {
@@ -87,14 +95,14 @@ func TestSeccompInPayloadProgram(t *testing.T) {
 	}
 	s.SeccompFilter = nil
 	in = &Init{}
-	if err := in.Prepare(s, false, slirp.ChildConfig{Mode: spec.NetNone}); err != nil {
+	if err := in.Prepare(s, false, network.ChildConfig{Mode: spec.NetNone}); err != nil {
 		t.Fatal(err)
 	}
 	if step := in.payload.Describe(in.payload.Len()-1, 0).Step; step != "set no_new_privs" || in.filter != nil {
 		t.Errorf("unconfined: the payload's last step is %q", step)
 	}
 	s.SeccompFilter = &spec.SeccompFilter{BPF: bpf[:len(bpf)-1]}
-	if err := (&Init{}).Prepare(s, false, slirp.ChildConfig{Mode: spec.NetNone}); err == nil {
+	if err := (&Init{}).Prepare(s, false, network.ChildConfig{Mode: spec.NetNone}); err == nil {
 		t.Error("Prepare took a program of a length that is no multiple of an instruction")
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"os"
 	"sort"
 
-	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 )
 
@@ -44,16 +43,16 @@ func ConfigFor(s *spec.Spec) *Config {
 	return cfg
 }
 
-// NetworkFiles are the generated /etc files for the sandbox's network n
-// (see slirp.ChildConfig.EtcFiles), naming the sandbox's host name in
-// /etc/hosts.
-func NetworkFiles(s *spec.Spec, n slirp.ChildConfig) []File {
+// NetworkFiles are the generated /etc files of the sandbox's network:
+// etcFiles gives their contents by path for the sandbox's host name (see
+// network.ChildConfig.EtcFiles).
+func NetworkFiles(s *spec.Spec, etcFiles func(hostname string) map[string][]byte) []File {
 	name := s.Hostname
 	if name == "" || s.Shares(spec.NSUTS) {
 		// A new UTS namespace starts with the host's name.
 		name, _ = os.Hostname()
 	}
-	etc := n.EtcFiles(name)
+	etc := etcFiles(name)
 	var files []File
 	for dest, data := range etc {
 		files = append(files, File{Dest: dest, Data: data})

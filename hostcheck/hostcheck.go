@@ -25,7 +25,7 @@ import (
 
 	"github.com/rbox-dev/rbox/imagerun"
 	"github.com/rbox-dev/rbox/seccomp"
-	"github.com/rbox-dev/rbox/slirp"
+	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/subid"
 	"github.com/rbox-dev/rbox/userns"
 )
@@ -100,9 +100,9 @@ var checks = []check{
 	checkTun,
 	toolCheck("slirp4netns", "slirp4netns", "it gives a sandbox user-mode networking"),
 	toolCheck("pasta", "passt", "it gives a sandbox user-mode networking"),
-	netModeCheck(slirp.ModeUser),
-	netModeCheck(slirp.ModePasta),
-	netModeCheck(slirp.ModeSlirp4netns),
+	netModeCheck(spec.NetUser),
+	netModeCheck(spec.NetPasta),
+	netModeCheck(spec.NetSlirp4netns),
 	toolCheck("fuse-overlayfs", "fuse-overlayfs", "it is the overlay fallback when the kernel refuses overlayfs in a user namespace"),
 	checkImageHelper,
 	checkSeccompHelper,

@@ -3,11 +3,11 @@ package hostcheck
 import (
 	"sync"
 
-	"github.com/rbox-dev/rbox/slirp"
+	"github.com/rbox-dev/rbox/network"
 )
 
 // netModes is computed once for the three network-mode items.
-var netModes = sync.OnceValue(slirp.Check)
+var netModes = sync.OnceValue(network.Check)
 
 // netModeCheck tells whether a user-mode --net value works here. A mode
 // that does not is a warning: sandboxes still run, without that network.

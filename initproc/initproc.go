@@ -28,7 +28,7 @@ import (
 	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/console"
 	"github.com/rbox-dev/rbox/fsetup"
-	"github.com/rbox-dev/rbox/slirp"
+	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/spec"
 )
 
@@ -50,7 +50,7 @@ type Start struct {
 	// 1 sends the master side of the payload's pseudo-terminal.
 	ConsoleSocket int `json:"console_socket,omitempty"`
 	// Net is what pid 1 does to finish the network from inside.
-	Net slirp.ChildConfig `json:"net"`
+	Net network.ChildConfig `json:"net"`
 }
 
 // Forwarded are the signals rbox passes on to pid 1, and pid 1 to the
@@ -154,18 +154,18 @@ func setup(s *spec.Spec, start *Start) error {
 		}
 	}
 	if !s.Shares(spec.NSNet) {
-		if err := slirp.LoopbackUp(); err != nil {
+		if err := network.LoopbackUp(); err != nil {
 			return err
 		}
 		// Before the filesystem: the port forwarder's agent is set up
 		// through the host's /proc. Its goroutines serve for the rest of
 		// pid 1's life.
-		if err := slirp.ConfigureChild(start.Net); err != nil {
+		if err := network.ConfigureChild(start.Net); err != nil {
 			return err
 		}
 	}
 	cfg := fsetup.ConfigFor(s)
-	cfg.Files = fsetup.NetworkFiles(s, start.Net)
+	cfg.Files = fsetup.NetworkFiles(s, start.Net.EtcFiles)
 	if err := fsetup.Build(cfg); err != nil {
 		return err
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/initproc"
-	"github.com/rbox-dev/rbox/slirp"
+	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
 )
@@ -44,7 +44,7 @@ func runFast(s *spec.Spec, plan *userns.Plan, h *Hooks) int {
 	mapped := make(chan error, 1)
 	go func() { mapped <- plan.Write(pid) }()
 	netStarted := startNetwork(s, pid)
-	child, err := slirp.ChildFor(netOptions(s))
+	child, err := network.ChildFor(netOptions(s))
 	if err == nil {
 		err = in.Prepare(s, plan.SetgroupsDenied, child)
 	}

@@ -29,7 +29,7 @@ import (
 	"github.com/rbox-dev/rbox/console"
 	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/initproc"
-	"github.com/rbox-dev/rbox/slirp"
+	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
 )
@@ -231,18 +231,18 @@ func RunHooks(s *spec.Spec, plan *userns.Plan, h *Hooks, hold ...*os.File) int {
 // background, at once, and returns a function that waits for it. The helper
 // (pasta or slirp4netns) and the port forwarding run as long as the
 // returned Network is open; the kernel ends the helper if rbox dies.
-func startNetwork(s *spec.Spec, pid int) func() (*slirp.Network, error) {
+func startNetwork(s *spec.Spec, pid int) func() (*network.Network, error) {
 	o := netOptions(s)
 	type result struct {
-		n   *slirp.Network
+		n   *network.Network
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		n, err := slirp.Start(context.Background(), pid, o)
+		n, err := network.Start(context.Background(), pid, o)
 		done <- result{n, err}
 	}()
-	return func() (*slirp.Network, error) {
+	return func() (*network.Network, error) {
 		r := <-done
 		if r.err != nil {
 			return nil, fmt.Errorf("network: %w", r.err)
@@ -252,12 +252,8 @@ func startNetwork(s *spec.Spec, pid int) func() (*slirp.Network, error) {
 }
 
 // netOptions is the network s asks for.
-func netOptions(s *spec.Spec) slirp.Options {
-	o := slirp.Options{Mode: s.Net, AllowHostLoopback: s.AllowHostLoopback, DNS: s.DNS}
-	for _, p := range s.Publish {
-		o.Publish = append(o.Publish, slirp.PortSpec(p))
-	}
-	return o
+func netOptions(s *spec.Spec) network.Options {
+	return network.Options{Mode: s.Net, AllowHostLoopback: s.AllowHostLoopback, DNS: s.DNS, Publish: s.Publish}
 }
 
 func exitCode(ps *os.ProcessState, err error) int {

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/internal/nettest"
 )
 
 func TestHostnameIsolation(t *testing.T) {
@@ -43,19 +45,23 @@ func TestPIDNamespace(t *testing.T) {
 }
 
 // A plain run's pid 1 is forked from rbox without exec (it still has rbox's
-// command line), with or without a user-mode network; a run that needs Go
+// command line), with or without a user-mode network, and with ports
+// published through pasta (which forwards them itself); a run that needs Go
 // inside the sandbox, like one whose pid 1 must run from a sealed copy of
-// rbox, re-executes rbox as pid 1.
+// rbox or runs slirp4netns' port agent, re-executes rbox as pid 1.
 func TestInitKinds(t *testing.T) {
-	for _, net := range []string{"none", "pasta", "slirp4netns"} {
-		forked := rbox(t, "--net", net, "--", "cat", "/proc/1/cmdline")
-		if args := strings.Split(forked.stdout, "\x00"); forked.code != 0 || len(args) < 6 || args[3] != "--" || args[4] != "cat" {
-			t.Fatalf("--net %s: pid 1's command line is %q, want rbox's own\n%s", net, forked.stdout, forked)
+	port := strconv.Itoa(nettest.FreePort(t, "tcp")) + ":80"
+	for _, args := range [][]string{{"--net", "none"}, {"--net", "pasta"}, {"--net", "slirp4netns"}, {"--net", "pasta", "-p", port}} {
+		forked := rbox(t, append(args, "--", "cat", "/proc/1/cmdline")...)
+		if argv := strings.Split(forked.stdout, "\x00"); forked.code != 0 || len(argv) < len(args)+4 || argv[len(args)+1] != "--" || argv[len(args)+2] != "cat" {
+			t.Fatalf("%v: pid 1's command line is %q, want rbox's own\n%s", args, forked.stdout, forked)
 		}
 	}
-	reexec := rbox(t, "--cap-add", "SYS_PTRACE", "--", "cat", "/proc/1/cmdline")
-	if reexec.code != 0 || !strings.HasPrefix(reexec.stdout, "rbox-init\x00") {
-		t.Fatalf("--cap-add SYS_PTRACE: pid 1's command line is %q, want rbox-init\n%s", reexec.stdout, reexec)
+	for _, args := range [][]string{{"--cap-add", "SYS_PTRACE"}, {"--net", "slirp4netns", "-p", port}} {
+		reexec := rbox(t, append(args, "--", "cat", "/proc/1/cmdline")...)
+		if reexec.code != 0 || !strings.HasPrefix(reexec.stdout, "rbox-init\x00") {
+			t.Fatalf("%v: pid 1's command line is %q, want rbox-init\n%s", args, reexec.stdout, reexec)
+		}
 	}
 }
 

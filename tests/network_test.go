@@ -38,7 +38,7 @@ func TestNetProbe(t *testing.T) {
 	case "dial": // dial TCPADDR UDPADDR
 		fmt.Println("tcp", nettest.TCPPing(f[1]))
 		fmt.Println("udp", nettest.UDPPing(f[2]))
-	case "serve": // serve: TCP echo on 127.0.0.1:80, UDP echo on 127.0.0.1:53
+	case "serve": // serve [UDPPORT...]: TCP echo on 127.0.0.1:80, UDP echo on 127.0.0.1:53 and the UDPPORTs
 		ln, err := net.Listen("tcp", "127.0.0.1:80")
 		if err != nil {
 			fmt.Println("err", err)
@@ -51,6 +51,14 @@ func TestNetProbe(t *testing.T) {
 		}
 		go echoTCP(ln, "in:", nil)
 		go echoUDP(pc, "in:", nil)
+		for _, port := range f[1:] {
+			pc, err := net.ListenPacket("udp", "127.0.0.1:"+port)
+			if err != nil {
+				fmt.Println("err", err)
+				os.Exit(1)
+			}
+			go echoUDP(pc, "in:", nil)
+		}
 		fmt.Println("listening")
 		// Served until the test closes rbox's stdin (or kills it).
 		io.Copy(io.Discard, os.Stdin)
@@ -231,49 +239,66 @@ func TestNetworkOutbound(t *testing.T) {
 	}
 }
 
-// Inbound: -p reaches a TCP server and a UDP echo inside, from the host;
-// after rbox exits no helper is left and the ports are free again.
+// Inbound: -p reaches a TCP server and UDP echoes inside, from the host,
+// on the same port number and on another one (which pasta leaves to the
+// port agent, see network.NeedsPortAgent), on either kind of pid 1; after
+// rbox exits no helper is left and the ports are free again.
 func TestNetworkPublish(t *testing.T) {
 	for _, mode := range helperModes {
-		t.Run(mode, func(t *testing.T) {
-			tcpPort, udpPort := nettest.FreePort(t, "tcp"), nettest.FreePort(t, "udp")
-			args := append([]string{"--net", mode, "-p", fmt.Sprintf("%d:80", tcpPort), "-p", fmt.Sprintf("127.0.0.1:%d:53/udp", udpPort)}, probeArgs(t, "serve")...)
-			cmd := exec.Command(rboxBin, args...)
-			out := &syncBuffer{}
-			cmd.Stdout, cmd.Stderr = out, out
-			stdin, err := cmd.StdinPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				if cmd.ProcessState == nil {
-					cmd.Process.Kill()
-					cmd.Wait()
-				}
-			}()
-			waitFor(t, "the server inside", 15*time.Second, func() bool { return strings.Contains(out.String(), "listening") })
-			helpers := helpersOf(cmd.Process.Pid)
-			if len(helpers) != 1 || commOf(helpers[0]) != mode {
-				t.Errorf("helpers of rbox: %v, want one %s", helpers, mode)
-			}
-			if got := nettest.TCPPing(fmt.Sprintf("127.0.0.1:%d", tcpPort)); got != "ok in:ping" {
-				t.Errorf("published TCP port: %q\n%s", got, out)
-			}
-			if got := nettest.UDPPing(fmt.Sprintf("127.0.0.1:%d", udpPort)); got != "ok in:ping" {
-				t.Errorf("published UDP port: %q\n%s", got, out)
-			}
-			stdin.Close()
-			if err := cmd.Wait(); err != nil {
-				t.Errorf("rbox: %v\n%s", err, out)
-			}
-			waitFor(t, "the helper to end", 5*time.Second, func() bool { return gone(helpers) })
-			if !portFree("tcp", tcpPort) || !portFree("udp", udpPort) {
-				t.Errorf("published ports still bound after rbox exited")
-			}
-		})
+		for _, udpToOtherPort := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/udp-to-other-port=%v", mode, udpToOtherPort), func(t *testing.T) {
+				testNetworkPublish(t, mode, udpToOtherPort)
+			})
+		}
+	}
+}
+
+func testNetworkPublish(t *testing.T, mode string, udpToOtherPort bool) {
+	tcpPort, udpSame, udpOther := nettest.FreePort(t, "tcp"), nettest.FreePort(t, "udp"), nettest.FreePort(t, "udp")
+	args := []string{"--net", mode, "-p", fmt.Sprintf("%d:80", tcpPort), "-p", fmt.Sprintf("127.0.0.1:%d:%d/udp", udpSame, udpSame)}
+	if udpToOtherPort {
+		args = append(args, "-p", fmt.Sprintf("127.0.0.1:%d:53/udp", udpOther))
+	}
+	probe := probeArgs(t, "serve "+strconv.Itoa(udpSame))
+	cmd := exec.Command(rboxBin, append(args, probe...)...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}()
+	waitFor(t, "the server inside", 15*time.Second, func() bool { return strings.Contains(out.String(), "listening") })
+	helpers := helpersOf(cmd.Process.Pid)
+	if len(helpers) != 1 || commOf(helpers[0]) != mode {
+		t.Errorf("helpers of rbox: %v, want one %s", helpers, mode)
+	}
+	if got := nettest.TCPPing(fmt.Sprintf("127.0.0.1:%d", tcpPort)); got != "ok in:ping" {
+		t.Errorf("published TCP port: %q\n%s", got, out)
+	}
+	if got := nettest.UDPPing(fmt.Sprintf("127.0.0.1:%d", udpSame)); got != "ok in:ping" {
+		t.Errorf("published UDP port %d:%d: %q\n%s", udpSame, udpSame, got, out)
+	}
+	if udpToOtherPort {
+		if got := nettest.UDPPing(fmt.Sprintf("127.0.0.1:%d", udpOther)); got != "ok in:ping" {
+			t.Errorf("published UDP port %d:53: %q\n%s", udpOther, got, out)
+		}
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("rbox: %v\n%s", err, out)
+	}
+	waitFor(t, "the helper to end", 5*time.Second, func() bool { return gone(helpers) })
+	if !portFree("tcp", tcpPort) || !portFree("udp", udpSame) || !portFree("udp", udpOther) {
+		t.Errorf("published ports still bound after rbox exited")
 	}
 }
 
@@ -359,7 +384,7 @@ func TestNetworkBadInput(t *testing.T) {
 		want string
 	}{
 		{nil, []string{"--net", "bridge"}, "--net bridge: unknown network mode"},
-		{nil, []string{"--net", "user", "-p", "80"}, "invalid --publish"},
+		{nil, []string{"--net", "user", "-p", "80"}, "invalid -p/--publish"},
 		{nil, []string{"--net", "user", "-p", "8080:80/sctp"}, `protocol "sctp"`},
 		{nil, []string{"--net", "user", "-p", "x:80"}, `host port "x" is not a number`},
 		{nil, []string{"--net", "user", "-p", fmt.Sprintf("%d:80", busyPort)}, "already in use"},

@@ -1,8 +1,8 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -13,9 +13,10 @@ import (
 
 	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/console"
+	"github.com/rbox-dev/rbox/network"
+	"github.com/rbox-dev/rbox/network/ports"
 	"github.com/rbox-dev/rbox/sandbox"
 	"github.com/rbox-dev/rbox/seccomp"
-	"github.com/rbox-dev/rbox/slirp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
 )
@@ -246,39 +247,36 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 
 // network fills the Spec's network fields: the mode resolved to the helper
 // that will run, the published ports parsed and checked free, so that every
-// mistake fails here, before anything starts.
+// mistake fails here, before anything starts. The rules are the network
+// package's; this only names the flags.
 func (r *RunCmd) network(s *spec.Spec, share []string) error {
-	mode, err := slirp.Resolve(r.Net)
+	mode, err := network.Resolve(r.Net)
 	if err != nil {
-		return err
+		return fmt.Errorf("--net %s: %w", r.Net, err)
 	}
-	s.Net = mode
-	user := mode == spec.NetPasta || mode == spec.NetSlirp4netns
-	if contains(share, spec.NSNet) && mode != spec.NetNone && mode != spec.NetHost {
+	if contains(share, spec.NSNet) && network.IsUserMode(mode) {
 		return fmt.Errorf("--net %s needs a new network namespace: drop net from --share", r.Net)
 	}
-	if !user {
-		switch {
-		case len(r.Publish) > 0:
-			return fmt.Errorf("-p/--publish needs --net user, pasta or slirp4netns (not %s)", mode)
-		case r.HostLoop:
-			return fmt.Errorf("--allow-host-loopback needs --net user, pasta or slirp4netns (not %s)", mode)
-		}
-	}
-	if r.DNS != "" && net.ParseIP(r.DNS) == nil {
-		return fmt.Errorf("--dns %q: not an IP address", r.DNS)
-	}
-	s.DNS, s.AllowHostLoopback = r.DNS, r.HostLoop
-	var ports []slirp.PortSpec
+	o := network.Options{Mode: mode, AllowHostLoopback: r.HostLoop, DNS: r.DNS}
 	for _, raw := range r.Publish {
-		p, err := slirp.ParsePublish(raw)
+		p, err := ports.Parse(raw)
 		if err != nil {
-			return err
+			return fmt.Errorf("invalid -p/--publish %w", err)
 		}
-		ports = append(ports, p)
-		s.Publish = append(s.Publish, spec.Port(p))
+		o.Publish = append(o.Publish, p)
 	}
-	return slirp.CheckPorts(ports)
+	switch err := network.Validate(o); {
+	case errors.Is(err, network.ErrPublishNeedsUserMode):
+		return fmt.Errorf("-p/--publish needs --net user, pasta or slirp4netns (not %s)", mode)
+	case errors.Is(err, network.ErrLoopbackNeedsUserMode):
+		return fmt.Errorf("--allow-host-loopback needs --net user, pasta or slirp4netns (not %s)", mode)
+	case errors.Is(err, network.ErrBadDNS):
+		return fmt.Errorf("--dns %q: not an IP address", r.DNS)
+	case err != nil:
+		return err
+	}
+	s.Net, s.DNS, s.AllowHostLoopback, s.Publish = mode, r.DNS, r.HostLoop, o.Publish
+	return ports.Check(o.Publish)
 }
 
 func currentCaller() (userns.Caller, error) {

@@ -1,5 +1,5 @@
 // Package nettest holds the loopback clients and port helpers that the
-// slirp unit tests and the network integration tests both use.
+// network package tests and the network integration tests both use.
 package nettest
 
 import (

@@ -1,19 +1,39 @@
-package slirp
+// Package slirp4netns runs slirp4netns as a sandbox's user-mode network
+// helper.
+package slirp4netns
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
 	"time"
 
 	rkslirp "github.com/rootless-containers/rootlesskit/v2/pkg/network/slirp4netns"
+
+	"github.com/rbox-dev/rbox/network/internal/proc"
 )
 
-// startSlirp4netns runs slirp4netns for the network namespace of childPID.
+// Config is the network slirp4netns gives the network namespace of PID:
+// slirp4netns' own address plan (10.0.2.100/24, gateway 10.0.2.2, DNS
+// 10.0.2.3) on Device.
+type Config struct {
+	PID    int
+	Device string
+	MTU    int
+	// AllowHostLoopback lets the sandbox reach the host's loopback at the
+	// gateway address.
+	AllowHostLoopback bool
+	Log               io.Writer
+}
+
+// Start runs slirp4netns for the network namespace of c.PID and returns
+// once it is ready. exitW is the write end of the pipe slirp4netns watches:
+// the caller closes it after Kill, or never, when rbox dies.
 //
 // rootlesskit's pkg/network/slirp4netns driver is used for what it can do
 // here, probing the binary's features (DetectFeatures, when slirp4netns
@@ -29,48 +49,54 @@ import (
 // a thread that lives as long as it does (see helper), and slirp4netns also
 // gets --exit-fd: the read end of a pipe whose write end only this process
 // holds, so slirp4netns exits by itself on EOF whichever way rbox ends.
-func (n *Network) startSlirp4netns(ctx context.Context, childPID, mtu int, o Options) error {
-	if err := waitForIDMaps(ctx, childPID); err != nil {
-		return err
+func Start(ctx context.Context, c Config) (h *proc.Helper, exitW *os.File, err error) {
+	if err := waitForIDMaps(ctx, c.PID); err != nil {
+		return nil, nil, err
 	}
 
 	args := []string{
 		"--configure",
-		"--mtu", strconv.Itoa(mtu),
+		"--mtu", strconv.Itoa(c.MTU),
 		"--enable-sandbox",
 		"--enable-seccomp",
 		"--ready-fd", "3",
 		"--exit-fd", "4",
 	}
-	if !o.AllowHostLoopback {
+	if !c.AllowHostLoopback {
 		args = append(args, "--disable-host-loopback")
 	}
-	args = append(args, strconv.Itoa(childPID), DeviceName)
+	args = append(args, strconv.Itoa(c.PID), c.Device)
 
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer readyR.Close()
 	exitR, exitW, err := os.Pipe()
 	if err != nil {
 		readyW.Close()
-		return err
+		return nil, nil, err
 	}
-	n.mu.Lock()
-	n.closeFile = append(n.closeFile, exitW)
-	n.mu.Unlock()
-
-	cmd := exec.Command(ModeSlirp4netns, args...)
+	cmd := exec.Command(name, args...)
 	cmd.ExtraFiles = []*os.File{readyW, exitR}
-	h, err := startHelper(ModeSlirp4netns, cmd, o.Log)
+	h, err = proc.Start(name, cmd, c.Log)
 	readyW.Close()
 	exitR.Close()
 	if err != nil {
-		return err
+		exitW.Close()
+		return nil, nil, err
 	}
-	n.addHelper(h)
+	if err := waitReady(ctx, h, readyR); err != nil {
+		h.Kill()
+		exitW.Close()
+		return nil, nil, err
+	}
+	return h, exitW, nil
+}
 
+const name = "slirp4netns"
+
+func waitReady(ctx context.Context, h *proc.Helper, readyR *os.File) error {
 	got := make(chan error, 1)
 	go func() {
 		b := make([]byte, 1)
@@ -83,31 +109,32 @@ func (n *Network) startSlirp4netns(ctx context.Context, childPID, mtu int, o Opt
 	select {
 	case err := <-got:
 		if err != nil {
-			<-h.done
-			return slirp4netnsFailed(h)
+			<-h.Done
+			return failed(h)
 		}
 		return nil
-	case <-h.done:
-		return slirp4netnsFailed(h)
+	case <-h.Done:
+		return failed(h)
 	case <-ctx.Done():
 		return fmt.Errorf("waiting for slirp4netns: %w", ctx.Err())
-	case <-time.After(helperTimeout):
-		return fmt.Errorf("slirp4netns was not ready after %v:\n%s", helperTimeout, h.out.String())
+	case <-time.After(proc.ReadyTimeout):
+		return fmt.Errorf("slirp4netns was not ready after %v:\n%s", proc.ReadyTimeout, h.Output())
 	}
 }
 
-// slirp4netnsFailed explains an early exit of slirp4netns. The binary's
-// features are probed only then, with rootlesskit's DetectFeatures (which
-// runs "slirp4netns --help"), to keep that exec off every start.
-func slirp4netnsFailed(h *helper) error {
-	if err := checkSlirp4netnsFeatures(); err != nil {
+// failed explains an early exit of slirp4netns. The binary's features are
+// probed only then, with rootlesskit's DetectFeatures (which runs
+// "slirp4netns --help"), to keep that exec off every start.
+func failed(h *proc.Helper) error {
+	if err := Check(); err != nil {
 		return err
 	}
-	return h.exitError()
+	return h.ExitError()
 }
 
-func checkSlirp4netnsFeatures() error {
-	feat, err := rkslirp.DetectFeatures(ModeSlirp4netns)
+// Check tells whether the slirp4netns in PATH has the features rbox uses.
+func Check() error {
+	feat, err := rkslirp.DetectFeatures(name)
 	if err != nil {
 		return err
 	}
@@ -124,7 +151,7 @@ func checkSlirp4netnsFeatures() error {
 // They are written by the caller of Start, usually at the same time; there
 // is no event for it, so it polls, briefly.
 func waitForIDMaps(ctx context.Context, pid int) error {
-	deadline := time.Now().Add(helperTimeout)
+	deadline := time.Now().Add(proc.ReadyTimeout)
 	delay := 200 * time.Microsecond
 	for {
 		written := true
@@ -141,7 +168,7 @@ func waitForIDMaps(ctx context.Context, pid int) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the uid/gid maps of sandbox process %d were not written within %v", pid, helperTimeout)
+			return fmt.Errorf("the uid/gid maps of sandbox process %d were not written within %v", pid, proc.ReadyTimeout)
 		}
 		select {
 		case <-ctx.Done():

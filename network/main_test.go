@@ -1,7 +1,8 @@
-package slirp
+package network
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -203,7 +204,26 @@ type sandbox struct {
 	in   io.WriteCloser
 	out  *bufio.Scanner
 	net  *Network
-	errb *tailBuffer
+	errb *lockedBuffer
+}
+
+// lockedBuffer is a bytes.Buffer safe for the child's stderr copier and the
+// test to use at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // startSandbox starts a child in new namespaces, then, as rbox does, writes
@@ -219,7 +239,7 @@ func startSandbox(o Options) (*sandbox, error) {
 		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
 		Pdeathsig:  syscall.SIGKILL,
 	}
-	sb := &sandbox{cmd: cmd, errb: &tailBuffer{max: 8192}}
+	sb := &sandbox{cmd: cmd, errb: &lockedBuffer{}}
 	cmd.Stderr = sb.errb
 	if sb.in, err = cmd.StdinPipe(); err != nil {
 		return nil, err

@@ -1,8 +1,9 @@
-package slirp
+package network
 
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -15,9 +16,11 @@ import (
 	"time"
 
 	"github.com/rbox-dev/rbox/internal/nettest"
+	"github.com/rbox-dev/rbox/network/ports"
+	"github.com/rbox-dev/rbox/spec"
 )
 
-var helperModes = []string{ModePasta, ModeSlirp4netns}
+var helperModes = []string{spec.NetPasta, spec.NetSlirp4netns}
 
 // hostEcho starts TCP and UDP echo servers on the host's 127.0.0.1.
 func hostEcho(t *testing.T) (tcpPort, udpPort int, tcpHits, udpHits *hits) {
@@ -78,13 +81,14 @@ func TestUserNetwork(t *testing.T) {
 func testUserNetwork(t *testing.T, mode string, allow bool) {
 	checkDirs := emptyStateDirs(t)
 	tcpPort, udpPort, tcpHits, udpHits := hostEcho(t)
-	pubTCP, pubUDP := nettest.FreePort(t, "tcp"), nettest.FreePort(t, "udp")
+	pubTCP, pubUDP, pubUDPSame := nettest.FreePort(t, "tcp"), nettest.FreePort(t, "udp"), nettest.FreePort(t, "udp")
 	o := Options{
 		Mode:              mode,
 		AllowHostLoopback: allow,
-		Publish: []PortSpec{
+		Publish: []spec.Port{
 			{HostIP: "127.0.0.1", HostPort: pubTCP, ChildPort: 80, Proto: "tcp"},
 			{HostIP: "127.0.0.1", HostPort: pubUDP, ChildPort: 53, Proto: "udp"},
+			{HostIP: "127.0.0.1", HostPort: pubUDPSame, ChildPort: pubUDPSame, Proto: "udp"},
 		},
 	}
 	sb, err := startSandbox(o)
@@ -157,6 +161,12 @@ func testUserNetwork(t *testing.T, mode string, allow bool) {
 	}
 	if r := nettest.UDPPing("127.0.0.1:" + strconv.Itoa(pubUDP)); r != "ok in:ping" {
 		t.Errorf("published UDP port %d: %q", pubUDP, r)
+	}
+	if r := sb.send("udplisten 127.0.0.1:" + strconv.Itoa(pubUDPSame)); r != "ok" {
+		t.Fatalf("udplisten: %s", r)
+	}
+	if r := nettest.UDPPing("127.0.0.1:" + strconv.Itoa(pubUDPSame)); r != "ok in:ping" {
+		t.Errorf("published UDP port %d to the same port: %q", pubUDPSame, r)
 	}
 	// A second TCP connection, to be sure the forwarder keeps working.
 	if r := nettest.TCPPing("127.0.0.1:" + strconv.Itoa(pubTCP)); r != "ok in:ping" {
@@ -266,11 +276,11 @@ func checkGone(t *testing.T, childPID int, helpers []int) {
 	}
 }
 
-func checkPortsFree(t *testing.T, ps []PortSpec) {
+func checkPortsFree(t *testing.T, ps []spec.Port) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		err := CheckPorts(ps)
+		err := ports.Check(ps)
 		if err == nil {
 			return
 		}
@@ -289,7 +299,7 @@ func TestKilledParent(t *testing.T) {
 	for _, mode := range helperModes {
 		t.Run(mode, func(t *testing.T) {
 			checkDirs := emptyStateDirs(t)
-			o := Options{Mode: mode, Publish: []PortSpec{
+			o := Options{Mode: mode, Publish: []spec.Port{
 				{HostIP: "127.0.0.1", HostPort: nettest.FreePort(t, "tcp"), ChildPort: 80, Proto: "tcp"},
 				{HostIP: "127.0.0.1", HostPort: nettest.FreePort(t, "udp"), ChildPort: 53, Proto: "udp"},
 			}}
@@ -324,7 +334,7 @@ func TestKilledParent(t *testing.T) {
 				helpers = append(helpers, p)
 			}
 			// The ports are published while the parent lives.
-			if err := CheckPorts(o.Publish[:1]); err == nil || !strings.Contains(err.Error(), "already in use") {
+			if err := ports.Check(o.Publish[:1]); err == nil || !strings.Contains(err.Error(), "already in use") {
 				t.Errorf("published port not bound by the parent: %v", err)
 			}
 			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -339,7 +349,7 @@ func TestKilledParent(t *testing.T) {
 }
 
 func TestNoneAndHost(t *testing.T) {
-	for _, mode := range []string{"", ModeNone, ModeHost} {
+	for _, mode := range []string{"", spec.NetNone, spec.NetHost} {
 		n, err := Start(t.Context(), os.Getpid(), Options{Mode: mode})
 		if err != nil {
 			t.Fatalf("%q: %v", mode, err)
@@ -357,11 +367,11 @@ func TestNoneAndHost(t *testing.T) {
 		}
 		n.Close()
 	}
-	_, err := Start(t.Context(), os.Getpid(), Options{Mode: ModeNone, Publish: []PortSpec{{HostIP: "127.0.0.1", HostPort: 8080, ChildPort: 80, Proto: "tcp"}}})
-	if err == nil || !strings.Contains(err.Error(), "publishing ports needs --net user") {
+	_, err := Start(t.Context(), os.Getpid(), Options{Mode: spec.NetNone, Publish: []spec.Port{{HostIP: "127.0.0.1", HostPort: 8080, ChildPort: 80, Proto: "tcp"}}})
+	if err == nil || !errors.Is(err, ErrPublishNeedsUserMode) {
 		t.Errorf("publish with --net none: %v", err)
 	}
-	_, err = Start(t.Context(), os.Getpid(), Options{Mode: ModeUser, DNS: "not-an-ip"})
+	_, err = Start(t.Context(), os.Getpid(), Options{Mode: spec.NetUser, DNS: "not-an-ip"})
 	if err == nil || !strings.Contains(err.Error(), "not an IP address") {
 		t.Errorf("bad --dns: %v", err)
 	}

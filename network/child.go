@@ -1,4 +1,4 @@
-package slirp
+package network
 
 import (
 	"encoding/binary"
@@ -9,6 +9,9 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/network/ports"
+	"github.com/rbox-dev/rbox/spec"
 )
 
 // ConfigureChild does, in the sandbox's pid 1 (root in the sandbox's user
@@ -30,9 +33,9 @@ func ConfigureChildLog(c ChildConfig, log io.Writer) error {
 
 func configureChild(c ChildConfig, log io.Writer) error {
 	switch c.Mode {
-	case ModeNone, ModeHost, "":
+	case spec.NetNone, spec.NetHost, "":
 		return nil
-	case ModePasta, ModeSlirp4netns:
+	case spec.NetPasta, spec.NetSlirp4netns:
 	default:
 		return fmt.Errorf("configure network: unknown mode %q", c.Mode)
 	}
@@ -51,7 +54,7 @@ func configureChild(c ChildConfig, log io.Writer) error {
 		}
 	}
 	if c.PortDirFD > 0 {
-		if err := startPortAgent(c.PortDirFD, log); err != nil {
+		if err := ports.StartAgent(c.PortDirFD, log); err != nil {
 			return err
 		}
 	}

@@ -1,56 +1,57 @@
-// Package slirp gives a sandbox user-mode networking: a helper process
-// (pasta or slirp4netns) that gives the sandbox's network namespace an
-// interface, an address, a default route and a DNS forwarder; ports
-// published from the host into the sandbox; and the few steps the sandbox's
-// pid 1 takes itself.
+// Package network gives a sandbox its network: the choice of mode (none,
+// host, or user-mode through a helper), the address plan, the sandbox's
+// resolv.conf and hosts, and the few steps the sandbox's pid 1 takes
+// itself. The helpers are packages of their own (pasta, slirp4netns), as are
+// published ports (ports); this package starts and stops them.
 //
 // The parent (outside, the caller's identity) calls Start as soon as the
 // sandbox's pid 1 exists and hands the returned ChildConfig to it; pid 1
 // calls LoopbackUp and ConfigureChild before pivot_root, and writes
-// ChildConfig.ResolvConf and ChildConfig.Hosts into the sandbox. The parent
-// calls Network.Close once the sandbox has ended.
+// ChildConfig.EtcFiles into the sandbox. The parent calls Network.Close once
+// the sandbox has ended.
 //
-// What this package takes from rootlesskit and what it does itself is
-// explained where it happens: see pasta.go, slirp4netns.go and ports.go.
-// In short: the port forwarding is rootlesskit's builtin port driver
-// (pkg/port/builtin), and slirp4netns' features are probed with
-// rootlesskit's pkg/network/slirp4netns; both helpers are started here
-// rather than through rootlesskit's network drivers, because those drivers
-// shell out to nsenter and ip (slirp4netns), leave the sandbox's loopback
-// forwarded to the host's and never stop their helper (pasta), and let a
-// killed rbox leave its helper behind.
+// What is taken from rootlesskit and what is done here is explained where
+// it happens (see the pasta, slirp4netns and ports packages). In short: both
+// helpers are started here rather than through rootlesskit's network
+// drivers, because those drivers shell out to nsenter and ip (slirp4netns),
+// leave the sandbox's loopback forwarded to the host's and never stop their
+// helper (pasta), and let a killed rbox leave its helper behind; pasta
+// forwards published ports itself, and with slirp4netns the forwarding is
+// rootlesskit's builtin port driver.
 //
 // Nothing is ever written to the host's filesystem: no state directory, no
 // socket file, no pid file.
-package slirp
+package network
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"sync"
+
+	"github.com/rbox-dev/rbox/network/pasta"
+	"github.com/rbox-dev/rbox/network/ports"
+	"github.com/rbox-dev/rbox/network/slirp4netns"
+	"github.com/rbox-dev/rbox/spec"
 )
 
 // The address plan of the sandbox's user-mode network, the same for pasta
 // and slirp4netns (and the same as rootlesskit's and podman's).
 const (
-	SandboxIP   = "10.0.2.100"
-	PrefixLen   = 24
-	GatewayIP   = "10.0.2.2" // the host, with AllowHostLoopback
-	DNSIP       = "10.0.2.3" // the helper's DNS forwarder
-	DeviceName  = "tap0"
-	DefaultMTU  = 65520
-	portDirFD   = 1000 // see ports.go
-	portSockNam = "port.sock"
+	SandboxIP  = "10.0.2.100"
+	PrefixLen  = 24
+	GatewayIP  = "10.0.2.2" // the host, with AllowHostLoopback
+	DNSIP      = "10.0.2.3" // the helper's DNS forwarder
+	DeviceName = "tap0"
+	DefaultMTU = 65520
 )
 
 // Options says what network the sandbox gets.
 type Options struct {
-	// Mode is a --net value: none, host, user, pasta or slirp4netns.
+	// Mode is one of spec.Net*; "" means none.
 	Mode string
 	// MTU of the sandbox's interface; 0 means 65520.
 	MTU int
@@ -58,7 +59,7 @@ type Options struct {
 	// at GatewayIP.
 	AllowHostLoopback bool
 	// Publish lists host ports forwarded into the sandbox.
-	Publish []PortSpec
+	Publish []spec.Port
 	// DNS, when set, is the only nameserver in the sandbox's resolv.conf.
 	DNS string
 	// Log, when set, receives the helpers' output and the port
@@ -92,7 +93,8 @@ type ChildConfig struct {
 	BlockGateway bool `json:"block_gateway,omitempty"`
 	// PortDirFD, when not zero, asks pid 1 to run the port forwarder's
 	// inside agent with its socket in a private tmpfs kept open at this
-	// descriptor number (see ports.go).
+	// descriptor number (see ports.StartAgent). Only slirp4netns needs it:
+	// pasta forwards published ports itself.
 	PortDirFD int `json:"port_dir_fd,omitempty"`
 }
 
@@ -120,7 +122,7 @@ func (c ChildConfig) EtcFiles(hostname string) map[string][]byte {
 	if rc := c.ResolvConf(); rc != nil {
 		files["/etc/resolv.conf"] = rc
 	}
-	if c.Mode == ModePasta || c.Mode == ModeSlirp4netns {
+	if IsUserMode(c.Mode) {
 		files["/etc/hosts"] = c.Hosts(hostname)
 	}
 	return files
@@ -149,37 +151,36 @@ type Network struct {
 	// Child goes to the sandbox's pid 1.
 	Child ChildConfig
 
-	mu        sync.Mutex
-	closed    bool
-	helpers   []*helper
-	forwards  []*forward
-	closeFile []io.Closer
+	mu     sync.Mutex
+	closed bool
+	helper helper
+	// closers end the port forwarding, and tell slirp4netns to exit.
+	closers []io.Closer
+}
+
+// helper is a running network helper (pasta or slirp4netns).
+type helper interface {
+	PID() int
+	Exited() bool
+	Kill()
 }
 
 // ChildFor is what the sandbox's pid 1 is told about the network o asks
 // for, known before any helper starts: the interface, addresses and DNS the
-// helper will set up, and what pid 1 must do itself (the gateway route).
-// Published ports add the port agent's descriptor (Start sets it).
+// helper will set up, and what pid 1 must do itself (the gateway route, the
+// port agent).
 func ChildFor(o Options) (ChildConfig, error) {
 	mode, err := Resolve(o.Mode)
 	if err != nil {
+		return ChildConfig{}, fmt.Errorf("network mode %s: %w", o.Mode, err)
+	}
+	o.Mode = mode
+	if err := Validate(o); err != nil {
 		return ChildConfig{}, err
 	}
 	c := ChildConfig{Mode: mode, DNS: o.DNS}
-	if o.DNS != "" && net.ParseIP(o.DNS) == nil {
-		return c, fmt.Errorf("--dns %q is not an IP address", o.DNS)
-	}
-	if mode == ModeNone || mode == ModeHost {
-		if len(o.Publish) > 0 {
-			return c, fmt.Errorf("publishing ports needs --net user, pasta or slirp4netns (not %s)", mode)
-		}
-		if o.AllowHostLoopback && mode == ModeNone {
-			return c, errors.New("--allow-host-loopback needs --net user, pasta or slirp4netns")
-		}
+	if !IsUserMode(mode) {
 		return c, nil
-	}
-	if o.MTU < 0 {
-		return c, fmt.Errorf("invalid MTU %d", o.MTU)
 	}
 	c.MTU = o.MTU
 	if c.MTU == 0 {
@@ -190,7 +191,10 @@ func ChildFor(o Options) (ChildConfig, error) {
 		c.DNS = DNSIP
 		c.Search = hostSearchDomains()
 	}
-	c.BlockGateway = mode == ModePasta && !o.AllowHostLoopback
+	c.BlockGateway = mode == spec.NetPasta && !o.AllowHostLoopback
+	if NeedsPortAgent(mode, o.Publish) {
+		c.PortDirFD = ports.AgentDirFD
+	}
 	return c, nil
 }
 
@@ -198,26 +202,22 @@ func ChildFor(o Options) (ChildConfig, error) {
 // network o asks for, and returns what pid 1 must do from inside.
 //
 // It may be called as soon as the child exists, concurrently with the
-// writing of its uid and gid maps: pasta needs no maps, but slirp4netns
-// (with --enable-sandbox, or --configure) switches to uid and gid 0 inside
-// the sandbox's user namespace and fails if they are not mapped yet, so for
-// slirp4netns Start waits until both maps are written (or ctx ends).
+// writing of its uid and gid maps: pasta needs no maps, and slirp4netns
+// waits for them (see package slirp4netns).
 //
 // The helpers run as children of this process, under the caller's identity,
 // and are killed by the kernel if this process dies. Published ports are
-// bound here, so a port in use fails Start. On error nothing is left
-// running.
+// bound before Start returns, so a port in use fails Start. On error
+// nothing is left running.
 func Start(ctx context.Context, childPID int, o Options) (*Network, error) {
 	child, err := ChildFor(o)
 	if err != nil {
 		return nil, err
 	}
 	n := &Network{Child: child}
-	mode := child.Mode
-	if mode == ModeNone || mode == ModeHost {
+	if !IsUserMode(child.Mode) {
 		return n, nil
 	}
-	mtu := child.MTU
 	ok := false
 	defer func() {
 		if !ok {
@@ -226,20 +226,45 @@ func Start(ctx context.Context, childPID int, o Options) (*Network, error) {
 	}()
 	// Ports first: a port in use is the likeliest failure and the cheapest
 	// to find.
-	if len(o.Publish) > 0 {
-		if err := n.startForwards(childPID, o.Publish, o.Log); err != nil {
+	if err := ports.Check(o.Publish); err != nil {
+		return nil, err
+	}
+	var agentPorts, pastaPorts []spec.Port
+	for _, p := range o.Publish {
+		if child.Mode == spec.NetPasta && pastaForwards(p) {
+			pastaPorts = append(pastaPorts, p)
+		} else {
+			agentPorts = append(agentPorts, p)
+		}
+	}
+	if len(agentPorts) > 0 {
+		fw, err := ports.Forward(childPID, agentPorts, o.Log)
+		if err != nil {
 			return nil, err
 		}
-		n.Child.PortDirFD = portDirFD
+		n.closers = append(n.closers, fw)
 	}
-	switch mode {
-	case ModePasta:
-		err = n.startPasta(ctx, childPID, mtu, o)
-	case ModeSlirp4netns:
-		err = n.startSlirp4netns(ctx, childPID, mtu, o)
-	}
-	if err != nil {
-		return nil, err
+	switch child.Mode {
+	case spec.NetPasta:
+		h, err := pasta.Start(ctx, pasta.Config{
+			PID: childPID, Device: child.Device, MTU: child.MTU,
+			IP: child.IP, PrefixLen: child.PrefixLen, Gateway: child.Gateway, DNS: DNSIP,
+			AllowHostLoopback: o.AllowHostLoopback, Ports: pastaPorts, Log: o.Log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		n.helper = h
+	case spec.NetSlirp4netns:
+		h, exitW, err := slirp4netns.Start(ctx, slirp4netns.Config{
+			PID: childPID, Device: child.Device, MTU: child.MTU,
+			AllowHostLoopback: o.AllowHostLoopback, Log: o.Log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		n.helper = h
+		n.closers = append(n.closers, exitW)
 	}
 	ok = true
 	return n, nil
@@ -249,13 +274,10 @@ func Start(ctx context.Context, childPID int, o Options) (*Network, error) {
 func (n *Network) HelperPIDs() []int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	var pids []int
-	for _, h := range n.helpers {
-		if !h.exited() {
-			pids = append(pids, h.pid())
-		}
+	if n.helper == nil || n.helper.Exited() {
+		return nil
 	}
-	return pids
+	return []int{n.helper.PID()}
 }
 
 // Close stops the port forwarding and the helpers and waits for them. It
@@ -270,20 +292,17 @@ func (n *Network) Close() error {
 		return nil
 	}
 	n.closed = true
-	forwards, helpers, files := n.forwards, n.helpers, n.closeFile
+	h, closers := n.helper, n.closers
 	n.mu.Unlock()
 
 	var errs []error
-	for _, f := range forwards {
-		if err := f.stop(); err != nil {
+	for _, c := range closers {
+		if err := c.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	for _, f := range files {
-		f.Close()
-	}
-	for _, h := range helpers {
-		h.kill()
+	if h != nil {
+		h.Kill()
 	}
 	return errors.Join(errs...)
 }

@@ -1,4 +1,4 @@
-package slirp
+package ports
 
 import (
 	"context"
@@ -16,9 +16,12 @@ import (
 	"github.com/rootless-containers/rootlesskit/v2/pkg/port/builtin/opaque"
 	"github.com/rootless-containers/rootlesskit/v2/pkg/port/builtin/parent/tcp"
 	"github.com/rootless-containers/rootlesskit/v2/pkg/port/builtin/parent/udp"
+
+	"github.com/rbox-dev/rbox/spec"
 )
 
-// Published ports use rootlesskit's builtin port driver: this process
+// With slirp4netns, published ports use rootlesskit's builtin port driver
+// (pasta forwards them itself, see package pasta): this process
 // listens on the host port (pkg/port/builtin/parent/tcp and .../udp), and for
 // each connection (or UDP peer) asks an agent inside the sandbox
 // (pkg/port/builtin/child, goroutines of the sandbox's pid 1) over a unix
@@ -29,7 +32,7 @@ import (
 // unix socket and a FIFO in a state directory on the host's disk, which a
 // SIGKILLed rbox would leave behind. Instead the socket lives on a tmpfs that
 // pid 1 creates detached (fsopen/fsmount: it is mounted nowhere) and keeps
-// open at a fixed descriptor number, portDirFD. pid 1 binds the socket as
+// open at a fixed descriptor number, AgentDirFD. pid 1 binds the socket as
 // /proc/self/fd/N/port.sock; this process reaches it as
 // /proc/CHILDPID/fd/N/port.sock, which the kernel allows because this process
 // owns the sandbox's user namespace. The tmpfs, socket included, disappears
@@ -40,24 +43,40 @@ import (
 // anything, so a port in use fails early. Connections that arrive before
 // pid 1's agent is listening are retried by the driver for about 200ms.
 
+// AgentDirFD is the descriptor number at which the sandbox's pid 1 keeps
+// the agent's private tmpfs open.
+const AgentDirFD = 1000
+
+const agentSocket = "port.sock"
+
+// Forwarder is the host's half of the forwarding of a sandbox's ports.
+type Forwarder struct {
+	forwards []*forward
+}
+
 // forward is one published port's listener in this process.
 type forward struct {
-	spec    PortSpec
+	port    spec.Port
 	stopCh  chan struct{}
 	stopped chan error
 }
 
-func (n *Network) startForwards(childPID int, ps []PortSpec, log io.Writer) error {
+// Forward binds ps on the host and forwards their connections to the agent
+// that the sandbox's pid 1, childPID, runs (see StartAgent). On error
+// nothing is left bound.
+func Forward(childPID int, ps []spec.Port, log io.Writer) (*Forwarder, error) {
 	if log == nil {
 		log = io.Discard
 	}
-	socketPath := fmt.Sprintf("/proc/%d/fd/%d/%s", childPID, portDirFD, portSockNam)
+	fw := &Forwarder{}
+	socketPath := fmt.Sprintf("/proc/%d/fd/%d/%s", childPID, AgentDirFD, agentSocket)
 	seen := map[string]bool{}
 	for _, p := range ps {
-		if seen[p.hostAddr()] {
-			return fmt.Errorf("host port %s is published twice", p.hostAddr())
+		if seen[hostAddr(p)] {
+			fw.Close()
+			return nil, fmt.Errorf("host port %s is published twice", hostAddr(p))
 		}
-		seen[p.hostAddr()] = true
+		seen[hostAddr(p)] = true
 		spec := port.Spec{
 			Proto:      p.Proto,
 			ParentIP:   p.HostIP,
@@ -67,7 +86,7 @@ func (n *Network) startForwards(childPID int, ps []PortSpec, log io.Writer) erro
 			// dial the host address inside the sandbox.
 			ChildIP: "127.0.0.1",
 		}
-		f := &forward{spec: p, stopCh: make(chan struct{}), stopped: make(chan error, 1)}
+		f := &forward{port: p, stopCh: make(chan struct{}), stopped: make(chan error, 1)}
 		var err error
 		switch p.Proto {
 		case "tcp":
@@ -78,13 +97,24 @@ func (n *Network) startForwards(childPID int, ps []PortSpec, log io.Writer) erro
 			err = fmt.Errorf("unsupported protocol %q", p.Proto)
 		}
 		if err != nil {
-			return bindError(p, err)
+			fw.Close()
+			return nil, bindError(p, err)
 		}
-		n.mu.Lock()
-		n.forwards = append(n.forwards, f)
-		n.mu.Unlock()
+		fw.forwards = append(fw.forwards, f)
 	}
-	return nil
+	return fw, nil
+}
+
+// Close stops forwarding and releases the host's ports.
+func (fw *Forwarder) Close() error {
+	var errs []error
+	for _, f := range fw.forwards {
+		if err := f.stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	fw.forwards = nil
+	return errors.Join(errs...)
 }
 
 func (f *forward) stop() error {
@@ -93,15 +123,16 @@ func (f *forward) stop() error {
 	case <-f.stopped:
 		// The error is the listener's Close, which cannot matter here.
 	case <-time.After(5 * time.Second):
-		return fmt.Errorf("stop forwarding %s: timed out", f.spec.hostAddr())
+		return fmt.Errorf("stop forwarding %s: timed out", hostAddr(f.port))
 	}
 	return nil
 }
 
-// startPortAgent runs, in the sandbox's pid 1, the inside half of the port
-// driver, and returns once it accepts connections. The agent's goroutines
-// run for the rest of pid 1's life.
-func startPortAgent(fd int, log io.Writer) error {
+// StartAgent runs, in the sandbox's pid 1, the inside half of the port
+// driver, with its socket in a private tmpfs kept open at descriptor fd,
+// and returns once it accepts connections. The agent's goroutines run for
+// the rest of pid 1's life.
+func StartAgent(fd int, log io.Writer) error {
 	if log == nil {
 		log = io.Discard
 	}
@@ -124,7 +155,7 @@ func startPortAgent(fd int, log io.Writer) error {
 		return fmt.Errorf("port forwarder: %w", err)
 	}
 	opq := map[string]string{
-		opaque.SocketPath:         base + portSockNam,
+		opaque.SocketPath:         base + agentSocket,
 		opaque.ChildReadyPipePath: ready,
 	}
 	agentErr := make(chan error, 1)
@@ -147,7 +178,7 @@ func startPortAgent(fd int, log io.Writer) error {
 		f.Close()
 		readyDone <- err
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), helperTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), agentTimeout)
 	defer cancel()
 	select {
 	case err := <-readyDone:
@@ -167,9 +198,12 @@ func startPortAgent(fd int, log io.Writer) error {
 	// The socket is reached only through pid 1's descriptor, which only
 	// the sandbox's owner may follow; let that owner in whatever the
 	// sandbox's uid map says root is.
-	_ = os.Chmod(base+portSockNam, 0o666)
+	_ = os.Chmod(base+agentSocket, 0o666)
 	return nil
 }
+
+// agentTimeout bounds how long StartAgent waits for the agent to listen.
+const agentTimeout = 20 * time.Second
 
 // detachedTmpfs returns a descriptor for the root of a new tmpfs that is not
 // attached anywhere: it exists only as long as the descriptor does.

@@ -1,12 +1,16 @@
-package slirp
+package network
 
 import (
 	"fmt"
 	"os"
 	"os/exec"
+
+	"github.com/rbox-dev/rbox/network/pasta"
+	"github.com/rbox-dev/rbox/network/slirp4netns"
+	"github.com/rbox-dev/rbox/spec"
 )
 
-// ModeCheck tells whether one user-mode --net value can work on this host.
+// ModeCheck tells whether one user-mode network mode can work on this host.
 type ModeCheck struct {
 	Mode   string `json:"mode"`
 	OK     bool   `json:"ok"`
@@ -15,20 +19,15 @@ type ModeCheck struct {
 	Fix string `json:"fix,omitempty"`
 }
 
-// Check reports, for rbox check, whether --net user, pasta and slirp4netns
-// can work here: the helper binary, its features, and /dev/net/tun, which
+// Check reports, for rbox check, whether the modes user, pasta and
+// slirp4netns can work here: the helper binary, its features, and /dev/net/tun, which
 // both helpers open from inside the sandbox's user namespace. It starts no
 // sandbox.
 func Check() []ModeCheck {
 	tunErr := checkTun()
-	pasta := checkHelper(ModePasta, tunErr, func(bin string) error {
-		if out, err := exec.Command(bin, "--version").CombinedOutput(); err != nil {
-			return fmt.Errorf("%s --version failed: %v: %s", bin, err, out)
-		}
-		return nil
-	})
-	slirp := checkHelper(ModeSlirp4netns, tunErr, func(string) error { return checkSlirp4netnsFeatures() })
-	user := ModeCheck{Mode: ModeUser}
+	pasta := checkHelper(spec.NetPasta, tunErr, pasta.Check)
+	slirp := checkHelper(spec.NetSlirp4netns, tunErr, func(string) error { return slirp4netns.Check() })
+	user := ModeCheck{Mode: spec.NetUser}
 	switch {
 	case pasta.OK:
 		user.OK, user.Detail = true, "uses pasta"

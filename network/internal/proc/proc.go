@@ -1,4 +1,6 @@
-package slirp
+// Package proc runs the long-lived helper processes of a sandbox's network
+// (pasta, slirp4netns) so that none outlives rbox.
+package proc
 
 import (
 	"bytes"
@@ -12,7 +14,7 @@ import (
 	"time"
 )
 
-// helper is one long-running helper process (pasta or slirp4netns) that
+// Helper is one long-running helper process (pasta or slirp4netns) that
 // must not outlive this process.
 //
 // The helper is started with PR_SET_PDEATHSIG=SIGKILL, so the kernel kills
@@ -22,18 +24,21 @@ import (
 // forked from a goroutine locked to its thread, and that goroutine stays
 // (blocked in Wait) for as long as the helper lives; the thread is only let
 // go once the helper is reaped.
-type helper struct {
+type Helper struct {
 	name string
 	cmd  *exec.Cmd
 	out  *tailBuffer
 
-	done    chan struct{} // closed once the helper is reaped
+	// Done is closed once the helper is reaped.
+	Done    chan struct{}
 	waitErr error
 	stop    sync.Once
 }
 
-func startHelper(name string, cmd *exec.Cmd, log io.Writer) (*helper, error) {
-	h := &helper{name: name, cmd: cmd, out: &tailBuffer{max: 4096}, done: make(chan struct{})}
+// Start starts cmd, named name in messages, with its output kept for
+// ExitError and copied to log when log is not nil.
+func Start(name string, cmd *exec.Cmd, log io.Writer) (*Helper, error) {
+	h := &Helper{name: name, cmd: cmd, out: &tailBuffer{max: 4096}, Done: make(chan struct{})}
 	var w io.Writer = h.out
 	if log != nil {
 		w = io.MultiWriter(h.out, log)
@@ -51,12 +56,12 @@ func startHelper(name string, cmd *exec.Cmd, log io.Writer) (*helper, error) {
 		runtime.LockOSThread()
 		if err := cmd.Start(); err != nil {
 			started <- err
-			close(h.done)
+			close(h.Done)
 			return
 		}
 		started <- nil
 		h.waitErr = cmd.Wait()
-		close(h.done)
+		close(h.Done)
 	}()
 	if err := <-started; err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -64,18 +69,18 @@ func startHelper(name string, cmd *exec.Cmd, log io.Writer) (*helper, error) {
 	return h, nil
 }
 
-// exited reports whether the helper has ended.
-func (h *helper) exited() bool {
+// Exited reports whether the helper has ended.
+func (h *Helper) Exited() bool {
 	select {
-	case <-h.done:
+	case <-h.Done:
 		return true
 	default:
 		return false
 	}
 }
 
-// exitError describes how the helper ended, with the tail of its output.
-func (h *helper) exitError() error {
+// ExitError describes how the helper ended, with the tail of its output.
+func (h *Helper) ExitError() error {
 	msg := strings.TrimSpace(h.out.String())
 	if msg != "" {
 		msg = ":\n" + msg
@@ -83,14 +88,14 @@ func (h *helper) exitError() error {
 	return fmt.Errorf("%s exited early (%v)%s", h.name, h.waitErr, msg)
 }
 
-// kill ends the helper and waits until it is reaped.
-func (h *helper) kill() {
+// Kill ends the helper and waits until it is reaped.
+func (h *Helper) Kill() {
 	h.stop.Do(func() {
 		if h.cmd.Process != nil {
 			_ = h.cmd.Process.Kill()
 		}
 		select {
-		case <-h.done:
+		case <-h.Done:
 		case <-time.After(10 * time.Second):
 			// Cannot happen for SIGKILL short of a stuck kernel; do not
 			// hang rbox on it.
@@ -98,7 +103,8 @@ func (h *helper) kill() {
 	})
 }
 
-func (h *helper) pid() int {
+// PID is the helper's process id.
+func (h *Helper) PID() int {
 	if h.cmd.Process == nil {
 		return 0
 	}
@@ -127,3 +133,9 @@ func (t *tailBuffer) String() string {
 	defer t.mu.Unlock()
 	return t.buf.String()
 }
+
+// Output is the tail of the helper's output so far.
+func (h *Helper) Output() string { return h.out.String() }
+
+// ReadyTimeout bounds how long a helper may take to be ready.
+const ReadyTimeout = 20 * time.Second

@@ -1,4 +1,6 @@
-package slirp
+// Package ports parses, checks and forwards a sandbox's published ports
+// (spec.Port): the host's HOSTIP:HOSTPORT reaching the sandbox's PORT.
+package ports
 
 import (
 	"errors"
@@ -8,41 +10,32 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/rbox-dev/rbox/spec"
 )
 
-// PortSpec is one -p/--publish entry: the host's HostIP:HostPort reaches the
-// sandbox's ChildPort on its loopback.
-type PortSpec struct {
-	HostIP    string `json:"host_ip"`
-	HostPort  int    `json:"host_port"`
-	ChildPort int    `json:"child_port"`
-	Proto     string `json:"proto"` // "tcp" or "udp"
-}
-
-// DefaultHostIP is where a published port listens when -p names no address:
+// DefaultHostIP is where a published port listens when its text names no
+// address:
 // the host's loopback, so that publishing never opens a port to the network
 // by accident. Pass 0.0.0.0 explicitly for that.
 const DefaultHostIP = "127.0.0.1"
 
-const publishForm = "[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]"
-
-func (p PortSpec) String() string {
-	return net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort)) + ":" + strconv.Itoa(p.ChildPort) + "/" + p.Proto
-}
+// Form is how a published port is written.
+const Form = "[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]"
 
 // hostAddr is "HOSTIP:HOSTPORT/proto", as used in messages.
-func (p PortSpec) hostAddr() string {
+func hostAddr(p spec.Port) string {
 	return net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort)) + "/" + p.Proto
 }
 
-// ParsePublish parses "[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]". An IPv6 HOSTIP is
+// Parse parses "[HOSTIP:]HOSTPORT:PORT[/tcp|/udp]". An IPv6 HOSTIP is
 // written in brackets: "[::1]:8080:80".
-func ParsePublish(s string) (PortSpec, error) {
-	bad := func(why string) (PortSpec, error) {
-		return PortSpec{}, fmt.Errorf("invalid --publish %q: %s; want %s", s, why, publishForm)
+func Parse(s string) (spec.Port, error) {
+	bad := func(why string) (spec.Port, error) {
+		return spec.Port{}, fmt.Errorf("invalid published port %q: %s; want %s", s, why, Form)
 	}
 	rest := s
-	p := PortSpec{Proto: "tcp"}
+	p := spec.Port{Proto: "tcp"}
 	if i := strings.LastIndexByte(rest, '/'); i >= 0 {
 		switch proto := rest[i+1:]; proto {
 		case "tcp", "udp":
@@ -113,14 +106,14 @@ func UnprivilegedPortStart() int {
 	return n
 }
 
-// CheckPorts tells, before anything is started, whether every published
+// Check tells, before anything is started, whether every published
 // host port can be bound: a duplicate entry, a port already in use, or a
 // port below net.ipv4.ip_unprivileged_port_start that the caller may not
 // bind each fail with a message naming the port.
-func CheckPorts(ps []PortSpec) error {
+func Check(ps []spec.Port) error {
 	seen := map[string]bool{}
 	for _, p := range ps {
-		key := p.hostAddr()
+		key := hostAddr(p)
 		if seen[key] {
 			return fmt.Errorf("host port %s is published twice", key)
 		}
@@ -138,7 +131,7 @@ type closer interface{ Close() error }
 
 // bindHost binds p's host side, turning the usual failures into one clear
 // line.
-func bindHost(p PortSpec) (closer, error) {
+func bindHost(p spec.Port) (closer, error) {
 	addr := net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort))
 	var c closer
 	var err error
@@ -153,17 +146,17 @@ func bindHost(p PortSpec) (closer, error) {
 	return nil, bindError(p, err)
 }
 
-func bindError(p PortSpec, err error) error {
+func bindError(p spec.Port, err error) error {
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE):
-		return fmt.Errorf("cannot publish host port %s: it is already in use", p.hostAddr())
+		return fmt.Errorf("cannot publish host port %s: it is already in use", hostAddr(p))
 	case errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM):
 		if start := UnprivilegedPortStart(); p.HostPort < start {
 			return fmt.Errorf("cannot publish host port %s: ports below %d (net.ipv4.ip_unprivileged_port_start) need privilege; pick a port >= %d",
-				p.hostAddr(), start, start)
+				hostAddr(p), start, start)
 		}
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
-		return fmt.Errorf("cannot publish host port %s: %s is not an address of this host", p.hostAddr(), p.HostIP)
+		return fmt.Errorf("cannot publish host port %s: %s is not an address of this host", hostAddr(p), p.HostIP)
 	}
-	return fmt.Errorf("cannot publish host port %s: %w", p.hostAddr(), err)
+	return fmt.Errorf("cannot publish host port %s: %w", hostAddr(p), err)
 }
