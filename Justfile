@@ -68,3 +68,7 @@ bench-storage: build setup
 # Package initialisation cost of rbox and rbox-image (GODEBUG=inittrace=1).
 inittime: build
     scripts/inittime bin/rbox bin/rbox-image
+
+# The egress benchmark alone.
+bench-egress: build setup
+    scripts/bench-egress {{test_user}}

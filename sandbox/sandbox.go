@@ -30,6 +30,7 @@ import (
 	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/initproc"
 	"github.com/rbox-dev/rbox/network"
+	"github.com/rbox-dev/rbox/network/egress"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
 )
@@ -230,20 +231,29 @@ func RunHooks(s *spec.Spec, plan *userns.Plan, h *Hooks, hold ...*os.File) int {
 // startNetwork starts the sandbox's network for its pid 1 in the
 // background, at once, and returns a function that waits for it. The helper
 // (pasta or slirp4netns) and the port forwarding run as long as the
-// returned Network is open; the kernel ends the helper if rbox dies.
-func startNetwork(s *spec.Spec, pid int) func() (*network.Network, error) {
+// returned Network is open; the kernel ends the helper if rbox dies. The
+// egress proxies, when s has a policy, are started by that function, once
+// the caller has written pid 1's id maps.
+func startNetwork(s *spec.Spec, pid int) func() (*sandboxNet, error) {
 	o := netOptions(s)
 	type result struct {
-		n   *network.Network
+		n   *sandboxNet
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
 		n, err := network.Start(context.Background(), pid, o)
-		done <- result{n, err}
+		done <- result{&sandboxNet{Network: n}, err}
 	}()
-	return func() (*network.Network, error) {
+	return func() (*sandboxNet, error) {
 		r := <-done
+		if r.err == nil {
+			// Only now: pid 1 running from a sealed copy lets this
+			// process at its namespaces once its maps may be written.
+			if r.n.egress, r.err = startEgress(s, pid); r.err != nil {
+				r.n.Close()
+			}
+		}
 		if r.err != nil {
 			return nil, fmt.Errorf("network: %w", r.err)
 		}
@@ -253,7 +263,11 @@ func startNetwork(s *spec.Spec, pid int) func() (*network.Network, error) {
 
 // netOptions is the network s asks for.
 func netOptions(s *spec.Spec) network.Options {
-	return network.Options{Mode: s.Net, AllowHostLoopback: s.AllowHostLoopback, DNS: s.DNS, Publish: s.Publish}
+	o := network.Options{Mode: s.Net, AllowHostLoopback: s.AllowHostLoopback, DNS: s.DNS, Publish: s.Publish}
+	if s.Egress != nil {
+		o.DNS = egress.ProxyIP // the egress DNS responder
+	}
+	return o
 }
 
 func exitCode(ps *os.ProcessState, err error) int {

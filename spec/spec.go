@@ -203,6 +203,21 @@ type Spec struct {
 	// BwrapErrors reports the sandbox's own failures in bwrap's shape
 	// ("bwrap: ...", exit 1).
 	BwrapErrors bool `json:"bwrap_errors,omitempty"`
+
+	// --- outbound traffic by policy (package network/egress) ---
+
+	// Egress, when set, gives the sandbox its loopback and rbox's
+	// filtering proxies, which reach only the allowed destinations; Net is
+	// then NetNone (no helper runs).
+	Egress *Egress `json:"egress,omitempty"`
+}
+
+// Egress is an outbound policy: the rules as given (see package
+// network/egress for their syntax).
+type Egress struct {
+	Allow []string `json:"allow"`
+	// AllowHostLoopback lets allowed destinations be the host's loopback.
+	AllowHostLoopback bool `json:"allow_host_loopback,omitempty"`
 }
 
 // SeccompFilter is a compiled seccomp filter, ready to load.

@@ -706,3 +706,84 @@ func TestEscapeBwrapDestThroughSymlink(t *testing.T) {
 		t.Fatalf("weakened: the directory should reach the host through the bound target: %v", err)
 	}
 }
+
+// Through rbox's egress proxies, which connect from the host, the host's
+// loopback stays closed however it is written (a name that resolves to it,
+// 127.0.0.1, 0.0.0.0, ::ffff:127.0.0.1, ::1), even when the rules allow
+// every address; a direct connection reaches the sandbox's own loopback.
+// Weakened: --allow-host-loopback.
+func TestEscapeEgressHostLoopback(t *testing.T) {
+	addr, n := egressServer(t, "127.0.0.1:0", "host")
+	p := portOf(addr)
+	flags := []string{"--net", "user", "--cap-add", "ALL", "--allow-net", "loop.test,0.0.0.0/0,::/0"}
+	checks := []string{"connect loop.test:" + p, "connect 127.0.0.1:" + p, "connect 0.0.0.0:" + p,
+		"connect [::ffff:127.0.0.1]:" + p, "socks 127.0.0.1:" + p, "socks loop.test:" + p, "raw 127.0.0.1:" + p}
+	got, _ := egressRun(t, "loop.test=127.0.0.1", flags, checks...)
+	for _, c := range checks[:4] {
+		if !strings.HasPrefix(got[c], "status 403") || !strings.Contains(got[c], "loopback") {
+			t.Errorf("%s: got %q, want a 403 about the host's loopback", c, got[c])
+		}
+	}
+	for _, c := range checks[4:6] {
+		if !strings.Contains(got[c], "not allowed by ruleset") && !strings.Contains(got[c], "connection refused") {
+			t.Errorf("%s: got %q, want a SOCKS5 refusal", c, got[c])
+		}
+	}
+	if got[checks[6]] != "err "+syscall.ECONNREFUSED.Error() {
+		t.Errorf("%s: got %q, want the sandbox's own loopback to refuse", checks[6], got[checks[6]])
+	}
+	// [::1]: the host's IPv6 loopback, where nothing listens; refused
+	// before any attempt.
+	got, _ = egressRun(t, "", flags, "connect [::1]:"+p)
+	if g := got["connect [::1]:"+p]; !strings.HasPrefix(g, "status 403") {
+		t.Errorf("connect [::1]: got %q", g)
+	}
+	if n.Load() != 0 {
+		t.Fatalf("the host's loopback server got %d connections", n.Load())
+	}
+	got, _ = egressRun(t, "loop.test=127.0.0.1", append(flags, "--allow-host-loopback"), checks[:6]...)
+	for _, c := range checks[:6] {
+		if got[c] != "ok host:ping" {
+			t.Errorf("--allow-host-loopback: %s: got %q", c, got[c])
+		}
+	}
+}
+
+// Root in an egress sandbox, even with every capability, cannot give
+// itself a way out: it may add routes and bring up interfaces, but its
+// network namespace has no link to anywhere, so the host's own address
+// stays unreachable. Weakened: --net host, where the same probe connects.
+func TestEscapeEgressNetAdmin(t *testing.T) {
+	hostIP := hostAddress(t)
+	addr, _ := egressServer(t, net.JoinHostPort(hostIP, "0"), "host")
+	script := "ip route add default dev lo && ip link add eg0 type veth peer name eg1 && ip link set eg0 up && ip link set eg1 up" +
+		" && ip addr add 10.200.0.2/24 dev eg0 && ip route add " + hostIP + "/32 via 10.200.0.1 dev eg0 && echo 'setup: done'"
+	got, r := egressRunAfter(t, "", script, []string{"--net", "user", "--cap-add", "ALL", "--allow-net", "example.com"}, "raw "+addr)
+	if !strings.Contains(r.stdout, "setup: done") {
+		t.Fatalf("root could not change its network namespace (the attack did not run):\n%s", r)
+	}
+	if g := got["raw "+addr]; strings.HasPrefix(g, "ok") || !strings.HasPrefix(g, "err") {
+		t.Errorf("raw connection to the host's %s: got %q", addr, g)
+	}
+	got, _ = egressRun(t, "", []string{"--net", "host"}, "raw "+addr)
+	if g := got["raw "+addr]; g != "ok host:ping" {
+		t.Errorf("--net host: raw connection to %s: got %q", addr, g)
+	}
+}
+
+// hostAddress is an IPv4 address of one of the host's interfaces other
+// than the loopback.
+func hostAddress(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+			return ipn.IP.String()
+		}
+	}
+	t.Fatal("the host has no IPv4 address besides its loopback")
+	return ""
+}

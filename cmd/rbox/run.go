@@ -54,6 +54,7 @@ type RunCmd struct {
 
 	Storage storageFlags `embed:""`
 	Bwrap   bwrapFlags   `embed:""`
+	Egress  egressFlags  `embed:""`
 	// hold keeps an image's in-use lock for the sandbox's life.
 	hold []*os.File
 
@@ -139,6 +140,9 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := r.applyEgress(s, share); err != nil {
+		return nil, nil, err
+	}
 	if err := r.network(s, share); err != nil {
 		return nil, nil, err
 	}
@@ -191,6 +195,7 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 			s.Cwd = img.Config.WorkingDir
 		}
 	}
+	r.egressEnv(s)
 	for _, kv := range r.Env {
 		if !strings.Contains(kv, "=") || strings.HasPrefix(kv, "=") {
 			return nil, nil, fmt.Errorf("--env %q: expected K=V", kv)
