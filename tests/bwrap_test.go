@@ -703,8 +703,13 @@ func TestBwrapLockFile(t *testing.T) {
 		}
 		return l.Type != unix.F_UNLCK
 	}
-	for _, exe := range [][]string{{"bwrap"}, {rboxBin, "bwrap"}} {
-		args := append(append([]string{"--unshare-user", "--unshare-pid"}, usrRoot...), "--bind", dir, "/d", "--lock-file", "/d/lock", "sh", "-c", "echo ready; read x; exit 0")
+	// bwrap 0.8 shows its lock from the host only without --unshare-pid;
+	// rbox with and without (its two kinds of pid 1).
+	for _, c := range []struct{ exe, pidns []string }{
+		{[]string{"bwrap"}, nil}, {[]string{rboxBin, "bwrap"}, nil}, {[]string{rboxBin, "bwrap"}, []string{"--unshare-pid"}},
+	} {
+		exe := c.exe
+		args := append(append(append([]string{"--unshare-user"}, c.pidns...), usrRoot...), "--bind", dir, "/d", "--lock-file", "/d/lock", "sh", "-c", "echo ready; read x; exit 0")
 		cmd := exec.Command(exe[0], append(exe[1:], args...)...)
 		stdin, _ := cmd.StdinPipe()
 		stdout, _ := cmd.StdoutPipe()
