@@ -99,25 +99,19 @@ func Numbers(names []string) []uintptr {
 // the command (lock it with runtime.LockOSThread). The landlock tier's root
 // callers use it; a sandbox's pid 1 gets the same from its plan.
 func LimitThread(keep []string) error {
-	c, err := capability.NewPid2(0)
-	if err != nil {
-		return err
+	// prctl, not the capability library's Apply, which reads
+	// /proc/self/status, which need not be there.
+	keepSet := map[uintptr]bool{}
+	for _, c := range Numbers(keep) {
+		keepSet[c] = true
 	}
-	if err := c.Load(); err != nil {
-		return err
-	}
-	m := byName()
-	keepSet := map[capability.Cap]bool{}
-	for _, n := range keep {
-		keepSet[m[n]] = true
-	}
-	for _, cp := range m {
-		if !keepSet[cp] {
-			c.Unset(capability.BOUNDING, cp)
+	for c := 0; c <= Last(); c++ {
+		if keepSet[uintptr(c)] {
+			continue
 		}
-	}
-	if err := c.Apply(capability.BOUNDING); err != nil {
-		return fmt.Errorf("limit the bounding set: %w", err)
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && err != unix.EINVAL {
+			return fmt.Errorf("limit the bounding set: %w", err)
+		}
 	}
 	// Root's capabilities after exec are its bounding set plus its
 	// inheritable set, so the inheritable set must be empty.

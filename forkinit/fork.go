@@ -140,6 +140,9 @@ func (in *Init) child() {
 		}
 		sigfd = p.Slots[0]
 	}
+	if in.asPID1 { // rbox bwrap --as-pid-1: no init, the command is pid 1
+		in.startPayload()
+	}
 	// pid 1 waits (CLONE_VFORK) until the payload has exec'd or failed:
 	// until then they share one memory.
 	pid, errno := clonePayload(unix.CLONE_VM|unix.CLONE_VFORK|uintptr(unix.SIGCHLD), in.payloadTop)

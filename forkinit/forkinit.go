@@ -83,6 +83,9 @@ type Init struct {
 	status  int32
 	report  [4]int32
 	buf     [1]byte
+	// asPID1: the command is pid 1 itself (rbox bwrap --as-pid-1): pid 1
+	// runs the payload's programs and executes it, with no init.
+	asPID1 bool
 }
 
 // New makes a pid 1 to be started with Start: its pipes and stacks.
@@ -112,6 +115,7 @@ func (in *Init) Prepare(s *spec.Spec, l initplan.Learned) error {
 	for _, sig := range append(contract.Forwarded, unix.SIGCHLD) {
 		in.sigs |= 1 << (uint(sig.(unix.Signal)) - 1)
 	}
+	in.asPID1 = s.AsPID1
 	pl, err := initplan.New(s, l)
 	if err != nil {
 		return err

@@ -87,6 +87,19 @@ type Config struct {
 	// TmpfsSize bounds /tmp and /dev/shm (bytes; 0: tmpfs's default, half
 	// the RAM).
 	TmpfsSize int64
+
+	// EmptyRoot builds the root as bwrap does (see empty.go): only Mounts,
+	// in order, on an empty writable tmpfs. CwdFallbacks are tried when Cwd
+	// cannot be entered (none: Cwd must exist).
+	EmptyRoot    bool
+	CwdFallbacks []string
+	// LockFiles are opened in the new root and read-locked; the
+	// descriptors stay open in the process that ran the ops (pid 1), so
+	// the locks last as long as it does.
+	LockFiles []string
+	// DisableUserns sets user.max_user_namespaces to 0 in the sandbox's
+	// user namespace.
+	DisableUserns bool
 }
 
 // File is generated content placed in the sandbox (resolv.conf, hosts).
@@ -133,6 +146,13 @@ var ErrCustomRoot = errors.New("fsetup: a custom root (rootfs, image, overlay) i
 func Plan(p *sysplan.Program, cfg *Config) error {
 	if cfg.customRoot() {
 		return ErrCustomRoot
+	}
+	if cfg.EmptyRoot {
+		p.Grow(emptyRootSize(cfg))
+		g := newGen(p)
+		g.enterSetupRoot(cfg, true)
+		g.rootOpen = true
+		return g.planEmpty(cfg)
 	}
 	entries, err := hostEntries(hostSystemDirs)
 	if err != nil {
@@ -542,6 +562,8 @@ func (g *gen) userMounts(mounts []spec.Mount) error {
 			g.bind(string(m.Kind), m.Source, m.Dest, srcAny, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
 		case spec.MountROBind:
 			g.bind(string(m.Kind), m.Source, m.Dest, srcAny, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+		case spec.MountDevBind: // device nodes usable: no nodev
+			g.bind(string(m.Kind), m.Source, m.Dest, srcAny, unix.MOUNT_ATTR_NOSUID)
 		case spec.MountTmpfs:
 			opts := []option{{"mode", "0755"}}
 			if m.Mode != 0 {

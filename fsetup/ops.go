@@ -63,6 +63,10 @@ type gen struct {
 	rootNames []string
 	// rootOpen says slotRoot holds the new root already.
 	rootOpen bool
+	// dirMode is the mode of the directories made on the way to a
+	// destination: 0755, less the group or other bits a bwrap --perms
+	// clears (see parentMode).
+	dirMode sysplan.Arg
 }
 
 type cached struct {
@@ -71,7 +75,7 @@ type cached struct {
 }
 
 func newGen(p *sysplan.Program) *gen {
-	return &gen{p: p, empty: sysplan.V(p.Str(""))}
+	return &gen{p: p, empty: sysplan.V(p.Str("")), dirMode: sysplan.V(0o755)}
 }
 
 // setWhat names the step of the setup the next ops belong to: the
@@ -197,7 +201,7 @@ func (g *gen) makeNew(dst string, parts []string, kind int, target string) (plac
 	for _, name := range parts[:len(parts)-1] {
 		end += 1 + len(name)
 		g.step("mkdir ", dst[:end])
-		g.call(unix.SYS_MKDIRAT, dir.FD(), g.str(name), sysplan.V(0o755))
+		g.call(unix.SYS_MKDIRAT, dir.FD(), g.str(name), g.dirMode)
 		next := slotWalkA
 		if dir == slotWalkA {
 			next = slotWalkB
@@ -213,7 +217,7 @@ func (g *gen) makeNew(dst string, parts []string, kind int, target string) (plac
 	switch kind {
 	case mkDir:
 		g.step("mkdir ", dst)
-		g.call(unix.SYS_MKDIRAT, dir.FD(), g.str(name), sysplan.V(0o755))
+		g.call(unix.SYS_MKDIRAT, dir.FD(), g.str(name), g.dirMode)
 	case mkFile:
 		g.step("create ", dst)
 		g.call(unix.SYS_MKNODAT, dir.FD(), g.str(name), sysplan.V(unix.S_IFREG|0o644), sysplan.V(0))
@@ -285,7 +289,7 @@ func (g *gen) mkdirs(dir string, into sysplan.Slot) {
 			result = into
 		}
 		g.step("mkdir ", next)
-		g.call(unix.SYS_MKDIRAT, parent.FD(), g.str(name), sysplan.V(0o755)).Allow(unix.EEXIST)
+		g.call(unix.SYS_MKDIRAT, parent.FD(), g.str(name), g.dirMode).Allow(unix.EEXIST)
 		f := failed{at: p.NewLabel(), back: p.NewLabel(), parent: parent, result: result, name: name, path: next}
 		g.step("open ", next)
 		g.openat2(slotRoot.FD(), next, dirFlags, result).OnAnyError(f.at)

@@ -20,6 +20,16 @@ func ConfigFor(s *spec.Spec) *Config {
 		TTYGID:   mappedGID(s.GIDMap, 5),
 		Cwd:      s.Cwd,
 		Driver:   s.StorageDriver,
+
+		EmptyRoot:    s.EmptyRoot,
+		CwdFallbacks: s.CwdFallbacks,
+		LockFiles:    s.LockFiles,
+
+		DisableUserns: s.DisableUserns,
+	}
+	if s.EmptyRoot {
+		// bwrap's --proc: covered only when the host's root is mapped.
+		cfg.MaskProc = mapsHostRoot(s)
 	}
 	switch {
 	case len(s.Layers) > 0:

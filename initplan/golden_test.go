@@ -34,6 +34,9 @@ func format(pl *Plan) string {
 	b.WriteString("== payload, on the thread that forks it\n")
 	_ = pl.Payload.Format(&b)
 	fmt.Fprintf(&b, "== exec search: %s\n", strings.Join(pl.Command.Candidates, " "))
+	if pl.Command.Arg0 != pl.Command.Name {
+		fmt.Fprintf(&b, "== argv[0]: %s\n", pl.Command.Arg0)
+	}
 	return b.String()
 }
 

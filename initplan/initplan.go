@@ -91,10 +91,11 @@ type Stage struct {
 type Plan struct {
 	// Init is pid 1's setup, in order. Every Program is finished.
 	Init []Stage
-	// Session is what the payload's process does first: a new session,
-	// with the terminal as its controlling one. initproc, whose payload
-	// Go forks, asks for the same with SysProcAttr (Setsid, Setctty,
-	// Ctty: Terminal).
+	// Session is what the payload's process does first: a new session
+	// (unless KeepSession), with the terminal as its controlling one, and
+	// pid 1's death as its own (DieWithParent). initproc, whose payload
+	// Go forks, asks for the same with SysProcAttr (Setsid, Pdeathsig,
+	// Setctty, Ctty: Terminal).
 	Session *sysplan.Program
 	// Terminal is the payload's controlling terminal, one of its stdio
 	// descriptors, or -1.
@@ -111,8 +112,10 @@ type Plan struct {
 
 // Command is what the payload executes.
 type Command struct {
-	// Name is the command as given (argv[0]).
-	Name string
+	// Name is the command as given (Args[0]), which the search looks
+	// for and messages name; Arg0 is the argv[0] it gets (Spec.Argv0
+	// when set, else Name).
+	Name, Arg0 string
 	// Candidates are the paths its search tries, in order: the name
 	// itself when it holds a slash, else the name in each directory of
 	// the search path (see contract.Search).
@@ -152,7 +155,7 @@ func New(s *spec.Spec, l Learned) (*Plan, error) {
 	if s.TTY {
 		pl.terminal(pid1, s, cfg.TTYGID, l.ConsoleSocket)
 	}
-	pl.session()
+	pl.session(s)
 	pl.payloadInheritance(pid1, s)
 	pl.cut(&pid1, 0)
 	if err := pl.limits(s, l); err != nil {
@@ -324,10 +327,18 @@ var terminalStdio = func() []int {
 }
 
 // session: the payload's own session, and its controlling terminal.
-func (pl *Plan) session() {
+func (pl *Plan) session(s *spec.Spec) {
 	p := pl.Session
-	p.Step("setsid")
-	p.Call(unix.SYS_SETSID)
+	if !s.KeepSession {
+		p.Step("setsid")
+		p.Call(unix.SYS_SETSID)
+	}
+	if s.DieWithParent {
+		// For a shared pid namespace, where pid 1's end ends no other
+		// process.
+		p.Step("die with pid 1")
+		p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_SET_PDEATHSIG), sysplan.V(uintptr(unix.SIGKILL)))
+	}
 	if pl.Terminal >= 0 {
 		p.Step("take the terminal as the controlling one")
 		p.Call(unix.SYS_IOCTL, sysplan.V(uintptr(pl.Terminal)), sysplan.V(unix.TIOCSCTTY), sysplan.V(0))
@@ -431,13 +442,23 @@ func (pl *Plan) limits(s *spec.Spec, l Learned) error {
 		p.Step("install the seccomp filter")
 		p.Call(unix.SYS_SECCOMP, sysplan.V(unix.SECCOMP_SET_MODE_FILTER), sysplan.V(uintptr(f.Flags)), sysplan.V(sysplan.Keep(p, fprog)))
 	}
+	// bwrap's --add-seccomp-fd, given more than once: in order, after.
+	for i, f := range s.SeccompExtra {
+		prog, err := seccomp.Program(f.BPF)
+		if err != nil {
+			return err
+		}
+		fprog := &unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+		p.Step("install seccomp program %d", i+2)
+		p.Call(unix.SYS_SECCOMP, sysplan.V(unix.SECCOMP_SET_MODE_FILTER), sysplan.V(uintptr(f.Flags)), sysplan.V(sysplan.Keep(p, fprog)))
+	}
 	return nil
 }
 
 // command prepares argv, envp and the paths the search tries.
 func (pl *Plan) command(s *spec.Spec) {
 	p, c := pl.Payload, &pl.Command
-	for _, a := range s.Args {
+	for _, a := range s.Argv() {
 		c.Argv = append(c.Argv, p.Str(a))
 	}
 	c.Argv = append(c.Argv, 0)
@@ -445,7 +466,7 @@ func (pl *Plan) command(s *spec.Spec) {
 		c.Envv = append(c.Envv, p.Str(e))
 	}
 	c.Envv = append(c.Envv, 0)
-	c.Name = s.Args[0]
+	c.Name, c.Arg0 = s.Args[0], s.Argv()[0]
 	if strings.Contains(c.Name, "/") {
 		c.Candidates = []string{c.Name}
 	} else {

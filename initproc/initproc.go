@@ -83,9 +83,16 @@ func readyForMaps(fdArg string) error {
 }
 
 func fail(code int, err error) int {
+	if bwrapErrors { // rbox bwrap: bwrap's shape and exit status
+		fmt.Fprintf(os.Stderr, "bwrap: %v\n", err)
+		return 1
+	}
 	fmt.Fprintf(os.Stderr, "rbox: %v\n", err)
 	return code
 }
+
+// bwrapErrors is the Spec's BwrapErrors, for fail.
+var bwrapErrors bool
 
 func run(fdArg string) int {
 	fd, err := strconv.Atoi(fdArg)
@@ -98,6 +105,7 @@ func run(fdArg string) int {
 	if err := dec.Decode(&s); err != nil {
 		return fail(contract.ExitSetupFailed, fmt.Errorf("read sandbox spec: %w", err))
 	}
+	bwrapErrors = s.BwrapErrors
 	var start Start
 	// Blocks until the parent has written our uid and gid maps.
 	if err := dec.Decode(&start); err != nil {
@@ -185,13 +193,16 @@ func startPayload(s *spec.Spec, pl *initplan.Plan, stdio []*os.File) (int, int) 
 		files = append(files, os.NewFile(uintptr(3+i), "preserved"))
 	}
 	// The plan's Session, done by Go's fork.
-	sys := &syscall.SysProcAttr{Setsid: true}
+	sys := &syscall.SysProcAttr{Setsid: !s.KeepSession}
+	if s.DieWithParent {
+		sys.Pdeathsig = unix.SIGKILL
+	}
 	if pl.Terminal >= 0 {
 		sys.Setctty, sys.Ctty = true, pl.Terminal
 	}
 	search := contract.NewSearch()
 	for i, path := range pl.Command.Candidates {
-		p, err := os.StartProcess(path, s.Args, &os.ProcAttr{Env: s.Env, Files: files, Sys: sys})
+		p, err := os.StartProcess(path, s.Argv(), &os.ProcAttr{Env: s.Env, Files: files, Sys: sys})
 		if err == nil {
 			return p.Pid, 0
 		}

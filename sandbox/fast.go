@@ -22,7 +22,8 @@ import (
 // pid 1 is cloned first; while newuidmap and newgidmap write its id maps
 // and the network helper starts, this process prepares pid 1's programs
 // (the seccomp filter comes compiled in s).
-func runFast(s *spec.Spec, plan *userns.Plan, box *limits.Box) int {
+func runFast(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks) int {
+	failf := h.failer()
 	in, err := forkinit.New()
 	if err != nil {
 		return failf("%v", err)
@@ -88,6 +89,9 @@ func runFast(s *spec.Spec, plan *userns.Plan, box *limits.Box) int {
 		err = box.Attach(pid)
 	}
 	if err == nil {
+		err = h.started(pid)
+	}
+	if err == nil {
 		err = in.Send()
 	}
 	if err == nil && consoleParent != nil {
@@ -114,6 +118,9 @@ func runFast(s *spec.Spec, plan *userns.Plan, box *limits.Box) int {
 		return failf("wait for the sandbox: %v", err)
 	}
 	if msg, code, ok := in.Describe(); ok {
+		if h != nil && h.Failed != nil {
+			return h.Failed(msg, code)
+		}
 		fmt.Fprintf(os.Stderr, "rbox: %s\n", msg)
 		return code
 	}

@@ -80,17 +80,23 @@ func allCaps() []uintptr {
 // stay open in pid 1, and so alive, for the sandbox's whole life without
 // reaching the command (an image's in-use lock).
 func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
+	return RunHooks(s, plan, nil, hold...)
+}
+
+// RunHooks is Run with h called at the moments it names (h may be nil).
+func RunHooks(s *spec.Spec, plan *userns.Plan, h *Hooks, hold ...*os.File) int {
 	box, err := limits.Setup(s.Limits)
 	if err != nil {
-		return failf("%v", err)
+		return h.failer()("%v", err)
 	}
-	return box.Finish(run(s, plan, box, hold))
+	return box.Finish(run(s, plan, box, h, hold))
 }
 
 // run runs the sandbox s, whose limits are box.
-func run(s *spec.Spec, plan *userns.Plan, box *limits.Box, hold []*os.File) int {
+func run(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks, hold []*os.File) int {
+	failf := h.failer()
 	if len(hold) == 0 && forkinit.Eligible(s) && s.JoinNet == nil && s.Bridge == nil && os.Getenv(ForceReexecEnv) == "" {
-		return runFast(s, plan, box)
+		return runFast(s, plan, box, h)
 	}
 	// pid 1 sets its rlimits itself (see limits.ApplyInit).
 	box.ForInit(s)
@@ -228,6 +234,11 @@ func run(s *spec.Spec, plan *userns.Plan, box *limits.Box, hold []*os.File) int 
 		return failf("%v", mapErr)
 	}
 	start.Net = netw.Child
+	if err := h.started(cmd.Process.Pid); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return failf("%v", err)
+	}
 
 	if err := json.NewEncoder(specW).Encode(start); err != nil {
 		_ = cmd.Process.Kill()

@@ -37,6 +37,18 @@ const (
 	MountTmpfs   MountKind = "tmpfs"   // a fresh tmpfs at Dest
 	MountDir     MountKind = "dir"     // an empty directory at Dest
 	MountSymlink MountKind = "symlink" // a symlink at Dest pointing to Source
+
+	// The kinds below come with bwrap's command line (issue 12).
+	MountDevBind    MountKind = "dev-bind"     // Source bound read-write at Dest, device nodes usable
+	MountProc       MountKind = "proc"         // a fresh procfs at Dest
+	MountDev        MountKind = "dev"          // bwrap's minimal /dev at Dest
+	MountMqueue     MountKind = "mqueue"       // a fresh mqueue filesystem at Dest
+	MountRemountRO  MountKind = "remount-ro"   // Dest, a mount point already made, turned read-only
+	MountFile       MountKind = "file"         // a file at Dest holding Data
+	MountBindData   MountKind = "bind-data"    // Data in a file bound at Dest
+	MountROBindData MountKind = "ro-bind-data" // Data in a file bound read-only at Dest
+	MountChmod      MountKind = "chmod"        // Dest, which exists, given Mode
+	MountOverlay    MountKind = "overlay"      // an overlay of Lowers at Dest, writes to Source (upper) or a tmpfs
 )
 
 // Mount is one user-requested filesystem entry, applied in order after the
@@ -50,6 +62,21 @@ type Mount struct {
 	// SizeBytes and Mode apply to tmpfs; zero means the default.
 	SizeBytes int64  `json:"size_bytes,omitempty"`
 	Mode      uint32 `json:"mode,omitempty"`
+
+	// For the kinds bwrap's command line adds (issue 12):
+	// Data is the content of a file, bind-data or ro-bind-data.
+	Data []byte `json:"data,omitempty"`
+	// HasMode says Mode was given (bwrap's --perms may say 0).
+	HasMode bool `json:"has_mode,omitempty"`
+	// Lowers are an overlay's host directories, top first; Work is the
+	// work directory beside Source; ReadOnly makes the overlay read-only
+	// (no upper), Tmp puts its writes in a tmpfs.
+	Lowers   []string `json:"lowers,omitempty"`
+	Work     string   `json:"work,omitempty"`
+	ReadOnly bool     `json:"read_only,omitempty"`
+	// Optional drops a bind whose source is missing (--bind-try); the
+	// CLI resolves it before the Spec goes out.
+	Optional bool `json:"-"`
 }
 
 // IDMap is one line of /proc/PID/uid_map or gid_map.
@@ -144,6 +171,44 @@ type Spec struct {
 	// means none asked for.
 	Limits *Limits `json:"limits,omitempty"`
 
+	// --- bwrap's meaning (issue 12: rbox bwrap, and the native options
+	// that come from it) ---
+
+	// EmptyRoot builds / as bwrap does: an empty writable tmpfs holding
+	// only what Mounts make, in their order; no host view, /proc, /sys,
+	// /dev or /tmp unless a Mount makes them.
+	EmptyRoot bool `json:"empty_root,omitempty"`
+	// CwdFallbacks are tried in order when Cwd cannot be entered (bwrap
+	// without --chdir: the caller's directory, then $HOME); / when none
+	// can.
+	CwdFallbacks []string `json:"cwd_fallbacks,omitempty"`
+	// KeepSession starts the command in pid 1's session instead of a new
+	// one (bwrap without --new-session).
+	KeepSession bool `json:"keep_session,omitempty"`
+	// Argv0, when set, is the command's argv[0] in place of Args[0], which
+	// is still what is executed (bwrap's --argv0).
+	Argv0 string `json:"argv0,omitempty"`
+	// DisableUserns sets the sandbox's user.max_user_namespaces to 0 before
+	// the command starts: it can make no user namespace (bwrap's
+	// --disable-userns).
+	DisableUserns bool `json:"disable_userns,omitempty"`
+	// SeccompExtra are more seccomp programs, installed after
+	// SeccompFilter in order (bwrap's repeated --add-seccomp-fd).
+	SeccompExtra []SeccompFilter `json:"seccomp_extra,omitempty"`
+	// AsPID1 makes the command itself pid 1 of its new pid namespace, with
+	// no init of rbox's (bwrap's --as-pid-1; rbox's fast path only).
+	AsPID1 bool `json:"as_pid_1,omitempty"`
+	// LockFiles are paths inside the sandbox on which pid 1 holds a read
+	// lock (fcntl F_RDLCK) for the sandbox's life (bwrap's --lock-file).
+	LockFiles []string `json:"lock_files,omitempty"`
+	// DieWithParent: the command, too, is killed when its parent (pid 1)
+	// dies, for a shared pid namespace, where pid 1's end ends no other
+	// process (rbox itself arms the same for its own parent).
+	DieWithParent bool `json:"die_with_parent,omitempty"`
+	// BwrapErrors reports the sandbox's own failures in bwrap's shape
+	// ("bwrap: ...", exit 1).
+	BwrapErrors bool `json:"bwrap_errors,omitempty"`
+
 	// --- outbound traffic by policy (package network/egress) ---
 
 	// Egress, when set, gives the sandbox its loopback and rbox's
@@ -232,6 +297,15 @@ type Overlay struct {
 	// (--overlay-dir); empty means a tmpfs that goes with the sandbox.
 	UpperDir string `json:"upper_dir,omitempty"`
 	WorkDir  string `json:"work_dir,omitempty"`
+}
+
+// Argv is the command's argument vector: Args, with Argv0 as argv[0]
+// when set.
+func (s *Spec) Argv() []string {
+	if s.Argv0 == "" || len(s.Args) == 0 {
+		return s.Args
+	}
+	return append([]string{s.Argv0}, s.Args[1:]...)
 }
 
 // DefaultPath is the command search path when Env sets no PATH.

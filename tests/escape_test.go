@@ -867,6 +867,39 @@ func TestEscapeSymlinkedBindSource(t *testing.T) {
 	}
 }
 
+// rbox bwrap builds its root from the caller's ordered mounts, the later
+// ones inside earlier binds. A symlink the command (or anyone) planted in
+// a bound directory, pointing at a host path, must not send a later mount
+// point onto the host: destinations are resolved inside the new root.
+// Weakened: the host path is bound into the sandbox at the same place, so
+// the same command line reaches it, as it must.
+func TestEscapeBwrapDestThroughSymlink(t *testing.T) {
+	work, target := hostDir(t), hostDir(t)
+	if err := os.Symlink(target, filepath.Join(work, "link")); err != nil {
+		t.Fatal(err)
+	}
+	run := func(extra ...string) result {
+		args := append([]string{"bwrap", "--unshare-user", "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
+			"--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64"}, extra...)
+		args = append(args, "--bind", work, "/w", "--dir", "/w/link/planted", "--", "true")
+		return rbox(t, args...)
+	}
+	// The symlink leads nowhere in the sandbox: the setup fails, naming
+	// it.
+	if r := run(); r.code != 1 || !strings.Contains(r.stderr, "/w/link is a symlink") {
+		t.Fatalf("rbox bwrap: %s", r)
+	}
+	if _, err := os.Stat(filepath.Join(target, "planted")); err == nil {
+		t.Fatalf("a mount point was made on the host through a symlink in a bound directory")
+	}
+	if r := run("--bind", target, target); r.code != 0 {
+		t.Fatalf("weakened: %s", r)
+	}
+	if _, err := os.Stat(filepath.Join(target, "planted")); err != nil {
+		t.Fatalf("weakened: the directory should reach the host through the bound target: %v", err)
+	}
+}
+
 // Through rbox's egress proxies, which connect from the host, the host's
 // loopback stays closed however it is written (a name that resolves to it,
 // 127.0.0.1, 0.0.0.0, ::ffff:127.0.0.1, ::1), even when the rules allow

@@ -40,7 +40,18 @@ var specFieldChecks = map[string][]func(*testing.T){
 	"DNS":               {TestNetworkResolverFiles},
 	"Egress":            {TestEgressPolicy, TestEgressEnvAndResolvConf},
 	"GeneratedFiles":    {TestHome},
-	"Limits":            {TestLimitForkBomb, TestLimitMemory, TestUlimitValues, TestLimitCgroupFilesFromHost},
+	// rbox bwrap's (and their native options').
+	"EmptyRoot":     {TestBwrapConformance},
+	"CwdFallbacks":  {TestBwrapEnvAndCwdDefault},
+	"KeepSession":   {TestBwrapConformance},
+	"Argv0":         {TestBwrapNewerOptions},
+	"DisableUserns": {TestBwrapNewerOptions},
+	"SeccompExtra":  {TestBwrapNewerOptions},
+	"AsPID1":        {TestBwrapAsPID1},
+	"LockFiles":     {TestBwrapLockFile},
+	"DieWithParent": {TestBwrapDieWithParent},
+	"BwrapErrors":   {TestBwrapBadInput},
+	"Limits":        {TestLimitForkBomb, TestLimitMemory, TestUlimitValues, TestLimitCgroupFilesFromHost},
 	// Always the re-exec executor: pid 1 is made in the network's user
 	// namespace.
 	"JoinNet": {TestNamedNetSandbox},

@@ -50,7 +50,7 @@ func TestMistypedCommand(t *testing.T) {
 
 func TestParseOffsetDays(t *testing.T) {
 	for in, want := range map[string]int64{"30d": 30 * 86400, "-1d": -86400, "90": 90, "2h": 7200} {
-		if got, err := parseOffset(in); err != nil || got != want {
+		if got, err := parseOffset(in); err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("parseOffset(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
@@ -58,7 +58,7 @@ func TestParseOffsetDays(t *testing.T) {
 
 func TestParseSizeUnits(t *testing.T) {
 	for in, want := range map[string]int64{"64m": 64 << 20, "64MiB": 64 << 20, "64mb": 64 << 20, "1G": 1 << 30, "4096": 4096, "2k": 2048} {
-		if got, err := parseSize(in); err != nil || got != want {
+		if got, err := parseSize(in); err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
@@ -71,11 +71,11 @@ func TestParseSizeUnits(t *testing.T) {
 
 func TestDockerVolumeSuffix(t *testing.T) {
 	m, err := parseMount(spec.MountBind, "./a:/b:ro")
-	if err != nil || m != (spec.Mount{Kind: spec.MountROBind, Source: "./a", Dest: "/b"}) {
+	if err != nil || !reflect.DeepEqual(m, spec.Mount{Kind: spec.MountROBind, Source: "./a", Dest: "/b"}) {
 		t.Errorf(":ro = %+v, %v", m, err)
 	}
 	m, err = parseMount(spec.MountBind, "./a:/b:rw")
-	if err != nil || m != (spec.Mount{Kind: spec.MountBind, Source: "./a", Dest: "/b"}) {
+	if err != nil || !reflect.DeepEqual(m, spec.Mount{Kind: spec.MountBind, Source: "./a", Dest: "/b"}) {
 		t.Errorf(":rw = %+v, %v", m, err)
 	}
 }
@@ -88,7 +88,7 @@ func TestParseMountSpec(t *testing.T) {
 		"type=tmpfs,dst=/t,tmpfs-size=1m":        {Kind: spec.MountTmpfs, Dest: "/t", SizeBytes: 1 << 20},
 	}
 	for raw, want := range good {
-		if got, err := parseMountSpec(raw); err != nil || got != want {
+		if got, err := parseMountSpec(raw); err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: %+v, %v; want %+v", raw, got, err, want)
 		}
 	}
@@ -133,7 +133,7 @@ func TestParseID(t *testing.T) {
 func TestHomeMount(t *testing.T) {
 	tmpfs := &homeFlags{Home: "tmpfs"}
 	m, _ := tmpfs.homeMount("/home/u", nil, false, 0)
-	if m == nil || *m != (spec.Mount{Kind: spec.MountTmpfs, Dest: "/home/u", Mode: 0o700}) {
+	if m == nil || !reflect.DeepEqual(*m, spec.Mount{Kind: spec.MountTmpfs, Dest: "/home/u", Mode: 0o700}) {
 		t.Errorf("default home: %+v", m)
 	}
 	if m, _ := tmpfs.homeMount("/home/u", nil, false, 1000); m == nil || m.Mode != 0o777 {
@@ -159,7 +159,7 @@ func TestHomeMount(t *testing.T) {
 		t.Errorf("--home none mounted %+v", m)
 	}
 	dir := t.TempDir()
-	if m, err := (&homeFlags{Home: dir}).homeMount("/home/u", nil, true, 0); err != nil || m == nil || *m != (spec.Mount{Kind: spec.MountBind, Source: dir, Dest: "/home/u"}) {
+	if m, err := (&homeFlags{Home: dir}).homeMount("/home/u", nil, true, 0); err != nil || m == nil || !reflect.DeepEqual(*m, spec.Mount{Kind: spec.MountBind, Source: dir, Dest: "/home/u"}) {
 		t.Errorf("--home DIR: %+v, %v", m, err)
 	}
 	if _, err := (&homeFlags{Home: filepath.Join(dir, "missing")}).homeMount("/home/u", nil, false, 0); err == nil {

@@ -22,7 +22,7 @@ func parseMount(kind spec.MountKind, raw string) (spec.Mount, error) {
 		return m, fmt.Errorf("%s needs a value", flag)
 	}
 	switch kind {
-	case spec.MountBind, spec.MountROBind, spec.MountSymlink:
+	case spec.MountBind, spec.MountROBind, spec.MountDevBind, spec.MountSymlink:
 		src, dst, ok := strings.Cut(raw, ":")
 		if !ok || src == "" || dst == "" {
 			what := "SRC:DST"
@@ -89,14 +89,17 @@ func parseSize(s string) (int64, error) {
 // and checks they exist, so a typo fails before anything is created, and
 // that none is a symlink (see refuseSymlinkSource).
 func resolveSources(ms []spec.Mount) ([]spec.Mount, error) {
-	out := make([]spec.Mount, len(ms))
-	for i, m := range ms {
-		if m.Kind == spec.MountBind || m.Kind == spec.MountROBind {
+	out := make([]spec.Mount, 0, len(ms))
+	for _, m := range ms {
+		if m.Kind == spec.MountBind || m.Kind == spec.MountROBind || m.Kind == spec.MountDevBind {
 			abs, err := filepath.Abs(m.Source)
 			if err != nil {
 				return nil, err
 			}
 			if _, err := os.Stat(abs); err != nil {
+				if m.Optional { // --bind-try, --ro-bind-try
+					continue
+				}
 				return nil, fmt.Errorf("--%s %s:%s: source %s does not exist", m.Kind, m.Source, m.Dest, m.Source)
 			}
 			if err := refuseSymlinkSource(m, abs); err != nil {
@@ -104,7 +107,7 @@ func resolveSources(ms []spec.Mount) ([]spec.Mount, error) {
 			}
 			m.Source = abs
 		}
-		out[i] = m
+		out = append(out, m)
 	}
 	return out, nil
 }

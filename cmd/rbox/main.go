@@ -31,6 +31,7 @@ type CLI struct {
 	Run     RunCmd        `cmd:"" default:"withargs" help:"Run a command in a new sandbox (the default command)."`
 	Check   CheckCmd      `cmd:"" help:"Try each kernel feature rbox uses and tell how to fix what does not work."`
 	Image   ImageCmd      `cmd:"" passthrough:"" help:"Manage the image store: import, load, pull, ls, rm (run by the rbox-image executable)."`
+	Bwrap   BwrapCmd      `cmd:"" passthrough:"" help:"Run bubblewrap's command line with bwrap's meaning (also as a link named bwrap; see docs/bwrap.md)."`
 	Version VersionCmd    `cmd:"" help:"Print rbox's version."`
 	Named   namedCommands `embed:""`
 	Network NetworkCmd    `cmd:"" help:"Manage sandbox networks: create, ls, rm (run sandboxes on one with --net NAME)."`
@@ -68,6 +69,9 @@ func main() {
 	if len(os.Args) == 2 && os.Args[0] == bridge.HolderArg0 {
 		bridge.HolderMain(os.Args[1])
 	}
+	if args, ok := isBwrapCall(os.Args); ok {
+		os.Exit(bwrapMain(args))
+	}
 	recordCaller()
 	os.Exit(runCLI(os.Args[1:]))
 }
@@ -90,6 +94,11 @@ func runCLI(args []string) int {
 				code = e.code
 			}
 		}()
+		args, err := spliceArgsFD(args)
+		if err != nil {
+			code = usageError(err)
+			return
+		}
 		if h, ok := helpArgs(args); ok {
 			args = h
 		} else if c, ok := mistypedCommand(args, commandNames(parser.Model.Node)); ok {

@@ -58,6 +58,7 @@ type RunCmd struct {
 	Limits  limitFlags   `embed:""`
 	// limitsWarning says which limits hold per process only.
 	limitsWarning string
+	Bwrap         bwrapFlags     `embed:""`
 	Habits        habitFlags     `embed:""`
 	HomeDir       homeFlags      `embed:""`
 	Egress        egressFlags    `embed:""`
@@ -88,10 +89,12 @@ func (mountFlag) Decode(ctx *kong.DecodeContext) error {
 	if err := ctx.Scan.PopValueInto("value", &raw); err != nil {
 		return err
 	}
-	mnt, err := parseMount(spec.MountKind(ctx.Value.Name), raw)
+	kind, optional := strings.CutSuffix(ctx.Value.Name, "-try") // --bind-try, --ro-bind-try
+	mnt, err := parseMount(spec.MountKind(kind), raw)
 	if err != nil {
 		return err
 	}
+	mnt.Optional = optional
 	mountOrder = append(mountOrder, mnt)
 	return nil
 }
@@ -121,7 +124,13 @@ func (r *RunCmd) Run() error {
 	if err := keepCallerFDs(r.PreserveF); err != nil {
 		return err
 	}
-	return exitError{sandbox.Run(s, plan, r.hold...)}
+	hooks, finish, err := r.Bwrap.apply(s)
+	if err != nil {
+		return err
+	}
+	code := sandbox.RunHooks(s, plan, hooks, r.hold...)
+	finish(code)
+	return exitError{code}
 }
 
 // seccompFilter compiles the payload's filter for --seccomp: none for
