@@ -44,6 +44,10 @@ type Run struct {
 	BlockFD int
 	// SyncFD is kept open for the sandbox's life, or -1.
 	SyncFD int
+	// UsernsBlockFD is read until it has data, once the sandbox's user
+	// namespace exists and before it is used: the caller writes its id
+	// maps meanwhile (--userns-block-fd); -1 for none.
+	UsernsBlockFD int
 	// DieWithParent ends the sandbox when rbox's parent dies.
 	DieWithParent bool
 	// LevelPrefix puts syslog levels (<3>) before rbox's messages.
@@ -89,6 +93,7 @@ type parser struct {
 	argsDepth               int
 	assertUsernsDisabled    bool
 	seccompFD, addSeccompFD bool
+	ns                      nsOptions
 }
 
 // Parse reads bwrap's argv (without the program name). environ is the
@@ -99,11 +104,12 @@ func Parse(argv, environ []string, cwd string) (*Run, error) {
 			Spec:   &spec.Spec{},
 			UID:    uint32(os.Getuid()),
 			GID:    uint32(os.Getgid()),
-			InfoFD: -1, JSONStatusFD: -1, BlockFD: -1, SyncFD: -1,
+			InfoFD: -1, JSONStatusFD: -1, BlockFD: -1, SyncFD: -1, UsernsBlockFD: -1,
 		},
 		args:    argv,
 		perms:   -1,
 		unshare: map[string]bool{},
+		ns:      nsOptions{userns: -1, userns2: -1, pidns: -1, usernsBlock: -1},
 	}
 	cmd, err := p.options()
 	if err != nil {
@@ -112,6 +118,9 @@ func Parse(argv, environ []string, cwd string) (*Run, error) {
 	r := p.r
 	if r.Help || r.ShowVersion {
 		return r, nil
+	}
+	if err := p.checkNamespaceOptions(); err != nil {
+		return nil, err
 	}
 	if len(cmd) == 0 {
 		return nil, usagef("No command specified")
@@ -126,10 +135,17 @@ func Parse(argv, environ []string, cwd string) (*Run, error) {
 		return nil, usagef("--overlay-src must be followed by another --overlay-src option or one of --overlay, --ro-overlay or --tmp-overlay")
 	}
 	s := r.Spec
+	if err := p.applyNamespaces(); err != nil {
+		return nil, err
+	}
 	if p.assertUsernsDisabled && !s.DisableUserns {
-		// rbox always makes a fresh user namespace (no --userns), where
-		// nothing disabled them unless --disable-userns.
-		return nil, usagef("--assert-userns-disabled: creation of user namespaces is not disabled (add --disable-userns)")
+		if s.JoinUserNS == 0 && s.SwitchUserNS == 0 && r.UsernsBlockFD == -1 {
+			// A user namespace rbox makes and leaves as it is:
+			// nothing can have disabled them.
+			return nil, usagef("%s", usernsNotDisabled)
+		}
+		// The namespace is the caller's: pid 1 checks it.
+		s.AssertUsernsDisabled = true
 	}
 	s.Args = cmd
 	s.EmptyRoot = true
@@ -373,8 +389,14 @@ func (p *parser) option(name string) error {
 	case "--share-net":
 		p.shareNet = true
 	case "--unshare-user", "--unshare-user-try":
-		// rbox always makes a user namespace: it is how an ordinary user
-		// gets to build a sandbox, as bwrap when it is not setuid.
+		// rbox always makes a user namespace (unless --userns): it is
+		// how an ordinary user gets to build a sandbox, as bwrap when it
+		// is not setuid.
+		if name == "--unshare-user" {
+			p.ns.unshareUser = true
+		} else {
+			p.ns.unshareUserTry = true
+		}
 	case "--unshare-ipc":
 		p.unshare[spec.NSIPC] = true
 	case "--unshare-pid":
@@ -385,16 +407,16 @@ func (p *parser) option(name string) error {
 		p.unshare[spec.NSUTS] = true
 	case "--unshare-cgroup", "--unshare-cgroup-try":
 		p.unshare[spec.NSCgroup] = true
-	case "--userns", "--userns2", "--pidns":
-		if _, err := one(); err != nil {
+	case "--userns", "--userns2", "--pidns", "--userns-block-fd":
+		v, err := one()
+		if err != nil {
 			return err
 		}
-		return &Unsupported{name, "rbox always makes a new user and pid namespace of its own and joins none"}
-	case "--userns-block-fd":
-		if _, err := one(); err != nil {
+		fd, err := fdArg(name, v)
+		if err != nil {
 			return err
 		}
-		return &Unsupported{name, "rbox writes the sandbox's id maps itself"}
+		*map[string]*int{"--userns": &p.ns.userns, "--userns2": &p.ns.userns2, "--pidns": &p.ns.pidns, "--userns-block-fd": &p.ns.usernsBlock}[name] = fd
 	case "--disable-userns":
 		r.Spec.DisableUserns = true
 	case "--assert-userns-disabled":
@@ -409,9 +431,9 @@ func (p *parser) option(name string) error {
 			return err
 		}
 		if name == "--uid" {
-			r.UID = id
+			r.UID, p.ns.uidGiven = id, true
 		} else {
-			r.GID = id
+			r.GID, p.ns.gidGiven = id, true
 		}
 	case "--hostname":
 		v, err := one()

@@ -17,7 +17,10 @@ import (
 // the sandbox is built.
 type Reporter struct {
 	Info, JSON, Block int // descriptors, or -1
-	Spec              *spec.Spec
+	// UsernsBlock is waited on first, while the caller writes the
+	// sandbox's id maps (--userns-block-fd), or -1.
+	UsernsBlock int
+	Spec        *spec.Spec
 }
 
 // nsOrder are the namespaces bwrap reports, in its order, by the name
@@ -28,7 +31,7 @@ var nsOrder = []struct{ proc, ns string }{
 }
 
 // Started reports pid 1's pid and namespaces, then waits for data on the
-// block descriptor (bwrap's --block-fd).
+// --userns-block-fd and --block-fd descriptors.
 func (r *Reporter) Started(pid int) error {
 	type field struct {
 		key string
@@ -65,16 +68,22 @@ func (r *Reporter) Started(pid int) error {
 		}
 		writeAll(r.JSON, "{ "+strings.Join(parts, ", ")+" }\n")
 	}
-	if r.Block >= 0 {
-		var b [1]byte
-		for {
-			_, err := unix.Read(r.Block, b[:])
-			if err != unix.EINTR {
-				break
-			}
+	waitFD(r.UsernsBlock)
+	waitFD(r.Block)
+	return nil
+}
+
+// waitFD reads one byte from fd (none: -1), or until it is closed.
+func waitFD(fd int) {
+	if fd < 0 {
+		return
+	}
+	var b [1]byte
+	for {
+		if _, err := unix.Read(fd, b[:]); err != unix.EINTR {
+			return
 		}
 	}
-	return nil
 }
 
 // Exited reports the command's exit code on the status descriptor.

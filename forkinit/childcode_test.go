@@ -21,6 +21,8 @@ var childRoots = []string{
 	"github.com/rbox-dev/rbox/forkinit.cloneInner.abi0",
 	"github.com/rbox-dev/rbox/forkinit.outerEntry",
 	"github.com/rbox-dev/rbox/forkinit.innerEntry",
+	"github.com/rbox-dev/rbox/forkinit.cloneJoin.abi0",
+	"github.com/rbox-dev/rbox/forkinit.joinEntry",
 }
 
 // childCallees are the functions outside rbox the children may call: raw

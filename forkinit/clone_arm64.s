@@ -50,3 +50,72 @@ TEXT ·cloneOuter(SB),NOSPLIT|NOFRAME,$0-32
 // func cloneInner(flags, stack uintptr) (pid uintptr, errno uintptr)
 TEXT ·cloneInner(SB),NOSPLIT|NOFRAME,$0-32
 	CLONE_THEN(·innerEntry)
+
+// func cloneJoin(flags, stack uintptr) (pid uintptr, errno uintptr)
+//
+// The joiner: see clone_amd64.s.
+TEXT ·cloneJoin(SB),NOSPLIT|NOFRAME,$0-32
+	MOVD	flags+0(FP), R0
+	MOVD	stack+8(FP), R1
+	MOVD	ZR, R2
+	MOVD	ZR, R3
+	MOVD	ZR, R4
+	MOVD	$220, R8 // SYS_clone
+	SVC
+	CMP	ZR, R0
+	BEQ	joiner
+	CMN	$4095, R0
+	BCC	ok
+	NEG	R0, R0
+	MOVD	ZR, pid+16(FP)
+	MOVD	R0, errno+24(FP)
+	RET
+ok:
+	MOVD	R0, pid+16(FP)
+	MOVD	ZR, errno+24(FP)
+	RET
+joiner:
+	BL	·joinEntry(SB)
+	MOVD	·hopFlags(SB), R0
+	CBZ	R0, pid1
+	MOVD	·hopTop(SB), R1
+	MOVD	ZR, R2
+	MOVD	ZR, R3
+	MOVD	ZR, R4
+	MOVD	$220, R8 // SYS_clone
+	SVC
+	CBZ	R0, pid1
+	CMN	$4095, R0
+	BCS	failed
+	MOVD	R0, ·hopPID(SB)
+	B	done
+pid1:
+	MOVD	·pid1Flags(SB), R0
+	MOVD	·pid1Top(SB), R1
+	MOVD	$·pid1FD(SB), R2 // CLONE_PIDFD's
+	MOVD	ZR, R3
+	MOVD	ZR, R4
+	MOVD	$220, R8 // SYS_clone
+	SVC
+	CBZ	R0, init
+	CMN	$4095, R0
+	BCS	failed
+	MOVD	R0, ·joinedPID(SB)
+done:
+	MOVD	ZR, R0
+	MOVD	$94, R8 // SYS_exit_group
+	SVC
+	UNDEF
+failed:
+	NEG	R0, R0
+	MOVD	R0, ·joinErrno(SB)
+	MOVD	$125, R0
+	MOVD	$94, R8 // SYS_exit_group
+	SVC
+	UNDEF
+init:
+	BL	·childEntry(SB)
+	MOVD	$125, R0
+	MOVD	$94, R8 // SYS_exit_group
+	SVC
+	UNDEF

@@ -13,3 +13,4 @@ func cloneInit(_, _ uintptr) (uintptr, uintptr)    { return 0, uintptr(unix.ENOS
 func clonePayload(_, _ uintptr) (uintptr, uintptr) { return 0, uintptr(unix.ENOSYS) }
 func cloneOuter(_, _ uintptr) (uintptr, uintptr)   { return 0, uintptr(unix.ENOSYS) }
 func cloneInner(_, _ uintptr) (uintptr, uintptr)   { return 0, uintptr(unix.ENOSYS) }
+func cloneJoin(_, _ uintptr) (uintptr, uintptr)    { return 0, uintptr(unix.ENOSYS) }

@@ -54,10 +54,30 @@ func (in *Init) Start(flags uintptr) (int, error) {
 	// architecture (uint64 words on 64-bit ones, uint32 pairs on 386).
 	in.oldMask = mask
 	syscall.ForkLock.Lock()
+	if in.join != nil {
+		if err := in.prepareJoin(flags | unix.CLONE_VM | uintptr(unix.SIGCHLD)); err != nil {
+			syscall.ForkLock.Unlock()
+			return 0, err
+		}
+		defer in.freeJoin()
+	}
 	forked = in
 	beforeFork()
-	pid, errno := cloneInit(flags|unix.CLONE_VM|uintptr(unix.SIGCHLD), in.stack.top())
+	var pid, errno uintptr
+	if in.join != nil {
+		pid, errno = cloneJoin(joinerFlags, in.joinStack.top())
+	} else {
+		pid, errno = cloneInit(flags|unix.CLONE_VM|uintptr(unix.SIGCHLD), in.stack.top())
+	}
 	afterFork()
+	var joinErr error
+	if in.join != nil && errno == 0 {
+		// The joiner shares this descriptor table: the child's ends
+		// stay open until pid 1 has its copy.
+		var jpid int
+		jpid, joinErr = in.waitJoined(int(pid))
+		pid = uintptr(jpid)
+	}
 	syscall.ForkLock.Unlock()
 	// The child's ends. The fields stay as they are: pid 1 may share this
 	// memory and reads them.
@@ -65,6 +85,9 @@ func (in *Init) Start(flags uintptr) (int, error) {
 	unix.Close(in.reportW)
 	if errno != 0 {
 		return 0, syscall.Errno(errno)
+	}
+	if joinErr != nil {
+		return 0, joinErr
 	}
 	in.running = true
 	return int(pid), nil

@@ -52,6 +52,7 @@ const (
 	reportInit    = 1 // an op of one of Init.init failed
 	reportPayload = 2 // an op of one of Init.payload failed
 	reportExec    = 3 // the command's search ended without an exec
+	reportJoin    = 4 // an op of the joiner failed (join.go)
 )
 
 // Init is pid 1: its programs and the memory they use, which it shares
@@ -86,6 +87,11 @@ type Init struct {
 	// asPID1: the command is pid 1 itself (rbox bwrap --as-pid-1): pid 1
 	// runs the payload's programs and executes it, with no init.
 	asPID1 bool
+
+	// The joiner (join.go): its program and stacks.
+	join                *sysplan.Program
+	joinStack, hopStack stack
+	joinsPID            bool
 }
 
 // New makes a pid 1 to be started with Start: its pipes and stacks.
@@ -121,6 +127,10 @@ func (in *Init) Prepare(s *spec.Spec, l initplan.Learned) error {
 		return err
 	}
 	keep := []int{in.reportW, in.startR}
+	if s.SwitchUserNS > 0 {
+		// Entered once the filesystem is built (initplan).
+		keep = append(keep, s.SwitchUserNS)
+	}
 	if s.TTY {
 		keep = append(keep, l.ConsoleSocket)
 	}

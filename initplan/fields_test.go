@@ -36,15 +36,19 @@ func TestEveryFieldReachesThePlan(t *testing.T) {
 		"Publish":       func(s *spec.Spec) { s.Publish = []spec.Port{{HostPort: 8080, ChildPort: 80, Proto: "tcp"}} },
 		// The tmpfs mounts' size; the cgroups and rlimits are the
 		// parent's (limits.Box).
-		"Limits":        func(s *spec.Spec) { s.Limits = &spec.Limits{MemoryBytes: 1 << 30} },
-		"EmptyRoot":     func(s *spec.Spec) { s.EmptyRoot = true },
-		"CwdFallbacks":  func(s *spec.Spec) { s.CwdFallbacks = []string{"/srv"} },
-		"KeepSession":   func(s *spec.Spec) { s.KeepSession = true },
-		"Argv0":         func(s *spec.Spec) { s.Argv0 = "renamed" },
-		"DisableUserns": func(s *spec.Spec) { s.DisableUserns = true },
-		"SeccompExtra":  func(s *spec.Spec) { s.SeccompExtra = []spec.SeccompFilter{{BPF: make([]byte, 8)}} },
-		"LockFiles":     func(s *spec.Spec) { s.LockFiles = []string{"/tmp/lock"} },
-		"DieWithParent": func(s *spec.Spec) { s.DieWithParent = true },
+		"Limits":               func(s *spec.Spec) { s.Limits = &spec.Limits{MemoryBytes: 1 << 30} },
+		"EmptyRoot":            func(s *spec.Spec) { s.EmptyRoot = true },
+		"CwdFallbacks":         func(s *spec.Spec) { s.CwdFallbacks = []string{"/srv"} },
+		"KeepSession":          func(s *spec.Spec) { s.KeepSession = true },
+		"Argv0":                func(s *spec.Spec) { s.Argv0 = "renamed" },
+		"DisableUserns":        func(s *spec.Spec) { s.DisableUserns = true },
+		"SeccompExtra":         func(s *spec.Spec) { s.SeccompExtra = []spec.SeccompFilter{{BPF: make([]byte, 8)}} },
+		"LockFiles":            func(s *spec.Spec) { s.LockFiles = []string{"/tmp/lock"} },
+		"DieWithParent":        func(s *spec.Spec) { s.DieWithParent = true },
+		"SwitchUserNS":         func(s *spec.Spec) { s.SwitchUserNS = 5 },
+		"KeepUID":              func(s *spec.Spec) { s.KeepUID = true },
+		"KeepGID":              func(s *spec.Spec) { s.KeepGID = true },
+		"AssertUsernsDisabled": func(s *spec.Spec) { s.AssertUsernsDisabled = true },
 		"GeneratedFiles": func(s *spec.Spec) {
 			s.GeneratedFiles = []spec.GeneratedFile{{Dest: "/etc/passwd", Data: []byte("root:x:0:0::/root:/bin/sh\n")}}
 		},
@@ -60,6 +64,8 @@ func TestEveryFieldReachesThePlan(t *testing.T) {
 		"Bridge":            "the parent: pid 1 is made in the network's user namespace (enter.StartInit) and the network's holder plugs its network namespace before the command starts; the plan sees Net none and DNS",
 		"AsPID1":            "forkinit: pid 1 runs the payload's programs itself and executes the command, with no init (the CLI refuses it where the fast path cannot run)",
 		"BwrapErrors":       "initproc's and the CLI's messages: bwrap's shape and exit status",
+		"JoinUserNS":        "forkinit: pid 1 is cloned by a joiner that entered the user namespace (forkinit.Required: the fast path only)",
+		"JoinPIDNS":         "forkinit: pid 1 is cloned by a joiner that entered the pid namespace (forkinit.Required: the fast path only)",
 		"PreserveFDs":       "each executor's mechanism: forkinit's prologue leaves fds 3..3+N-1 open, initproc hands them to Go's fork",
 	}
 	base := func() *spec.Spec {

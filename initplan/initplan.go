@@ -155,6 +155,7 @@ func New(s *spec.Spec, l Learned) (*Plan, error) {
 	if s.TTY {
 		pl.terminal(pid1, s, cfg.TTYGID, l.ConsoleSocket)
 	}
+	switchUserns(pid1, s)
 	pl.session(s)
 	pl.payloadInheritance(pid1, s)
 	pl.cut(&pid1, 0)
@@ -326,6 +327,35 @@ var terminalStdio = func() []int {
 	return fds
 }
 
+// Step names of switchUserns: bwrap's words for its failures.
+const (
+	StepSwitchUserNS  = "Setting userns2 failed"
+	UsernsNotDisabled = "creation of new user namespaces was not disabled as requested"
+)
+
+// switchUserns: once the filesystem is built, pid 1 enters the user
+// namespace the command is to run in (bwrap's --userns2), and, when asked,
+// checks there that no user namespace can be made: unshare(2) must fail
+// (were it to succeed, pid 1 fails the run anyway). Both need a pid 1
+// alone in its thread group: forkinit's (see forkinit.Required).
+func switchUserns(p *sysplan.Program, s *spec.Spec) {
+	if s.SwitchUserNS > 0 {
+		p.Step(StepSwitchUserNS)
+		p.Call(unix.SYS_SETNS, sysplan.V(uintptr(s.SwitchUserNS)), sysplan.V(unix.CLONE_NEWUSER))
+	}
+	if s.AssertUsernsDisabled {
+		disabled := p.NewLabel()
+		p.Step("check that user namespaces are disabled")
+		p.Call(unix.SYS_UNSHARE, sysplan.V(unix.CLONE_NEWUSER)).OnAnyError(disabled)
+		p.Step(UsernsNotDisabled)
+		// A cell holding -EPERM: the op always fails.
+		notDisabled := &[1]int32{-int32(unix.EPERM)}
+		sysplan.Keep(p, notDisabled)
+		p.FailOnNegative(&notDisabled[0])
+		p.Mark(disabled)
+	}
+}
+
 // session: the payload's own session, and its controlling terminal.
 func (pl *Plan) session(s *spec.Spec) {
 	p := pl.Session
@@ -399,23 +429,40 @@ func (pl *Plan) limits(s *spec.Spec, l Learned) error {
 	}
 	p.Call(unix.SYS_CAPSET, sysplan.V(sysplan.Keep(p, hdr)), sysplan.V(sysplan.Keep(p, all)))
 	p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_CAP_AMBIENT), sysplan.V(unix.PR_CAP_AMBIENT_CLEAR_ALL), sysplan.V(0), sysplan.V(0), sysplan.V(0))
-	if s.UID != 0 || s.GID != 0 {
+	if s.UID != 0 || s.GID != 0 || s.KeepUID || s.KeepGID {
 		// A non-root uid loses every capability at exec; what --cap-add
 		// granted comes back as ambient. The permitted set must survive
-		// setresuid for that (keepcaps).
+		// setresuid for that (keepcaps). A kept uid may be anyone's.
 		var ambient []uintptr
-		if s.UID != 0 {
+		if s.UID != 0 || s.KeepUID {
 			ambient = caps.Numbers(caps.Added(s.Caps))
 		}
-		p.Step("become %d:%d", s.UID, s.GID)
+		keep := s.KeepUID || s.KeepGID
+		if keep {
+			// A namespace whose maps rbox did not write: a kept id
+			// stays, another is switched to in bwrap's words.
+			p.Step("keep capabilities")
+		} else {
+			p.Step("become %d:%d", s.UID, s.GID)
+		}
 		if len(ambient) > 0 {
 			p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_SET_KEEPCAPS), sysplan.V(1), sysplan.V(0), sysplan.V(0), sysplan.V(0))
 		}
 		if !l.SetgroupsDenied {
 			p.Call(unix.SYS_SETGROUPS, sysplan.V(0), sysplan.V(0))
 		}
-		p.Call(unix.SYS_SETRESGID, sysplan.V(uintptr(s.GID)), sysplan.V(uintptr(s.GID)), sysplan.V(uintptr(s.GID)))
-		p.Call(unix.SYS_SETRESUID, sysplan.V(uintptr(s.UID)), sysplan.V(uintptr(s.UID)), sysplan.V(uintptr(s.UID)))
+		if !s.KeepGID {
+			if keep {
+				p.Step("unable to switch to gid %d", s.GID)
+			}
+			p.Call(unix.SYS_SETRESGID, sysplan.V(uintptr(s.GID)), sysplan.V(uintptr(s.GID)), sysplan.V(uintptr(s.GID)))
+		}
+		if !s.KeepUID {
+			if keep {
+				p.Step("unable to switch to uid %d", s.UID)
+			}
+			p.Call(unix.SYS_SETRESUID, sysplan.V(uintptr(s.UID)), sysplan.V(uintptr(s.UID)), sysplan.V(uintptr(s.UID)))
+		}
 		if len(ambient) > 0 {
 			p.Step("raise ambient capabilities")
 			inh := new([2]unix.CapUserData)

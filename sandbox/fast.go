@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -49,11 +50,16 @@ func runFast(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks) int {
 			return failf("%v", err)
 		}
 	}
+	in.Join(s)
 	pid, err := in.Start(cloneFlags(s))
 	if consoleChild != nil {
 		// pid 1 has its end by the clone; this one must go for the
 		// socket to end when pid 1 does.
 		consoleChild.Close()
+	}
+	var joinErr *forkinit.JoinFailure
+	if errors.As(err, &joinErr) {
+		return failf("%v", err)
 	}
 	if err != nil {
 		return failf("start the sandbox: %v (see `rbox check`)", err)

@@ -46,7 +46,10 @@ const ForceReexecEnv = "RBOX_TEST_FORCE_REEXEC"
 
 // cloneFlags are the namespaces the child is created in.
 func cloneFlags(s *spec.Spec) uintptr {
-	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS)
+	flags := uintptr(unix.CLONE_NEWNS)
+	if s.JoinUserNS == 0 {
+		flags |= unix.CLONE_NEWUSER
+	}
 	for ns, flag := range map[string]uintptr{
 		spec.NSPID: unix.CLONE_NEWPID, spec.NSNet: unix.CLONE_NEWNET, spec.NSUTS: unix.CLONE_NEWUTS,
 		spec.NSIPC: unix.CLONE_NEWIPC,
@@ -95,7 +98,7 @@ func RunHooks(s *spec.Spec, plan *userns.Plan, h *Hooks, hold ...*os.File) int {
 // run runs the sandbox s, whose limits are box.
 func run(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks, hold []*os.File) int {
 	failf := h.failer()
-	if len(hold) == 0 && forkinit.Eligible(s) && s.JoinNet == nil && s.Bridge == nil && os.Getenv(ForceReexecEnv) == "" {
+	if len(hold) == 0 && forkinit.Eligible(s) && s.JoinNet == nil && s.Bridge == nil && (os.Getenv(ForceReexecEnv) == "" || forkinit.Required(s)) {
 		return runFast(s, plan, box, h)
 	}
 	// pid 1 sets its rlimits itself (see limits.ApplyInit).

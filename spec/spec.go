@@ -209,6 +209,29 @@ type Spec struct {
 	// ("bwrap: ...", exit 1).
 	BwrapErrors bool `json:"bwrap_errors,omitempty"`
 
+	// --- caller-given namespaces (bwrap's --userns, --pidns, --userns2,
+	// --userns-block-fd): rbox's fast path only ---
+
+	// JoinUserNS and JoinPIDNS are descriptors (0: none) of a user and a
+	// pid namespace that pid 1 is made in, entered (setns) before its
+	// clone: the namespaces the sandbox makes belong to the joined user
+	// namespace, whose id maps are already written; with a pid namespace
+	// not shared, the sandbox's is a child of the joined one.
+	JoinUserNS int `json:"join_userns,omitempty"`
+	JoinPIDNS  int `json:"join_pidns,omitempty"`
+	// SwitchUserNS is a descriptor (0: none) of a user namespace pid 1
+	// enters once the filesystem is built: the command runs in it, its
+	// namespaces stay owned by the one they were made in.
+	SwitchUserNS int `json:"switch_userns,omitempty"`
+	// KeepUID and KeepGID leave the command the uid and gid the caller
+	// has in the sandbox's user namespace (maps rbox did not write) in
+	// place of UID and GID.
+	KeepUID bool `json:"keep_uid,omitempty"`
+	KeepGID bool `json:"keep_gid,omitempty"`
+	// AssertUsernsDisabled makes pid 1 check, once set up, that it cannot
+	// make a user namespace, and fail if it can.
+	AssertUsernsDisabled bool `json:"assert_userns_disabled,omitempty"`
+
 	// --- outbound traffic by policy (package network/egress) ---
 
 	// Egress, when set, gives the sandbox its loopback and rbox's

@@ -35,6 +35,9 @@ type Plan struct {
 	// Warning, when not empty, says why the sandbox got only the caller's
 	// own id and how to get the full range.
 	Warning string
+	// ByCaller: rbox's caller writes the maps (bwrap's --userns-block-fd);
+	// Write does nothing.
+	ByCaller bool
 }
 
 // Caller describes who runs rbox.
@@ -211,6 +214,9 @@ func helperArgs(pid int, m []spec.IDMap) []string {
 // same time: each is a separate exec and together they are most of the cost
 // of a sandbox start.
 func (p *Plan) Write(pid int) error {
+	if p.ByCaller {
+		return nil
+	}
 	if p.Helpers {
 		uidCmd := exec.Command("newuidmap", helperArgs(pid, p.UIDMap)...)
 		gidCmd := exec.Command("newgidmap", helperArgs(pid, p.GIDMap)...)

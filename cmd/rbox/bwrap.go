@@ -11,6 +11,7 @@ import (
 	"github.com/rbox-dev/rbox/bwrapcli"
 	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/forkinit"
+	"github.com/rbox-dev/rbox/initplan"
 	"github.com/rbox-dev/rbox/sandbox"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/userns"
@@ -107,6 +108,14 @@ func bwrapMain(argv []string) int {
 		// bwrap denies setgroups(2) in its user namespace, root's too.
 		SetgroupsDenied: true,
 	}
+	if s.JoinUserNS > 0 || r.UsernsBlockFD >= 0 {
+		// The maps are written already, or by the caller meanwhile;
+		// bwrap leaves setgroups(2) as the namespace has it.
+		plan = &userns.Plan{ByCaller: true, SetgroupsDenied: true}
+		if r.MapSubIDs {
+			return say("--rbox-map-subids cannot be combined with --userns or --userns-block-fd: the caller maps the namespace")
+		}
+	}
 	if r.MapSubIDs {
 		if plan, err = userns.NewPlan(caller, r.UID, r.GID); err != nil {
 			return say(err.Error())
@@ -120,6 +129,9 @@ func bwrapMain(argv []string) int {
 		// Only the fast path's pid 1 can hand its place to the command.
 		return say("--as-pid-1 is not supported by rbox for this sandbox: it needs rbox's fast path (no CAP_SYS_PTRACE, no added capabilities for a non-root uid)")
 	}
+	if forkinit.Required(s) && !forkinit.Eligible(s) {
+		return say("--userns, --pidns, --userns2 and --assert-userns-disabled with a caller's namespace are not supported by rbox here: they need rbox's fast path (amd64, arm64)")
+	}
 	if r.DieWithParent {
 		s.DieWithParent = true
 		if err := dieWithParent(); err != nil {
@@ -129,7 +141,7 @@ func bwrapMain(argv []string) int {
 	if err := keepCallerFDs(preserve); err != nil {
 		return say(err.Error())
 	}
-	rep := &bwrapcli.Reporter{Info: r.InfoFD, JSON: r.JSONStatusFD, Block: r.BlockFD, Spec: s}
+	rep := &bwrapcli.Reporter{Info: r.InfoFD, JSON: r.JSONStatusFD, Block: r.BlockFD, UsernsBlock: r.UsernsBlockFD, Spec: s}
 	failed := false
 	hooks := &sandbox.Hooks{
 		Started: rep.Started,
@@ -140,6 +152,8 @@ func bwrapMain(argv []string) int {
 				msg = fmt.Sprintf("execvp %s: No such file or directory", s.Args[0])
 			case contract.ExitCannotExecute:
 				msg = fmt.Sprintf("execvp %s: Permission denied", s.Args[0])
+			default:
+				msg = namespaceMessage(msg)
 			}
 			return say(msg)
 		},
@@ -175,4 +189,32 @@ func dieWithParent() error {
 		return errors.New("the parent process is gone")
 	}
 	return nil
+}
+
+// namespaceMessage words a failure to enter a caller's namespace, or its
+// check, as bwrap does: "STEP: Errno text"; other messages are returned
+// as they are.
+func namespaceMessage(msg string) string {
+	if strings.HasPrefix(msg, initplan.UsernsNotDisabled) {
+		return initplan.UsernsNotDisabled
+	}
+	for _, step := range []string{forkinit.StepJoinUserNS, forkinit.StepJoinPIDNS, initplan.StepSwitchUserNS, "unable to switch to uid ", "unable to switch to gid "} {
+		if strings.HasSuffix(step, " ") {
+			// "unable to switch to uid N": the step with its id.
+			i := strings.Index(msg, ": ")
+			if !strings.HasPrefix(msg, step) || i < 0 {
+				continue
+			}
+			step = msg[:i]
+		}
+		errText, ok := strings.CutPrefix(msg, step+": ")
+		if !ok || errText == "" {
+			continue
+		}
+		if step == forkinit.StepJoinUserNS && errText == unix.EINVAL.Error() {
+			return "Joining the specified user namespace failed, it might not be a descendant of the current user namespace."
+		}
+		return step + ": " + strings.ToUpper(errText[:1]) + errText[1:]
+	}
+	return msg
 }

@@ -50,7 +50,7 @@ func (b *bwrapFlags) apply(s *spec.Spec) (*sandbox.Hooks, func(code int), error)
 	if b.InfoFD == nil && b.JSONStatusFD == nil {
 		return nil, func(int) {}, nil
 	}
-	rep := &bwrapcli.Reporter{Info: -1, JSON: -1, Block: -1, Spec: s}
+	rep := &bwrapcli.Reporter{Info: -1, JSON: -1, Block: -1, UsernsBlock: -1, Spec: s}
 	for _, f := range []struct {
 		fd   *int
 		into *int
