@@ -112,7 +112,15 @@ func TestParseErrors(t *testing.T) {
 		{[]string{"--ro-bind", "/", "/"}, "No command specified"},
 		{[]string{"--overlay-src", "/usr", "--dir", "/d", "true"}, "--overlay-src must be followed"},
 		{[]string{"--as-pid-1", "true"}, "Specifying --as-pid-1 requires --unshare-pid"},
-		{[]string{"--userns", "3", "true"}, "--userns is not supported by rbox"},
+		{[]string{"--userns", "99", "true"}, "Joining specified user namespace failed: Bad file descriptor"},
+		{[]string{"--pidns", "99", "true"}, "Setting pidns failed: Bad file descriptor"},
+		{[]string{"--userns2", "99", "true"}, "Setting userns2 failed: Bad file descriptor"},
+		{[]string{"--userns-block-fd", "3", "true"}, "--userns-block-fd requires --unshare-user"},
+		{[]string{"--unshare-user", "--userns-block-fd", "3", "true"}, "--userns-block-fd requires --info-fd"},
+		{[]string{"--userns", "3", "--unshare-user", "true"}, "--userns not compatible --unshare-user"},
+		{[]string{"--userns", "3", "--unshare-user-try", "true"}, "--userns not compatible --unshare-user-try"},
+		{[]string{"--disable-userns", "true"}, "--disable-userns requires --unshare-user"},
+		{[]string{"--unshare-user", "--assert-userns-disabled", "true"}, "creation of new user namespaces was not disabled as requested"},
 	} {
 		_, err := Parse(c.args, nil, "/")
 		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
@@ -125,5 +133,31 @@ func TestParseErrors(t *testing.T) {
 	var u *UsageError
 	if _, err := Parse([]string{"--bogus"}, nil, "/"); !errors.As(err, &u) {
 		t.Fatalf("not a UsageError: %v", err)
+	}
+}
+
+// A namespace descriptor is checked before anything starts: the caller's
+// own user namespace cannot be entered (setns says EINVAL), nor a
+// descriptor of another kind.
+func TestParseNamespaceDescriptors(t *testing.T) {
+	own, err := os.Open("/proc/self/ns/user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	file, err := os.Open("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	const notDescendant = "Joining the specified user namespace failed, it might not be a descendant of the current user namespace."
+	for _, fd := range []uintptr{own.Fd(), file.Fd()} {
+		_, err := Parse([]string{"--userns", strconv.Itoa(int(fd)), "true"}, nil, "/")
+		if err == nil || err.Error() != notDescendant {
+			t.Errorf("--userns %d: %v", fd, err)
+		}
+	}
+	if _, err := Parse([]string{"--pidns", strconv.Itoa(int(own.Fd())), "true"}, nil, "/"); err == nil || err.Error() != "Setting pidns failed: Invalid argument" {
+		t.Errorf("--pidns of a user namespace: %v", err)
 	}
 }

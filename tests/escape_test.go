@@ -1148,3 +1148,25 @@ func TestEscapeBridgeOtherNetwork(t *testing.T) {
 		t.Errorf("weakened setup: the host's loopback not reached with --allow-host-loopback:\n%s", w)
 	}
 }
+
+// bwrap's --userns2: the sandbox is built in the caller's user namespace U
+// and its command runs in U2, nested in U. Its namespaces stay U's, so
+// even with every capability in U2 the command cannot undo the setup: a
+// read-only tmpfs stays read-only. Weakened: without --userns2 the command
+// holds those capabilities in U, which owns its mount namespace, and the
+// remount works.
+func TestEscapeBwrapUserns2(t *testing.T) {
+	h := newNSHolder(t, false)
+	run := func(extra ...string) bwrapRun {
+		args := append(append(append([]string{"--userns", "3", "--unshare-pid"}, extra...), "--cap-add", "ALL"), usrRoot...)
+		args = append(args, "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/t", "--remount-ro", "/t",
+			"sh", "-c", "mount -o remount,rw /t 2>/dev/null && echo rw || echo ro")
+		return runWithFiles(t, []string{rboxBin, "bwrap"}, h.files(), args...)
+	}
+	if r := run("--userns2", "5"); r.code != 0 || r.stdout != "ro\n" {
+		t.Fatalf("--userns2: %+v", r)
+	}
+	if r := run(); r.code != 0 || r.stdout != "rw\n" {
+		t.Fatalf("weakened (no --userns2): %+v", r)
+	}
+}

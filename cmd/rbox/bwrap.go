@@ -127,7 +127,7 @@ func bwrapMain(argv []string) int {
 	s.UIDMap, s.GIDMap = plan.UIDMap, plan.GIDMap
 	if s.AsPID1 && !forkinit.Eligible(s) {
 		// Only the fast path's pid 1 can hand its place to the command.
-		return say("--as-pid-1 is not supported by rbox for this sandbox: it needs rbox's fast path (no CAP_SYS_PTRACE, no added capabilities for a non-root uid)")
+		return say("--as-pid-1 is not supported by rbox for this sandbox: it needs rbox's fast path (amd64, arm64)")
 	}
 	if forkinit.Required(s) && !forkinit.Eligible(s) {
 		return say("--userns, --pidns, --userns2 and --assert-userns-disabled with a caller's namespace are not supported by rbox here: they need rbox's fast path (amd64, arm64)")
