@@ -47,6 +47,9 @@ var (
 	pid1FD                               int32
 )
 
+// Read by cloneJoin only.
+var _, _, _, _ = hopFlags, hopTop, pid1Flags, pid1Top
+
 // Required reports whether s can run only on the fast path: its pid 1 is
 // the command itself (AsPID1), or it joins or switches namespaces, or
 // tries to make a user namespace, which Go's threads cannot do in the

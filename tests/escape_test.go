@@ -1160,7 +1160,7 @@ func TestEscapeBwrapUserns2(t *testing.T) {
 	run := func(extra ...string) bwrapRun {
 		args := append(append(append([]string{"--userns", "3", "--unshare-pid"}, extra...), "--cap-add", "ALL"), usrRoot...)
 		args = append(args, "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/t", "--remount-ro", "/t",
-			"sh", "-c", "mount -o remount,rw /t 2>/dev/null && echo rw || echo ro")
+			"sh", "-c", "mount -o remount,bind,rw,nosuid,nodev /t 2>/dev/null && echo rw || echo ro")
 		return runWithFiles(t, []string{rboxBin, "bwrap"}, h.files(), args...)
 	}
 	if r := run("--userns2", "5"); r.code != 0 || r.stdout != "ro\n" {

@@ -52,6 +52,14 @@ var specFieldChecks = map[string][]func(*testing.T){
 	"DieWithParent": {TestBwrapDieWithParent},
 	"BwrapErrors":   {TestBwrapBadInput},
 	"Limits":        {TestLimitForkBomb, TestLimitMemory, TestUlimitValues, TestLimitCgroupFilesFromHost},
+	// Always the fast executor (forkinit.Required), under
+	// RBOX_TEST_FORCE_REEXEC too.
+	"JoinUserNS":           {TestBwrapJoinNamespaces},
+	"JoinPIDNS":            {TestBwrapJoinNamespaces},
+	"SwitchUserNS":         {TestBwrapJoinNamespaces, TestEscapeBwrapUserns2},
+	"KeepUID":              {TestBwrapJoinNamespaces, TestBwrapUsernsBlockFD},
+	"KeepGID":              {TestBwrapJoinNamespaces, TestBwrapUsernsBlockFD},
+	"AssertUsernsDisabled": {TestBwrapJoinNamespaces, TestBwrapJoinAssertUsernsDisabled},
 	// Always the re-exec executor: pid 1 is made in the network's user
 	// namespace.
 	"JoinNet": {TestNamedNetSandbox},
