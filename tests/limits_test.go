@@ -160,8 +160,10 @@ func TestLimitCgroupFilesFromHost(t *testing.T) {
 	if q, p := read("cpu", "cpu.cfs_quota_us"), read("cpu", "cpu.cfs_period_us"); q != "50000" || p != "100000" {
 		t.Errorf("cpu quota/period are %s/%s, want 50000/100000", q, p)
 	}
+	// The processes are in the leaf's "sandbox" cgroup, below its limits
+	// (see TestEscapeLimitCgroupLeaf).
 	for _, h := range []string{"unified", "pids", "cpu"} {
-		if procs := read(h, "cgroup.procs"); procs == "" {
+		if procs := read(h, procsCgroup+"/cgroup.procs"); procs == "" {
 			t.Errorf("the sandbox's %s leaf holds no process", h)
 		}
 	}

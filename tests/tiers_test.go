@@ -305,12 +305,14 @@ func TestCheckShowsTier(t *testing.T) {
 		{"nocaps", "warn", "the user namespace holds no capabilities"},
 	} {
 		r := rboxCmd(t, onHost(t, c.sim), "check", "--json")
-		var items []struct{ Name, Status, Detail, Fix string }
-		if err := json.Unmarshal([]byte(r.stdout), &items); err != nil {
+		var report struct {
+			Items []struct{ Name, Status, Detail, Fix string }
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &report); err != nil {
 			t.Fatalf("%s: %v\n%s", c.sim, err, r)
 		}
 		found := false
-		for _, it := range items {
+		for _, it := range report.Items {
 			if it.Name == "isolation tier" {
 				found = true
 				if it.Status != c.status || !strings.Contains(it.Detail, c.detail) || (c.status != "pass" && it.Fix == "") {
