@@ -222,4 +222,3 @@ func (p *Plan) Shortfalls(l *spec.Limits) []Shortfall {
 	}
 	return out
 }
-
