@@ -98,9 +98,9 @@ type Plan struct {
 	// Terminal is the payload's controlling terminal, one of its stdio
 	// descriptors, or -1.
 	Terminal int
-	// Payload is what the process that becomes the payload runs before
-	// its exec, on the one thread that forks it: the limits it runs
-	// under, the seccomp filter last. It holds the command's strings too.
+	// Payload is what the payload's process runs before its exec: its
+	// rlimits, then the limits it runs under, the seccomp filter last. It
+	// holds the command's strings too.
 	Payload *sysplan.Program
 	// Command is the payload's command.
 	Command Command
