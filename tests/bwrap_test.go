@@ -758,8 +758,9 @@ func TestBwrapMapSubids(t *testing.T) {
 	}
 }
 
-// --as-pid-1: the command is pid 1 of its pid namespace, on rbox's fast
-// path, which runs it under RBOX_TEST_FORCE_REEXEC too (forkinit.Required).
+// --as-pid-1: the command is pid 1 of its pid namespace. rbox does it on
+// its fast path (root callers' too, CAP_SYS_PTRACE being on that path
+// since the planner), whatever executor the suite forces.
 func TestBwrapAsPID1(t *testing.T) {
 	args := append(append([]string{"--unshare-user", "--unshare-pid", "--as-pid-1"}, usrRoot...), "--proc", "/proc", "sh", "-c", "echo $$; cat /proc/1/comm")
 	_, rb := compareBwrap(t, nil, args...)
