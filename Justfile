@@ -95,7 +95,7 @@ lint-cross:
 # then runs scripts/bench-* (the network: iperf3 and start-up through rbox
 # --net pasta/slirp4netns beside the raw helpers; storage: a file-heavy job
 # on a host directory, native overlay and fuse-overlayfs, and --image
-# start-up beside podman run).
+# start-up beside podman run; kinds: start-up per run kind).
 bench: build setup
     scripts/bench {{test_user}}
 
@@ -118,3 +118,8 @@ bench-egress: build setup
 # The sandbox network benchmark alone.
 bench-bridge: build setup
     scripts/bench-bridge {{test_user}}
+
+# Start-up per run kind (-p, -t, --overlay, --image, --net user) beside a
+# plain run and each kind's own helper or mount cost, alone.
+bench-kinds: build setup
+    scripts/bench-kinds {{test_user}}
