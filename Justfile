@@ -119,7 +119,7 @@ bench-egress: build setup
 bench-bridge: build setup
     scripts/bench-bridge {{test_user}}
 
-# Start-up per run kind (-p, -t, --overlay, --image, --net user) beside a
-# plain run and each kind's own helper or mount cost, alone.
+# Start-up per run kind (-p, -t, --overlay, --image, --net user), alone:
+# beside a plain run and each kind's own helper or mount cost.
 bench-kinds: build setup
     scripts/bench-kinds {{test_user}}
