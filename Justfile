@@ -119,6 +119,14 @@ bench-egress: build setup
 bench-bridge: build setup
     scripts/bench-bridge {{test_user}}
 
+# Where rbox -- /bin/true spends its CPU (perf record), alone.
+bench-profile: build setup
+    scripts/bench-profile {{test_user}}
+
+# The full mapping's cost and the holder of a mapped user namespace, alone.
+bench-idmap: build setup
+    scripts/bench-idmap {{test_user}}
+
 # Start-up per run kind (-p, -t, --overlay, --image, --net user), alone:
 # beside a plain run and each kind's own helper or mount cost.
 bench-kinds: build setup
