@@ -193,8 +193,8 @@ func (r *RunCmd) bridgeNet() error {
 	if err := ports.Check(publish); err != nil {
 		return err
 	}
-	if len(r.Egress.AllowNet) > 0 {
-		return fmt.Errorf("--net %s: --allow-net needs --net user; a network's outbound traffic is not filtered", r.Net)
+	if len(r.Egress.AllowNet) > 0 && len(publish) > 0 {
+		return fmt.Errorf("-p/--publish cannot be combined with --allow-net yet")
 	}
 	if contains(r.Share, spec.NSNet) {
 		return fmt.Errorf("--net %s needs a new network namespace: drop net from --share", r.Net)
@@ -208,6 +208,10 @@ func (r *RunCmd) bridgeNet() error {
 	}
 	r.bridge = &spec.Bridge{Network: r.Net, Root: root, Holder: spec.Process{PID: n.Holder.PID, StartTime: n.Holder.StartTime}, Name: name, Publish: publish}
 	r.Net, r.Publish = spec.NetNone, nil
+	if len(r.Egress.AllowNet) > 0 {
+		// applyEgress takes it from here: rbox's proxies and DNS.
+		return nil
+	}
 	if r.DNS == "" {
 		r.DNS = n.Gateway
 	}

@@ -31,12 +31,17 @@ const mtu = 65520
 
 // request is one line on the holder's socket.
 type request struct {
-	Op string `json:"op"` // "attach" or "users"
-	// PID is a sandbox's pid 1 (attach), Name the name it answers to.
+	Op string `json:"op"` // "attach", "users" or "lookup"
+	// PID is a sandbox's pid 1 (attach), Name the name it answers to
+	// (attach) or the name to look up (lookup).
 	PID  int    `json:"pid,omitempty"`
 	Name string `json:"name,omitempty"`
 	// Publish are the host ports to forward to the sandbox (attach).
 	Publish []spec.Port `json:"publish,omitempty"`
+	// Restricted: the sandbox reaches the outside only through rbox's
+	// proxies (--allow-net): no default route, and the filter of
+	// restrict.go on its port (attach).
+	Restricted bool `json:"restricted,omitempty"`
 }
 
 // reply is the holder's answer.
@@ -55,6 +60,7 @@ type holder struct {
 	prefix  netip.Prefix
 	gateway netip.Addr
 	br      netlink.Link
+	filter  *restrictor
 	mu      sync.Mutex
 	byName  map[string]netip.Addr
 	used    map[netip.Addr]*lease
@@ -123,6 +129,9 @@ func startHolder(dir string) (*holder, error) {
 		return nil, fmt.Errorf("bring the bridge up: %w", err)
 	}
 	h.br = br
+	if h.filter, err = newRestrictor(p, h.gateway); err != nil {
+		return nil, err
+	}
 	// Sandboxes' traffic out goes through this namespace to the helper's
 	// tap; the sysctl is this network namespace's own.
 	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0); err != nil {
@@ -156,11 +165,15 @@ func (h *holder) serve(c net.Conn) {
 	var rep reply
 	switch req.Op {
 	case "attach":
-		a, err := h.attach(req.PID, req.Name, req.Publish)
+		a, err := h.attach(req.PID, req.Name, req.Publish, req.Restricted)
 		if err != nil {
 			rep.Error = err.Error()
 		} else {
 			rep.Address = netip.PrefixFrom(a, h.prefix.Bits()).String()
+		}
+	case "lookup":
+		if a, ok := h.lookup(req.Name); ok {
+			rep.Address = a.String()
 		}
 	case "users":
 		rep.Users, rep.Links = h.users(), h.links()
@@ -262,8 +275,9 @@ func (h *holder) release(a netip.Addr, l *lease) {
 
 // attach gives the network namespace of pid (a sandbox's pid 1, made in
 // this user namespace) an eth0 on the bridge, and keeps its address and
-// name until pid ends.
-func (h *holder) attach(pid int, name string, ps []spec.Port) (netip.Addr, error) {
+// name until pid ends. A restricted sandbox gets no route beyond the
+// subnet, and its port is filtered (restrict.go).
+func (h *holder) attach(pid int, name string, ps []spec.Port, restricted bool) (netip.Addr, error) {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("the sandbox's init: %w", err)
@@ -280,21 +294,31 @@ func (h *holder) attach(pid int, name string, ps []spec.Port) (netip.Addr, error
 		return netip.Addr{}, err
 	}
 	hostSide := fmt.Sprintf("veth%d", serial)
-	if err := h.plug(nsfd, hostSide, a); err != nil {
+	undo := func() {
 		if link, lerr := netlink.LinkByName(hostSide); lerr == nil {
 			_ = netlink.LinkDel(link)
 		}
+		if restricted {
+			h.filter.release(hostSide)
+		}
 		h.release(a, l)
 		unix.Close(pidfd)
+	}
+	if restricted {
+		// Filtered before the port exists: no frame of the sandbox's
+		// passes unfiltered.
+		err = h.filter.restrict(hostSide)
+	}
+	if err == nil {
+		err = h.plug(nsfd, hostSide, a, !restricted)
+	}
+	if err != nil {
+		undo()
 		return netip.Addr{}, err
 	}
 	forwards, err := publish(h.dir, a, ps)
 	if err != nil {
-		if link, lerr := netlink.LinkByName(hostSide); lerr == nil {
-			_ = netlink.LinkDel(link)
-		}
-		h.release(a, l)
-		unix.Close(pidfd)
+		undo()
 		return netip.Addr{}, err
 	}
 	go func() {
@@ -310,6 +334,9 @@ func (h *holder) attach(pid int, name string, ps []spec.Port) (netip.Addr, error
 		if link, err := netlink.LinkByName(hostSide); err == nil {
 			_ = netlink.LinkDel(link)
 		}
+		if restricted {
+			h.filter.release(hostSide)
+		}
 		h.release(a, l)
 		unix.Close(pidfd)
 	}()
@@ -317,8 +344,9 @@ func (h *holder) attach(pid int, name string, ps []spec.Port) (netip.Addr, error
 }
 
 // plug makes the veth pair: hostSide on the bridge, eth0 in the namespace
-// nsfd with address a, up, routed through the gateway.
-func (h *holder) plug(nsfd int, hostSide string, a netip.Addr) error {
+// nsfd with address a, up, and, with defaultRoute, routed through the
+// gateway.
+func (h *holder) plug(nsfd int, hostSide string, a netip.Addr, defaultRoute bool) error {
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: hostSide, MTU: mtu, MasterIndex: h.br.Attrs().Index},
 		PeerName:      "eth0",
@@ -349,9 +377,11 @@ func (h *holder) plug(nsfd int, hostSide string, a netip.Addr) error {
 	if err := pingForAll(nsfd); err != nil {
 		return err
 	}
-	route := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: h.gateway.AsSlice()}
-	if err := in.RouteAdd(route); err != nil {
-		return fmt.Errorf("default route: %w", err)
+	if defaultRoute {
+		route := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: h.gateway.AsSlice()}
+		if err := in.RouteAdd(route); err != nil {
+			return fmt.Errorf("default route: %w", err)
+		}
 	}
 	host, err := netlink.LinkByName(hostSide)
 	if err == nil {

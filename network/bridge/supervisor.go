@@ -311,11 +311,31 @@ func UsersAndLinks(root, name string) (users, links []string, err error) {
 
 // Attach gives the sandbox whose pid 1 is pid an eth0 on the network,
 // answering to sandboxName when not empty, with the host ports publish
-// forwarded to it while it runs; it returns its address.
-func Attach(root, name string, pid int, sandboxName string, publish []spec.Port) (string, error) {
-	rep, err := call(root, name, request{Op: "attach", PID: pid, Name: sandboxName, Publish: publish})
+// forwarded to it while it runs; it returns its address. A restricted
+// sandbox (--allow-net) reaches the network's sandboxes and nothing
+// beyond (restrict.go).
+func Attach(root, name string, pid int, sandboxName string, publish []spec.Port, restricted bool) (string, error) {
+	rep, err := call(root, name, request{Op: "attach", PID: pid, Name: sandboxName, Publish: publish, Restricted: restricted})
 	if err != nil {
 		return "", err
 	}
 	return rep.Address, nil
+}
+
+// Lookup is the address of the sandbox that answers to host (NAME or
+// NAME.NETWORK) on the network, and false when none does.
+func Lookup(root, name, host string) (netip.Addr, bool, error) {
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if short, ok := strings.CutSuffix(host, "."+strings.ToLower(name)); ok {
+		host = short
+	}
+	rep, err := call(root, name, request{Op: "lookup", Name: host})
+	if err != nil || rep.Address == "" {
+		return netip.Addr{}, false, err
+	}
+	a, err := netip.ParseAddr(rep.Address)
+	if err != nil {
+		return netip.Addr{}, false, err
+	}
+	return a, true, nil
 }

@@ -94,6 +94,17 @@ func (e *Egress) answer(q []byte, limit int) []byte {
 	}
 	question := qs[0]
 	name := NormalizeName(question.Name.String())
+	if a, ok := e.opts.Peers.peer(name); ok && question.Class == dnsmessage.ClassINET {
+		// A sandbox of the network: its address there, which changes as
+		// sandboxes come and go (TTL 0, as the network's own responder).
+		var answers []dnsmessage.Resource
+		if question.Type == dnsmessage.TypeA && a.Is4() {
+			answers = append(answers, dnsmessage.Resource{
+				Header: dnsmessage.ResourceHeader{Name: question.Name, Class: dnsmessage.ClassINET},
+				Body:   &dnsmessage.AResource{A: a.As4()}})
+		}
+		return build(rh, qs, answers, limit)
+	}
 	if !e.nameAllowed(name) {
 		e.report("dns", &refusal{dest: name, why: "no name rule of the sandbox's allowed destinations matches it (to allow it, add " + name + ")"})
 		rh.RCode = dnsmessage.RCodeNameError
