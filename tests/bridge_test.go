@@ -226,7 +226,8 @@ func TestBridgeBadInput(t *testing.T) {
 		{[]string{"network", "create", strings.Repeat("n", 63)}, "use a shorter name"},
 		{[]string{"network", "rm", "nosuch"}, "no network named nosuch"},
 		{[]string{"run", "--net", "nosuch", "--", "true"}, "no network of that name (modes: none, user, pasta, slirp4netns, host, sandbox:NAME; or rbox network create nosuch)"},
-		{[]string{"run", "--net", "dev", "--allow-net", "example.com", "--", "true"}, "--allow-net needs --net user"},
+		{[]string{"run", "--net", "dev", "--allow-net", "example.com", "-p", "8080:80", "--", "true"}, "-p/--publish cannot be combined with --allow-net"},
+		{[]string{"run", "--net", "dev", "--allow-net", "example.com", "--dns", "10.89.0.1", "--", "true"}, "--dns cannot be combined with --allow-net"},
 		{[]string{"run", "--net", "bad!name", "--", "true"}, "nor a network name"},
 		{[]string{"run", "--net", "dev", "--share", "net", "--", "true"}, "drop net from --share"},
 		{[]string{"run", "--net", "dev", "--share", "user", "--", "true"}, "drop user from --share"},
@@ -348,5 +349,61 @@ func TestBridgeUserNamespace(t *testing.T) {
 	}
 	if c[0] == a[0] {
 		t.Errorf("a sandbox on another network shares dev's user namespace %s", a[0])
+	}
+}
+
+// --allow-net on a network: the sandbox reaches the network's sandboxes by
+// name (directly, and through the proxies, which connect from its own
+// namespace), the outside only through rbox's proxies and DNS, as with
+// --net user; it has no route beyond the subnet. Outside: the refused
+// server is never connected to, the refusals are printed, the network
+// lists the sandbox while it runs.
+func TestBridgeAllowNet(t *testing.T) {
+	ns := newNetworkState(t)
+	ns.ok("network", "create", "dev")
+	ns.ok("run", "-d", "--name", "db", "--net", "dev", "--", "busybox", "nc", "-ll", "-p", "5432", "-e", "echo", "hello-from-db")
+	hostIP := hostAddress(t)
+	good, goodN := egressServer(t, net.JoinHostPort(hostIP, "0"), "good")
+	bad, badN := egressServer(t, net.JoinHostPort(hostIP, "0"), "bad")
+	pg, pb := portOf(good), portOf(bad)
+	checks := []string{"dns db", "dns db.dev", "raw db:5432", "connect db:5432", "socks db.dev:5432",
+		"connect good.test:" + pg, "socks good.test:" + pg, "connect bad.test:" + pb, "connect " + bad,
+		"raw " + good, "dns bad.test"}
+	got, r := egressRunEnv(t, []string{"XDG_RUNTIME_DIR=" + ns.xdg}, "good.test="+hostIP+",bad.test="+hostIP,
+		"ip -4 route; ip -o link | grep -c eth0", []string{"--net", "dev", "--allow-net", "good.test:" + pg}, checks...)
+	want := map[string]string{
+		"dns db":                  "ok 10.89.0.2",
+		"dns db.dev":              "ok 10.89.0.2",
+		"raw db:5432":             "ok hello-from-db",
+		"connect db:5432":         "ok hello-from-db",
+		"socks db.dev:5432":       "ok hello-from-db",
+		"connect good.test:" + pg: "ok good:ping",
+		"socks good.test:" + pg:   "ok good:ping",
+		"connect bad.test:" + pb:  "status 403",
+		"connect " + bad:          "status 403",
+		"raw " + good:             "err " + syscall.ENETUNREACH.Error(),
+		"dns bad.test":            "nxdomain",
+	}
+	for k, w := range want {
+		if !strings.HasPrefix(got[k], w) {
+			t.Errorf("%s: got %q, want %q", k, got[k], w)
+		}
+	}
+	if strings.Contains(r.stdout, "default") || !strings.Contains(r.stdout, "10.89.0.0/24 dev eth0") || !strings.Contains(r.stdout, "\n1\n") {
+		t.Errorf("inside: want eth0 and a route to the subnet only:\n%s", r.stdout)
+	}
+	if n := badN.Load(); n != 0 {
+		t.Errorf("the refused server got %d connections", n)
+	}
+	if n := goodN.Load(); n != 2 {
+		t.Errorf("the allowed server got %d connections, want 2", n)
+	}
+	for _, dest := range []string{"bad.test:" + pb, bad, "bad.test"} {
+		if n := strings.Count(r.stderr, "rbox: egress: refused "+dest+": "); n != 1 {
+			t.Errorf("%d refusal lines for %s on stderr, want 1:\n%s", n, dest, r.stderr)
+		}
+	}
+	if l := ns.networks()["dev"]; len(l.Sandboxes) != 1 || len(l.Links) != 1 {
+		t.Errorf("network ls after the --allow-net sandbox ended: %+v, want db alone", l)
 	}
 }
