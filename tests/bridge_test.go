@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -85,6 +86,8 @@ func (ns *namedState) helpersOf(holders ...int) []int {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
 // Two sandboxes on one network reach each other by name (TCP and ping,
 // without CAP_NET_RAW); a sandbox on another network, one with --net
@@ -406,4 +409,131 @@ func TestBridgeAllowNet(t *testing.T) {
 	if l := ns.networks()["dev"]; len(l.Sandboxes) != 1 || len(l.Links) != 1 {
 		t.Errorf("network ls after the --allow-net sandbox ended: %+v, want db alone", l)
 	}
+}
+
+// slirpOf is the slirp4netns of the network whose holder is holder (0 for
+// none; the test fails on more than one). The child a starting slirp4netns
+// forks for a moment to open the tap in the namespace is not counted.
+func slirpOf(t *testing.T, holder int) int {
+	t.Helper()
+	var all []int
+	for _, p := range processesWith("slirp4netns") {
+		b, _ := os.ReadFile("/proc/" + itoa(p) + "/cmdline")
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) > 2 && args[len(args)-2] == itoa(holder) {
+			all = append(all, p)
+		}
+	}
+	var found []int
+	for _, p := range all {
+		b, _ := os.ReadFile("/proc/" + itoa(p) + "/stat")
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 1 && !slices.Contains(all, atoi(f[1])) {
+			found = append(found, p)
+		}
+	}
+	if len(found) > 1 {
+		t.Fatalf("%d slirp4netns for holder %d: %v", len(found), holder, found)
+	}
+	if len(found) == 0 {
+		return 0
+	}
+	return found[0]
+}
+
+// kill -9 of a network's slirp4netns: the supervisor starts another, which
+// carries the sandboxes' outbound traffic and the -p forwards again; ls
+// counts the restart. A slirp4netns that keeps dying leaves the network
+// broken: ls says so in its one line, --net refuses it, rm removes it.
+func TestBridgeHelperRestart(t *testing.T) {
+	ns := newNetworkState(t)
+	ns.ok("network", "create", "dev")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := itoa(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+	ns.ok("run", "-d", "--name", "web", "--net", "dev", "-p", port+":80", "--", "busybox", "nc", "-ll", "-p", "80", "-e", "echo", "hello-web")
+	published := func() bool {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		got, _ := io.ReadAll(c)
+		return strings.Contains(string(got), "hello-web")
+	}
+	waitFor(t, "the published port", 5*time.Second, published)
+	host, _ := egressServer(t, net.JoinHostPort(hostAddress(t), "0"), "host")
+	hostIP, hostPort, _ := net.SplitHostPort(host)
+	outbound := "echo ping | busybox nc -w 5 " + hostIP + " " + hostPort
+
+	var ls []struct {
+		Name     string `json:"name"`
+		Running  bool   `json:"running"`
+		Broken   string `json:"broken"`
+		Restarts int    `json:"helper_restarts"`
+	}
+	list := func() (bool, string, int) {
+		ls = nil
+		if err := json.Unmarshal([]byte(ns.ok("network", "ls", "--json")), &ls); err != nil || len(ls) != 1 {
+			t.Fatalf("network ls --json: %v %v", ls, err)
+		}
+		return ls[0].Running, ls[0].Broken, ls[0].Restarts
+	}
+	holder := ns.networks()["dev"].Holder
+	old := slirpOf(t, holder)
+	if old == 0 {
+		t.Fatal("no slirp4netns for the network")
+	}
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var fresh int
+	waitFor(t, "another slirp4netns", 10*time.Second, func() bool {
+		fresh = slirpOf(t, holder)
+		_, _, restarts := list()
+		return fresh != 0 && fresh != old && restarts == 1
+	})
+	waitFor(t, "the published port after the restart", 5*time.Second, published)
+	if out := ns.ok("run", "--net", "dev", "--", "sh", "-c", outbound); !strings.Contains(out, "host:ping") {
+		t.Errorf("outbound after the restart: %q", out)
+	}
+	if running, broken, restarts := list(); !running || broken != "" || restarts != 1 {
+		t.Errorf("network ls after one restart: running %v, broken %q, restarts %d", running, broken, restarts)
+	}
+
+	// It keeps dying: each one killed once it is ready (the restart
+	// counted).
+	for i := 0; i < 3; i++ {
+		old = slirpOf(t, holder)
+		if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if i < 2 {
+			waitFor(t, "another slirp4netns", 10*time.Second, func() bool { _, _, restarts := list(); return restarts == 2+i })
+		}
+	}
+	waitFor(t, "the network marked broken", 5*time.Second, func() bool { _, broken, _ := list(); return broken != "" })
+	if p := slirpOf(t, holder); p != 0 {
+		t.Errorf("a slirp4netns (%d) runs for a broken network", p)
+	}
+	table := ns.ok("network", "ls")
+	var line string
+	for _, l := range strings.Split(table, "\n") {
+		if strings.HasPrefix(l, "dev ") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "broken: its slirp4netns died 4 times within a minute") || !strings.Contains(line, "rbox network rm dev") {
+		t.Errorf("network ls does not say the network is broken and what to do:\n%s", table)
+	}
+	if r := ns.rbox("run", "--net", "dev", "--", "true"); r.code != 125 || !strings.Contains(r.stderr, "the network is broken") || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("--net on a broken network: %s", r)
+	}
+	ns.ok("rm", "-f", "web")
+	ns.ok("network", "rm", "dev")
+	waitFor(t, "the network's processes to end", 5*time.Second, func() bool { return len(ns.helpersOf(holder)) == 0 })
 }

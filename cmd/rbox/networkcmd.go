@@ -78,6 +78,10 @@ type networkListing struct {
 	Gateway string   `json:"gateway"`
 	Running bool     `json:"running"`
 	Holder  int      `json:"holder_pid,omitempty"`
+	// Broken says why a running network no longer reaches the outside;
+	// HelperRestarts counts its slirp4netns's restarts.
+	Broken         string `json:"broken,omitempty"`
+	HelperRestarts int    `json:"helper_restarts,omitempty"`
 	Users   []string `json:"sandboxes"`
 	// Links are the interfaces on the bridge: one veth end per sandbox.
 	Links []string `json:"links"`
@@ -99,7 +103,7 @@ func (c *NetworkLsCmd) Run() error {
 		if err != nil {
 			continue
 		}
-		l := networkListing{Name: name, Subnet: n.Subnet, Gateway: n.Gateway, Users: []string{}, Links: []string{}}
+		l := networkListing{Name: name, Subnet: n.Subnet, Gateway: n.Gateway, Users: []string{}, Links: []string{}, Broken: n.Broken, HelperRestarts: n.HelperRestarts}
 		if l.Running = bridge.Running(root, name); l.Running {
 			l.Holder = n.Holder.PID
 			if users, links, err := bridge.UsersAndLinks(root, name); err == nil {
@@ -120,6 +124,9 @@ func (c *NetworkLsCmd) Run() error {
 		status, holder := "dead (rbox network rm it)", "-"
 		if l.Running {
 			status, holder = "running", fmt.Sprint(l.Holder)
+			if l.Broken != "" {
+				status = fmt.Sprintf("broken: %s (rbox network rm %s, then create it again)", l.Broken, l.Name)
+			}
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", l.Name, l.Subnet, status, holder, strings.Join(l.Users, ","))
 	}
@@ -178,6 +185,9 @@ func (r *RunCmd) bridgeNet() error {
 	}
 	if !bridge.Running(root, r.Net) || !(state.Proc{PID: n.Holder.PID, StartTime: n.Holder.StartTime}).Alive() {
 		return fmt.Errorf("--net %s: the network is not running (rbox network rm %s, then create it again)", r.Net, r.Net)
+	}
+	if n.Broken != "" {
+		return fmt.Errorf("--net %s: the network is broken: %s (rbox network rm %s, then create it again)", r.Net, n.Broken, r.Net)
 	}
 	if r.HostLoop {
 		return fmt.Errorf("--net %s: --allow-host-loopback needs --net user", r.Net)

@@ -3,6 +3,7 @@ package bridge
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -31,7 +32,7 @@ const mtu = 65520
 
 // request is one line on the holder's socket.
 type request struct {
-	Op string `json:"op"` // "attach", "users" or "lookup"
+	Op string `json:"op"` // "attach", "users", "lookup" or "republish"
 	// PID is a sandbox's pid 1 (attach), Name the name it answers to
 	// (attach) or the name to look up (lookup).
 	PID  int    `json:"pid,omitempty"`
@@ -67,10 +68,13 @@ type holder struct {
 	serial  int
 }
 
-// lease is a sandbox's address: its name ("" for none) and its pid 1.
+// lease is a sandbox's address: its name ("" for none), its pid 1, and
+// its published ports with the ids of their forwards in slirp4netns.
 type lease struct {
-	name  string
-	pidfd int // the sandbox's pid 1
+	name     string
+	pidfd    int // the sandbox's pid 1
+	ports    []spec.Port
+	forwards []float64
 }
 
 // HolderMain runs the holder of the network in dir; fd 3 reaches EOF once
@@ -177,6 +181,10 @@ func (h *holder) serve(c net.Conn) {
 		}
 	case "users":
 		rep.Users, rep.Links = h.users(), h.links()
+	case "republish":
+		if err := h.republish(); err != nil {
+			rep.Error = err.Error()
+		}
 	default:
 		rep.Error = "unknown request"
 	}
@@ -321,6 +329,9 @@ func (h *holder) attach(pid int, name string, ps []spec.Port, restricted bool) (
 		undo()
 		return netip.Addr{}, err
 	}
+	h.mu.Lock()
+	l.ports, l.forwards = ps, forwards
+	h.mu.Unlock()
 	go func() {
 		// The sandbox's namespace, and with it the veth pair, goes when
 		// its last process ends; then the address and name are free.
@@ -330,6 +341,10 @@ func (h *holder) attach(pid int, name string, ps []spec.Port, restricted bool) (
 				break
 			}
 		}
+		h.mu.Lock()
+		forwards := l.forwards
+		l.forwards = nil
+		h.mu.Unlock()
 		unpublish(h.dir, forwards)
 		if link, err := netlink.LinkByName(hostSide); err == nil {
 			_ = netlink.LinkDel(link)
@@ -389,6 +404,45 @@ func (h *holder) plug(nsfd int, hostSide string, a netip.Addr, defaultRoute bool
 	}
 	if err != nil {
 		return fmt.Errorf("bring %s up: %w", hostSide, err)
+	}
+	return nil
+}
+
+// republish adds the host forwards of every sandbox on the network to a
+// new slirp4netns, the one before having died with them.
+func (h *holder) republish() error {
+	type job struct {
+		a netip.Addr
+		l *lease
+	}
+	var jobs []job
+	h.mu.Lock()
+	for a, l := range h.used {
+		if len(l.ports) > 0 && !l.ended() {
+			jobs = append(jobs, job{a, l})
+		}
+	}
+	h.mu.Unlock()
+	var failed []string
+	for _, j := range jobs {
+		ids, err := publish(h.dir, j.a, j.l.ports)
+		if err != nil {
+			failed = append(failed, err.Error())
+			continue
+		}
+		h.mu.Lock()
+		j.l.forwards = ids
+		h.mu.Unlock()
+		if j.l.ended() {
+			// It ended meanwhile; its release may have run already.
+			h.mu.Lock()
+			ids, j.l.forwards = j.l.forwards, nil
+			h.mu.Unlock()
+			unpublish(h.dir, ids)
+		}
+	}
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, "; "))
 	}
 	return nil
 }

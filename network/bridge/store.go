@@ -37,6 +37,11 @@ type Network struct {
 	// Supervisor and Holder are known once the network runs.
 	Supervisor state.Proc `json:"supervisor"`
 	Holder     state.Proc `json:"holder"`
+	// HelperRestarts counts the times the supervisor started slirp4netns
+	// again after it died; Broken, when set, says why the network no
+	// longer reaches the outside (outbound.go).
+	HelperRestarts int    `json:"helper_restarts,omitempty"`
+	Broken         string `json:"broken,omitempty"`
 }
 
 // Errors the command line turns into messages.

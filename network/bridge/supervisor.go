@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,7 +19,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/caps"
-	"github.com/rbox-dev/rbox/network/slirp4netns"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/state"
 	"github.com/rbox-dev/rbox/userns"
@@ -206,9 +204,7 @@ func SupervisorMain(dir string, plan func() (*userns.Plan, error)) {
 		}
 		fail("%s", line)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	helper, exitW, err := slirp4netns.Start(ctx, slirp4netns.Config{PID: holder.Process.Pid, Device: "tap0", MTU: mtu, APISocket: filepath.Join(dir, apiSocket), Log: os.Stderr})
-	cancel()
+	out, err := startOutbound(dir, holder.Process.Pid)
 	if err != nil {
 		_ = holder.Process.Kill()
 		fail("start slirp4netns for the network: %v", err)
@@ -222,7 +218,7 @@ func SupervisorMain(dir string, plan func() (*userns.Plan, error)) {
 		err = write(dir, n)
 	}
 	if err != nil {
-		helper.Kill()
+		out.stop()
 		_ = holder.Process.Kill()
 		fail("%v", err)
 	}
@@ -236,8 +232,7 @@ func SupervisorMain(dir string, plan func() (*userns.Plan, error)) {
 		_ = holder.Process.Kill()
 	}()
 	_ = holder.Wait()
-	helper.Kill()
-	exitW.Close()
+	out.stop()
 	os.Exit(0)
 }
 
