@@ -55,8 +55,15 @@ func peersOf(b *spec.Bridge) (*egress.Peers, error) {
 	if err != nil {
 		return nil, fmt.Errorf("network %s: %w", b.Network, err)
 	}
-	return &egress.Peers{Subnet: subnet, Gateway: bridge.Gateway(subnet), Lookup: func(name string) (netip.Addr, bool) {
-		a, ok, _ := bridge.Lookup(b.Root, b.Network, name)
-		return a, ok
-	}}, nil
+	p := &egress.Peers{Subnet: subnet, Gateway: bridge.Gateway(subnet), Lookup: func(name string) []netip.Addr {
+		addrs, _ := bridge.Lookup(b.Root, b.Network, name)
+		return addrs
+	}}
+	if n.Subnet6 != "" {
+		if p.Subnet6, err = netip.ParsePrefix(n.Subnet6); err != nil {
+			return nil, fmt.Errorf("network %s: %w", b.Network, err)
+		}
+		p.Gateway6 = bridge.Address6(subnet, p.Subnet6, p.Gateway)
+	}
+	return p, nil
 }

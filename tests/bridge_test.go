@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -536,4 +537,53 @@ func TestBridgeHelperRestart(t *testing.T) {
 	ns.ok("rm", "-f", "web")
 	ns.ok("network", "rm", "dev")
 	waitFor(t, "the network's processes to end", 5*time.Second, func() bool { return len(ns.helpersOf(holder)) == 0 })
+}
+
+// network create --ipv6: a unique local /64 beside the IPv4 subnet; each
+// sandbox gets an address on it, names resolve AAAA, TCP and ping work
+// over it, for a --allow-net sandbox too. A network without --ipv6 gives
+// no global IPv6 address.
+func TestBridgeIPv6(t *testing.T) {
+	ns := newNetworkState(t)
+	ns.ok("network", "create", "--ipv6", "dev6")
+	ns.ok("network", "create", "plain")
+	var ls []struct {
+		Name    string `json:"name"`
+		Subnet6 string `json:"subnet6"`
+	}
+	if err := json.Unmarshal([]byte(ns.ok("network", "ls", "--json")), &ls); err != nil {
+		t.Fatal(err)
+	}
+	subnet6 := map[string]string{}
+	for _, l := range ls {
+		subnet6[l.Name] = l.Subnet6
+	}
+	p, err := netip.ParsePrefix(subnet6["dev6"])
+	if err != nil || p.Bits() != 64 || p.Addr().As16()[0] != 0xfd || subnet6["plain"] != "" {
+		t.Fatalf("network ls --json: subnet6 %v (%v), want a unique local /64 for dev6 only", subnet6, err)
+	}
+	if table := ns.ok("network", "ls"); !strings.Contains(table, "10.89.0.0/24,"+p.String()) {
+		t.Errorf("network ls does not show dev6's IPv6 prefix:\n%s", table)
+	}
+	db6 := p.Addr().Next().Next().String() // PREFIX::2, as db is 10.89.0.2
+	ns.ok("run", "-d", "--name", "db", "--net", "dev6", "--", "busybox", "nc", "-ll", "-p", "5432", "-e", "echo", "hello-from-db")
+	if got := ns.ok("exec", "db", "--", "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"); !strings.Contains(got, db6+"/64") {
+		t.Fatalf("db's eth0 (outside view through exec): %s, want %s/64", got, db6)
+	}
+	probe := "getent ahostsv6 db.dev6 | head -1; ping -6 -c1 -W5 db | grep -c ' 0% packet loss'; busybox nc -w 3 " + db6 + " 5432 </dev/null"
+	for _, flags := range [][]string{{"--net", "dev6"}, {"--net", "dev6", "--allow-net", "example.com"}} {
+		script, replies := "ip -6 -o addr show dev eth0 scope global; "+probe, 1
+		if len(flags) > 2 {
+			// And through the HTTP proxy (HTTP_PROXY is set), which
+			// connects to db's IPv6 address from the sandbox's namespace.
+			script, replies = script+"; curl -sS -m 5 --http0.9 http://["+db6+"]:5432/", 2
+		}
+		out := ns.ok(append(flags, "--", "sh", "-c", script)...)
+		if !strings.Contains(out, p.Addr().String()) || !strings.Contains(out, db6+" ") || !strings.Contains(out, "\n1\n") || strings.Count(out, "hello-from-db") != replies {
+			t.Errorf("%v: want an address on %s, db's AAAA %s, ping and TCP over IPv6:\n%s", flags, p, db6, out)
+		}
+	}
+	if out := ns.ok("run", "--net", "plain", "--", "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"); strings.TrimSpace(out) != "" {
+		t.Errorf("a network without --ipv6 gave a global IPv6 address: %s", out)
+	}
 }

@@ -47,9 +47,11 @@ type request struct {
 
 // reply is the holder's answer.
 type reply struct {
-	Error   string   `json:"error,omitempty"`
-	Address string   `json:"address,omitempty"`
-	Users   []string `json:"users,omitempty"`
+	Error   string `json:"error,omitempty"`
+	Address string `json:"address,omitempty"`
+	// Address6 is the IPv6 address that goes with Address (lookup).
+	Address6 string   `json:"address6,omitempty"`
+	Users    []string `json:"users,omitempty"`
 	// Links are the interfaces on the bridge (the sandboxes' veth ends).
 	Links []string `json:"links,omitempty"`
 }
@@ -60,6 +62,8 @@ type holder struct {
 	network string // the network's name
 	prefix  netip.Prefix
 	gateway netip.Addr
+	// prefix6 is the network's IPv6 prefix (ipv6.go); invalid for none.
+	prefix6 netip.Prefix
 	br      netlink.Link
 	filter  *restrictor
 	mu      sync.Mutex
@@ -114,6 +118,11 @@ func startHolder(dir string) (*holder, error) {
 		return nil, err
 	}
 	h := &holder{dir: dir, network: strings.ToLower(n.Name), prefix: p, gateway: Gateway(p), byName: map[string]netip.Addr{}, used: map[netip.Addr]*lease{}}
+	if n.Subnet6 != "" {
+		if h.prefix6, err = netip.ParsePrefix(n.Subnet6); err != nil {
+			return nil, err
+		}
+	}
 	lo, err := netlink.LinkByName("lo")
 	if err == nil {
 		err = netlink.LinkSetUp(lo)
@@ -129,11 +138,16 @@ func startHolder(dir string) (*holder, error) {
 	if err := netlink.AddrAdd(br, addr); err != nil {
 		return nil, fmt.Errorf("address the bridge: %w", err)
 	}
+	if gw6, ok := h.address6(h.gateway); ok {
+		if err := netlink.AddrAdd(br, ipv6Addr(gw6)); err != nil {
+			return nil, fmt.Errorf("address the bridge (IPv6): %w", err)
+		}
+	}
 	if err := netlink.LinkSetUp(br); err != nil {
 		return nil, fmt.Errorf("bring the bridge up: %w", err)
 	}
 	h.br = br
-	if h.filter, err = newRestrictor(p, h.gateway); err != nil {
+	if h.filter, err = newRestrictor(p, h.gateway, h.prefix6); err != nil {
 		return nil, err
 	}
 	// Sandboxes' traffic out goes through this namespace to the helper's
@@ -178,6 +192,9 @@ func (h *holder) serve(c net.Conn) {
 	case "lookup":
 		if a, ok := h.lookup(req.Name); ok {
 			rep.Address = a.String()
+			if a6, ok := h.address6(a); ok {
+				rep.Address6 = a6.String()
+			}
 		}
 	case "users":
 		rep.Users, rep.Links = h.users(), h.links()
@@ -382,6 +399,11 @@ func (h *holder) plug(nsfd int, hostSide string, a netip.Addr, defaultRoute bool
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(h.prefix.Bits(), 32)}}
 	if err := in.AddrAdd(eth, addr); err != nil {
 		return fmt.Errorf("address eth0: %w", err)
+	}
+	if a6, ok := h.address6(a); ok {
+		if err := in.AddrAdd(eth, ipv6Addr(a6)); err != nil {
+			return fmt.Errorf("address eth0 (IPv6): %w", err)
+		}
 	}
 	if err := in.LinkSetUp(eth); err != nil {
 		return fmt.Errorf("bring eth0 up: %w", err)

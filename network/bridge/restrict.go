@@ -20,10 +20,12 @@ import (
 // on the bridge's ports: it sees every frame a sandbox sends, matched by
 // the port it came in on (the host end of its veth pair, whose name the
 // sandbox can neither see nor change), before the bridge switches or
-// routes it. From a port in the set restrictedSet it lets through ARP and
+// routes it. From a port in the set restrictedSet it lets through ARP,
 // IPv4 to the subnet's addresses other than the gateway (whose DNS
-// responder would relay any question to the host's nameserver), and drops
-// everything else: other IPv4 destinations, IPv6, VLAN-tagged frames.
+// responder would relay any question to the host's nameserver), and IPv6
+// to the network's prefix other than the gateway and to link-local
+// addresses (neighbour discovery; the holder's namespace forwards no IPv6),
+// and drops everything else: other destinations, VLAN-tagged frames.
 
 const (
 	nftTable      = "rbox"
@@ -43,9 +45,10 @@ func ifname(name string) []byte {
 	return b
 }
 
-// newRestrictor installs the filter for prefix, whose gateway is gw, in
-// this network namespace, with no port in its set yet.
-func newRestrictor(prefix netip.Prefix, gw netip.Addr) (*restrictor, error) {
+// newRestrictor installs the filter for prefix, whose gateway is gw, and
+// the IPv6 prefix6 (if valid), in this network namespace, with no port in
+// its set yet.
+func newRestrictor(prefix netip.Prefix, gw netip.Addr, prefix6 netip.Prefix) (*restrictor, error) {
 	c, err := nftables.New()
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
@@ -88,8 +91,34 @@ func newRestrictor(prefix netip.Prefix, gw netip.Addr) (*restrictor, error) {
 		fromRestricted(append(etherType(unix.ETH_P_IP), daddr,
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: maskBytes, Xor: make([]byte, 4)},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: net4[:]}, accept)...),
-		fromRestricted(drop),
 	}
+	if prefix6.IsValid() {
+		daddr6 := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}
+		// to: the bits of the destination under mask equal want.
+		to := func(mask, want []byte, v *expr.Verdict) []expr.Any {
+			return fromRestricted(append(etherType(unix.ETH_P_IPV6), daddr6,
+				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 16, Mask: mask, Xor: make([]byte, 16)},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: want}, v)...)
+		}
+		ones := func(bits int) []byte {
+			m := make([]byte, 16)
+			for i := 0; i < bits; i++ {
+				m[i/8] |= 0x80 >> (i % 8)
+			}
+			return m
+		}
+		gw6 := Address6(prefix, prefix6, gw).As16()
+		net6 := prefix6.Addr().As16()
+		linkLocal := netip.MustParseAddr("fe80::").As16()
+		linkMulticast := netip.MustParseAddr("ff02::").As16()
+		rules = append(rules,
+			to(ones(128), gw6[:], drop),
+			to(ones(64), net6[:], accept),
+			to(ones(10), linkLocal[:], accept),
+			to(ones(16), linkMulticast[:], accept),
+		)
+	}
+	rules = append(rules, fromRestricted(drop))
 	for _, r := range rules {
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r})
 	}

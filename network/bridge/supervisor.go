@@ -28,9 +28,10 @@ import (
 // network.
 const SupervisorArg0 = "rbox-network"
 
-// Create makes the network name on prefix and starts it: its supervisor
-// runs detached, in a session of its own, until Remove.
-func Create(root, name string, prefix netip.Prefix) error {
+// Create makes the network name on prefix, with an IPv6 prefix of its own
+// when ipv6, and starts it: its supervisor runs detached, in a session of
+// its own, until Remove.
+func Create(root, name string, prefix netip.Prefix, ipv6 bool) error {
 	dir := Dir(root, name)
 	// sun_path holds 107 bytes and a NUL.
 	if p := filepath.Join(dir, apiSocket); len(p) > 107 {
@@ -52,6 +53,14 @@ func Create(root, name string, prefix netip.Prefix) error {
 		return err
 	}
 	n := &Network{Name: name, Subnet: prefix.String(), Gateway: Gateway(prefix).String()}
+	if ipv6 {
+		ula, err := newULA()
+		if err != nil {
+			os.RemoveAll(dir)
+			return err
+		}
+		n.Subnet6 = ula.String()
+	}
 	if err := write(dir, n); err != nil {
 		os.RemoveAll(dir)
 		return err
@@ -317,20 +326,28 @@ func Attach(root, name string, pid int, sandboxName string, publish []spec.Port,
 	return rep.Address, nil
 }
 
-// Lookup is the address of the sandbox that answers to host (NAME or
-// NAME.NETWORK) on the network, and false when none does.
-func Lookup(root, name, host string) (netip.Addr, bool, error) {
+// Lookup is the addresses (IPv4, then IPv6 if the network has it) of the
+// sandbox that answers to host (NAME or NAME.NETWORK) on the network, none
+// when no sandbox does.
+func Lookup(root, name, host string) ([]netip.Addr, error) {
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
 	if short, ok := strings.CutSuffix(host, "."+strings.ToLower(name)); ok {
 		host = short
 	}
 	rep, err := call(root, name, request{Op: "lookup", Name: host})
-	if err != nil || rep.Address == "" {
-		return netip.Addr{}, false, err
-	}
-	a, err := netip.ParseAddr(rep.Address)
 	if err != nil {
-		return netip.Addr{}, false, err
+		return nil, err
 	}
-	return a, true, nil
+	var out []netip.Addr
+	for _, s := range []string{rep.Address, rep.Address6} {
+		if s == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }

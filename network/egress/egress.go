@@ -82,24 +82,28 @@ type Options struct {
 // their names resolve inside to their addresses on the network, and the
 // proxies connect to them from the sandbox's own network namespace.
 type Peers struct {
-	// Subnet is the network's; its Gateway is no peer.
-	Subnet  netip.Prefix
-	Gateway netip.Addr
-	// Lookup is the address of the sandbox answering to name, if any.
-	Lookup func(name string) (netip.Addr, bool)
+	// Subnet is the network's, and Subnet6 its IPv6 prefix (invalid for
+	// none); their gateways are no peers.
+	Subnet, Subnet6   netip.Prefix
+	Gateway, Gateway6 netip.Addr
+	// Lookup is the addresses of the sandbox answering to name, none for
+	// no sandbox.
+	Lookup func(name string) []netip.Addr
 }
 
-// peer is the network address host (a name or an address literal) stands
-// for, when it is a peer's.
-func (p *Peers) peer(host string) (netip.Addr, bool) {
+// peer is the network addresses host (a name or an address literal)
+// stands for, when it is a peer's.
+func (p *Peers) peer(host string) ([]netip.Addr, bool) {
 	if p == nil {
-		return netip.Addr{}, false
+		return nil, false
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		a = a.Unmap()
-		return a, p.Subnet.Contains(a) && a != p.Gateway
+		in := p.Subnet.Contains(a) && a != p.Gateway || p.Subnet6.IsValid() && p.Subnet6.Contains(a) && a != p.Gateway6
+		return []netip.Addr{a}, in
 	}
-	return p.Lookup(NormalizeName(host))
+	addrs := p.Lookup(NormalizeName(host))
+	return addrs, len(addrs) > 0
 }
 
 // Egress is the running proxies of one sandbox.
@@ -261,8 +265,18 @@ func (e *Egress) guard(dest string, a netip.Addr, byName bool) *refusal {
 // passes guard first.
 func (e *Egress) dial(ctx context.Context, host string, port int) (net.Conn, error) {
 	dest := joinHostPort(host, port)
-	if a, ok := e.opts.Peers.peer(host); ok {
-		return e.dialPeer(netip.AddrPortFrom(a, uint16(port)))
+	if addrs, ok := e.opts.Peers.peer(host); ok {
+		var firstErr error
+		for _, a := range addrs {
+			c, err := e.dialPeer(netip.AddrPortFrom(a, uint16(port)))
+			if err == nil {
+				return c, nil
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+		return nil, firstErr
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		if r := e.guard(dest, a, false); r != nil {

@@ -33,12 +33,14 @@ import (
 // child of syscall.ForkExec does between fork and exec.
 
 // Listen is a socket to create in the sandbox: TCP (listening) or UDP,
-// bound to 127.0.0.1:Port; or, Unbound, a TCP socket neither bound nor
-// listening, for this process to connect from the sandbox's namespace.
+// bound to 127.0.0.1:Port; or, Unbound, a TCP socket (IPv6 with V6)
+// neither bound nor listening, for this process to connect from the
+// sandbox's namespace.
 type Listen struct {
 	UDP     bool
 	Port    int
 	Unbound bool
+	V6      bool
 }
 
 // sockJob is everything the forked child reads: prepared before the fork,
@@ -231,7 +233,11 @@ func (j *sockJob) child() {
 		if j.listens[i].UDP {
 			typ = unix.SOCK_DGRAM
 		}
-		fd, _, e := syscall.RawSyscall(unix.SYS_SOCKET, unix.AF_INET, typ|unix.SOCK_CLOEXEC, 0)
+		family := uintptr(unix.AF_INET)
+		if j.listens[i].V6 {
+			family = unix.AF_INET6
+		}
+		fd, _, e := syscall.RawSyscall(unix.SYS_SOCKET, family, typ|unix.SOCK_CLOEXEC, 0)
 		if e != 0 {
 			j.fail(stepSocket, e)
 		}
@@ -276,7 +282,7 @@ func (j *sockJob) fail(step int32, errno syscall.Errno) {
 // sandbox's network namespace: the socket is made there (ListenIn), so the
 // connection leaves through the sandbox's own eth0, as the sandbox's.
 func (e *Egress) dialPeer(a netip.AddrPort) (net.Conn, error) {
-	files, err := ListenIn(e.pid, []Listen{{Unbound: true}})
+	files, err := ListenIn(e.pid, []Listen{{Unbound: true, V6: a.Addr().Is6()}})
 	if err != nil {
 		return nil, err
 	}
@@ -287,7 +293,11 @@ func (e *Egress) dialPeer(a netip.AddrPort) (net.Conn, error) {
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
 		return nil, err
 	}
-	if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().As4()}); err != nil {
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(a.Port()), Addr: a.Addr().As16()}
+	if a.Addr().Is4() {
+		sa = &unix.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().As4()}
+	}
+	if err := unix.Connect(fd, sa); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(a), Err: os.NewSyscallError("connect", err)}
 	}
 	return net.FileConn(f)
