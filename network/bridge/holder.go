@@ -65,11 +65,14 @@ type holder struct {
 	// prefix6 is the network's IPv6 prefix (ipv6.go); invalid for none.
 	prefix6 netip.Prefix
 	br      netlink.Link
-	filter  *restrictor
-	mu      sync.Mutex
-	byName  map[string]netip.Addr
-	used    map[netip.Addr]*lease
-	serial  int
+	// filter is nil, and filterErr says why, where the kernel has no
+	// nftables bridge family: the network works, without --allow-net.
+	filter    *restrictor
+	filterErr error
+	mu        sync.Mutex
+	byName    map[string]netip.Addr
+	used      map[netip.Addr]*lease
+	serial    int
 }
 
 // lease is a sandbox's address: its name ("" for none), its pid 1, and
@@ -147,9 +150,7 @@ func startHolder(dir string) (*holder, error) {
 		return nil, fmt.Errorf("bring the bridge up: %w", err)
 	}
 	h.br = br
-	if h.filter, err = newRestrictor(p, h.gateway, h.prefix6); err != nil {
-		return nil, err
-	}
+	h.filter, h.filterErr = newRestrictor(p, h.gateway, h.prefix6)
 	// Sandboxes' traffic out goes through this namespace to the helper's
 	// tap; the sysctl is this network namespace's own.
 	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0); err != nil {
@@ -323,13 +324,16 @@ func (h *holder) attach(pid int, name string, ps []spec.Port, restricted bool) (
 		if link, lerr := netlink.LinkByName(hostSide); lerr == nil {
 			_ = netlink.LinkDel(link)
 		}
-		if restricted {
+		if restricted && h.filter != nil {
 			h.filter.release(hostSide)
 		}
 		h.release(a, l)
 		unix.Close(pidfd)
 	}
-	if restricted {
+	switch {
+	case restricted && h.filter == nil:
+		err = fmt.Errorf("--allow-net on a network needs the kernel's nftables bridge family (CONFIG_NF_TABLES_BRIDGE): %v", h.filterErr)
+	case restricted:
 		// Filtered before the port exists: no frame of the sandbox's
 		// passes unfiltered.
 		err = h.filter.restrict(hostSide)
