@@ -360,8 +360,8 @@ func TestBridgeUserNamespace(t *testing.T) {
 // name (directly, and through the proxies, which connect from its own
 // namespace), the outside only through rbox's proxies and DNS, as with
 // --net user; it has no route beyond the subnet. Outside: the refused
-// server is never connected to, the refusals are printed, the network
-// lists the sandbox while it runs.
+// server is never connected to, the refusals are printed, and the sandbox
+// leaves the network (name, address, veth pair) when it ends.
 func TestBridgeAllowNet(t *testing.T) {
 	ns := newNetworkState(t)
 	ns.ok("network", "create", "dev")
