@@ -128,6 +128,14 @@ func newRestrictor(prefix netip.Prefix, gw netip.Addr, prefix6 netip.Prefix) (*r
 	return &restrictor{set: set}, nil
 }
 
+// CheckFilter installs the filter, as a network's holder does, in this
+// network namespace (for `rbox check`, in a new one); nil when the kernel
+// takes it.
+func CheckFilter() error {
+	_, err := newRestrictor(netip.MustParsePrefix("10.89.0.0/24"), netip.MustParseAddr("10.89.0.1"), netip.MustParsePrefix("fd00::/64"))
+	return err
+}
+
 // restrict adds the bridge port port to the filter's set.
 func (r *restrictor) restrict(port string) error {
 	c, err := nftables.New()
