@@ -41,6 +41,7 @@ func (g *gen) planEmpty(cfg *Config) error {
 	g.setWhat("pivot into the setup root")
 	g.step("pivot_root")
 	g.call(unix.SYS_PIVOT_ROOT, g.str("."), g.str("oldroot"))
+	g.fdPrefix = fdPrefixHost
 	g.step("open /oldroot")
 	g.openat(atFDCWD, "/oldroot", unix.O_PATH|unix.O_DIRECTORY, 0, slotHost)
 	g.setWhat("open the host's /dev/null")

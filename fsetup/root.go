@@ -99,7 +99,7 @@ func (b *builder) openRootSources() error {
 
 // attachSource binds the directory fd at sourcesDir/name and returns that
 // path.
-func attachSource(fd int, name string) (string, error) {
+func attachSource(cfg *Config, fd int, name string) (string, error) {
 	p := filepath.Join(sourcesDir, name)
 	if err := os.MkdirAll(p, 0o755); err != nil {
 		return "", err
@@ -109,7 +109,7 @@ func attachSource(fd int, name string) (string, error) {
 		return "", err
 	}
 	defer unix.Close(dst)
-	if err := attachTree(fd, dst, 0); err != nil {
+	if err := attachTree(cfg, fd, dst, 0); err != nil {
 		return "", fmt.Errorf("bind an overlay directory: %w", err)
 	}
 	return p, nil
@@ -130,7 +130,7 @@ func (b *builder) prepareRoot() error {
 	if len(c.RootLowers) > 0 {
 		lowers := make([]string, len(b.sources.lowers))
 		for i, fd := range b.sources.lowers {
-			if lowers[i], err = attachSource(fd, fmt.Sprintf("lower%d", i)); err != nil {
+			if lowers[i], err = attachSource(c, fd, fmt.Sprintf("lower%d", i)); err != nil {
 				return err
 			}
 		}
@@ -174,7 +174,7 @@ func (b *builder) prepareRoot() error {
 		if err != nil {
 			return err
 		}
-		lower, err := attachSource(fd, "host-"+name)
+		lower, err := attachSource(c, fd, "host-"+name)
 		unix.Close(fd)
 		if err != nil {
 			return err
@@ -203,7 +203,7 @@ func (b *builder) upperFor(sub string) (string, string, error) {
 	if c.UpperDir != "" {
 		if b.keptUpper == "" {
 			// Upper and work must be on one mount: bind their parent.
-			parent, err := attachSource(b.sources.upperParent, "upper-parent")
+			parent, err := attachSource(c, b.sources.upperParent, "upper-parent")
 			if err != nil {
 				return "", "", err
 			}
@@ -262,7 +262,7 @@ func (b *builder) makeHelperRoot() error {
 	defer unix.Close(root)
 	return run(func(p *sysplan.Program) error {
 		p.Slots[slotHost], p.Slots[slotRoot] = uintptr(host), uintptr(root)
-		g := newGen(p)
+		g := newGen(p, b.cfg)
 		g.hostView(entries)
 		// fuse-overlayfs reaches its directories through /proc/self/fd.
 		g.proc(b.cfg.NewPID, false)
@@ -273,10 +273,10 @@ func (b *builder) makeHelperRoot() error {
 // attachTree clones the mount tree at the descriptor src (recursively) and
 // attaches the clone on dst, with the attributes attrs added: gen's
 // attachTree run on its own, with src and dst in their slots.
-func attachTree(src, dst int, attrs uint64) error {
+func attachTree(cfg *Config, src, dst int, attrs uint64) error {
 	return run(func(p *sysplan.Program) error {
 		p.Slots[slotSrc], p.Slots[slotDst] = uintptr(src), uintptr(dst)
-		g := newGen(p)
+		g := newGen(p, cfg)
 		g.setWhat("bind")
 		g.attachTree(slotSrc, at(slotDst), attrs, slotMnt)
 		return nil

@@ -114,6 +114,7 @@ var checks = []check{
 	checkAppArmorUserns,
 	checkSeccomp,
 	checkContainer,
+	checkKernelAPI,
 	checkIsolation,
 }
 

@@ -31,6 +31,7 @@ import (
 	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/initproc"
+	"github.com/rbox-dev/rbox/kernelapi"
 	"github.com/rbox-dev/rbox/limits"
 	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/network/egress"
@@ -85,6 +86,7 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 
 // RunHooks is Run with h called at the moments it names (h may be nil).
 func RunHooks(s *spec.Spec, plan *userns.Plan, h *Hooks, hold ...*os.File) int {
+	s.LegacyMount = s.LegacyMount || kernelapi.MountAPIMissing() != ""
 	box, err := limits.Setup(s.Limits)
 	if err != nil {
 		return h.failer()("%v", err)
@@ -179,7 +181,7 @@ func run(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks, hold []*os.
 	// namespace is then rooted there. A pid 1 that joins a network's user
 	// namespace (startInit) is placed by box.Attach instead.
 	into, cgroupFD := false, -1
-	if s.JoinNet == nil && s.Bridge == nil {
+	if s.JoinNet == nil && s.Bridge == nil && kernelapi.Clone3() {
 		if cgroupFD, into, err = box.CloneInto(); err != nil {
 			closeChildEnds()
 			return failf("%v", err)
