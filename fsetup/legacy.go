@@ -26,10 +26,9 @@ import (
 //     there with its flags (MS_REMOUNT|MS_BIND, keeping the flags the
 //     kernel locks, read by statfs), then moved onto its destination with
 //     MS_MOVE: the only lookups by name are in the setup root.
-//
-// What differs: a recursive bind's submounts keep their own flags
-// (mount_setattr's AT_RECURSIVE has no mount(2) equivalent short of
-// reading mountinfo); see docs/security.md.
+//   - a recursive bind's submounts get the bind's flags one by one, found
+//     in /proc/self/mountinfo (mount_setattr's AT_RECURSIVE has no mount(2)
+//     equivalent), by their paths below the staging point.
 
 // stageDir and stageFile are the staging mount points, relative to the
 // setup root (the working directory before and after the first pivot).
@@ -106,6 +105,7 @@ func (g *gen) legacyBind(src sysplan.Arg, dst place, attrs uint64, into sysplan.
 	file, done := g.p.NewLabel(), g.p.NewLabel()
 	g.step("bind")
 	g.call(unix.SYS_MOUNT, src, g.str(stageDir), sysplan.V(0), sysplan.V(unix.MS_BIND|unix.MS_REC), sysplan.V(0)).OnError(unix.ENOTDIR, file)
+	g.remountBelow(stageDir, attrs)
 	g.staged(stageDir, dst, attrs, into)
 	g.p.Jump(done)
 	g.p.Mark(file)
@@ -113,6 +113,22 @@ func (g *gen) legacyBind(src sysplan.Arg, dst place, attrs uint64, into sysplan.
 	g.call(unix.SYS_MOUNT, src, g.str(stageFile), sysplan.V(0), sysplan.V(unix.MS_BIND|unix.MS_REC), sysplan.V(0))
 	g.staged(stageFile, dst, attrs, into)
 	g.p.Mark(done)
+}
+
+// remountBelow adds attrs to each submount of the recursive bind on the
+// staging point stage, as mount_setattr's AT_RECURSIVE would: a host
+// directory bound read-only stays read-only in its submounts
+// (TestEscapeSysReadOnly: /sys/fs/cgroup under the host's /sys).
+func (g *gen) remountBelow(stage string, attrs uint64) {
+	if attrs == 0 {
+		return
+	}
+	info, dir := "/oldroot/proc/self/mountinfo", "/"+stage
+	if g.fdPrefix == fdPrefixRoot { // before the first pivot
+		info, dir = "/proc/self/mountinfo", base+"/"+stage
+	}
+	g.step("remount the submounts")
+	g.p.RemountBelow(info, dir, unix.MS_REMOUNT|unix.MS_BIND|msFlags(attrs))
 }
 
 // staged finishes a mount on the staging point stage: its flags, its

@@ -40,7 +40,7 @@ func (p *Program) Format(w io.Writer) error {
 		case opStore:
 			fmt.Fprintf(&b, "store $%d in the message\n", o.args[0])
 			continue
-		case opResolve, opFDPath, opMountFlags:
+		case opResolve, opFDPath, opMountFlags, opRemountBelow, opReadInfo:
 			b.WriteString(p.formatLegacy(o))
 			continue
 		}
@@ -227,6 +227,10 @@ func (p *Program) formatLegacy(o op) string {
 		}
 	case opMountFlags:
 		s = fmt.Sprintf("mount_flags(statfs) | %#x", o.args[0])
+	case opReadInfo:
+		s = fmt.Sprintf("read %s", text(o.args[0]))
+	case opRemountBelow:
+		s = fmt.Sprintf("remount each mount it lists under %s | %#x", text(o.args[1]), o.args[2])
 	}
 	if o.into >= 0 {
 		s += fmt.Sprintf(" -> $%d", o.into)

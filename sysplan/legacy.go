@@ -23,10 +23,17 @@ const (
 	// opMountFlags returns the MS_* flags of the statfs(2) answer in the
 	// Program's buffer that a remount must keep, with args[0] added.
 	opMountFlags
+	// opRemountBelow remounts every mount below the mount point
+	// texts[args[1]] that the mountinfo file texts[args[0]] lists, with
+	// args[2] added to the flags each keeps (see RemountBelow).
+	opRemountBelow
+	// opReadInfo reads the file texts[args[0]] into info, for
+	// opRemountBelow.
+	opReadInfo
 )
 
 // opLast is the highest pseudo system call number.
-const opLast = opMountFlags
+const opLast = opReadInfo
 
 const (
 	restMax   = 8192 // the path still to walk, with the symlinks spliced in
@@ -58,7 +65,15 @@ type legacyState struct {
 	links int  // symlinks followed
 	st    syscall.Statfs_t
 	paths [PathBuffers][fdPathMax]byte
+	// info holds a mountinfo file, mpath one of its mount points.
+	info    []byte
+	infoLen uint
+	mpath   [linkMax + 1]byte
 }
+
+// infoMax bounds the mountinfo file RemountBelow reads (a host with a few
+// thousand mounts).
+const infoMax = 1 << 20
 
 // pathBuffer is a path buffer as Format shows it.
 type pathBuffer int
@@ -125,6 +140,144 @@ func (p *Program) StatfsBuffer() Arg {
 func (p *Program) MountFlags(extra uintptr) Op {
 	p.legacyMem()
 	return p.Call(opMountFlags, V(extra))
+}
+
+// RemountBelow adds an op that remounts (MS_REMOUNT|MS_BIND) each mount
+// that mountinfo (this process's /proc/self/mountinfo) lists below the
+// mount point dir, with extra added to the flags it keeps (as MountFlags):
+// what mount_setattr's AT_RECURSIVE does for a recursive bind's
+// submounts, done by path. The paths are in the setup's staging point,
+// which nothing else reaches, but below it they go through the bound
+// source's directories.
+func (p *Program) RemountBelow(mountinfo, dir string, extra uintptr) Op {
+	m := p.legacyMem()
+	if m.info == nil {
+		m.info = make([]byte, infoMax)
+	}
+	p.Call(opReadInfo, V(p.text(mountinfo)))
+	return p.Call(opRemountBelow, V(0), V(p.text(dir+"/")), V(extra))
+}
+
+//go:nosplit
+func (p *Program) remountBelow(dir, extra uintptr) syscall.Errno {
+	m, texts := p.legacy, p.texts
+	if m == nil || dir >= uintptr(len(texts)) {
+		return syscall.EFAULT
+	}
+	n := m.infoLen
+	prefix := texts[dir]
+	for at := uint(0); at < n; {
+		// The fifth field of the line at at is its mount point.
+		end := at
+		for end < n && end < uint(len(m.info)) && m.info[end] != '\n' {
+			end++
+		}
+		f, fields := at, 0
+		for f < end && fields < 4 {
+			if f < uint(len(m.info)) && m.info[f] == ' ' {
+				fields++
+			}
+			f++
+		}
+		if m.unescape(f, end) && m.under(prefix) {
+			mp := uintptr(unsafe.Pointer(&m.mpath[0]))
+			if _, _, e := syscall.RawSyscall6(syscall.SYS_STATFS, mp, uintptr(unsafe.Pointer(&m.st)), 0, 0, 0, 0); e != 0 {
+				return e
+			}
+			flags, _ := p.mountFlags(extra)
+			if _, _, e := syscall.RawSyscall6(syscall.SYS_MOUNT, 0, mp, 0, flags, 0, 0); e != 0 {
+				return e
+			}
+		}
+		at = end + 1
+	}
+	return 0
+}
+
+// readInfo is opReadInfo: it reads the file texts[path] into info and
+// sets infoLen. (One function: a call more would not fit the fast path's
+// stack on arm64.)
+//
+//go:nosplit
+func (p *Program) readInfo(text uintptr) syscall.Errno {
+	m, texts := p.legacy, p.texts
+	if m == nil || text >= uintptr(len(texts)) {
+		return syscall.EFAULT
+	}
+	path := texts[text]
+	if len(path) >= len(m.mpath) || len(m.info) == 0 {
+		return syscall.ENAMETOOLONG
+	}
+	for i, c := range path {
+		if i < len(m.mpath) {
+			m.mpath[i] = c
+		}
+	}
+	m.mpath[uint(len(path))%uint(len(m.mpath))] = 0
+	fd, _, e := syscall.RawSyscall6(syscall.SYS_OPENAT, ^uintptr(99), uintptr(unsafe.Pointer(&m.mpath[0])), syscall.O_RDONLY|syscall.O_CLOEXEC, 0, 0, 0)
+	if e != 0 {
+		return e
+	}
+	m.infoLen = 0
+	for m.infoLen < uint(len(m.info)) {
+		r, _, e := syscall.RawSyscall6(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&m.info[m.infoLen])), uintptr(uint(len(m.info))-m.infoLen), 0, 0, 0)
+		if e != 0 || r == 0 {
+			syscall.RawSyscall6(syscall.SYS_CLOSE, fd, 0, 0, 0, 0, 0)
+			return e
+		}
+		m.infoLen += uint(r)
+	}
+	syscall.RawSyscall6(syscall.SYS_CLOSE, fd, 0, 0, 0, 0, 0)
+	return syscall.E2BIG
+}
+
+// unescape copies the mount point that starts at info[from] (up to a
+// space or to) into mpath, NUL-terminated, with its octal escapes
+// (\040) decoded; false when it does not fit.
+//
+//go:nosplit
+func (m *legacyState) unescape(from, to uint) bool {
+	j := uint(0)
+	for i := from; i < to && i < uint(len(m.info)); i++ {
+		c := m.info[i]
+		if c == ' ' {
+			break
+		}
+		if c == '\\' && i+3 < to && i+3 < uint(len(m.info)) {
+			c = (m.infoAt(i+1)-'0')<<6 | (m.infoAt(i+2)-'0')<<3 | (m.infoAt(i+3) - '0')
+			i += 3
+		}
+		if j >= linkMax {
+			return false
+		}
+		m.mpath[j] = c
+		j++
+	}
+	m.mpath[j%(linkMax+1)] = 0
+	return true
+}
+
+// infoAt is byte i of info, 0 out of range.
+//
+//go:nosplit
+func (m *legacyState) infoAt(i uint) byte {
+	if i < uint(len(m.info)) {
+		return m.info[i]
+	}
+	return 0
+}
+
+// under reports whether the path in mpath starts with prefix (which ends
+// in a slash).
+//
+//go:nosplit
+func (m *legacyState) under(prefix []byte) bool {
+	for i, c := range prefix {
+		if i >= linkMax || m.mpath[i] != c {
+			return false
+		}
+	}
+	return true
 }
 
 // ms_* are mount(2) flags and st_* statfs(2) flags (not every

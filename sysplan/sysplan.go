@@ -443,6 +443,10 @@ func (p *Program) Exec() (int, syscall.Errno) {
 			e = p.fdPath(a[0], a[1], a[2], a[3])
 		case opMountFlags:
 			r, e = p.mountFlags(a[0])
+		case opReadInfo:
+			e = p.readInfo(a[0])
+		case opRemountBelow:
+			e = p.remountBelow(a[1], a[2])
 		default:
 			r, _, e = syscall.RawSyscall6(uintptr(o.nr), a[0], a[1], a[2], a[3], a[4], a[5])
 		}

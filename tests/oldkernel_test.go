@@ -40,7 +40,7 @@ func TestOldKernelFullTier(t *testing.T) {
 	dir := hostDir(t)
 	writeFile(t, dir+"/f", "DATA\n")
 	r := rboxCmd(t, onHost(t, "oldkernel"), "--ro-bind", dir+":/data", "--",
-		"sh", "-c", `readlink /proc/self/ns/user; cat /data/f; touch /data/x 2>/dev/null && echo wrote; touch /x 2>/dev/null && echo root-writable`)
+		"sh", "-c", `readlink /proc/self/ns/user; cat /data/f; touch /data/x 2>/dev/null && echo wrote; touch /x 2>/dev/null && echo root-writable; true`)
 	if r.code != 0 || strings.Contains(r.stderr, "isolation") || strings.TrimSpace(strings.Split(r.stdout, "\n")[0]) == hostUserNS(t) ||
 		!strings.Contains(r.stdout, "DATA") || strings.Contains(r.stdout, "wrote") || strings.Contains(r.stdout, "root-writable") {
 		t.Fatalf("want the full tier with a read-only bind and root, no tier line, got\n%s", r)
