@@ -187,7 +187,7 @@ func (b *builder) prepareRoot() error {
 			return fmt.Errorf("overlay on /%s: %w", name, err)
 		}
 		// As for the read-only host view: no set-id programs of the host.
-		if err := unix.MountSetattr(unix.AT_FDCWD, target, 0, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}); err != nil {
+		if err := noSetID(c, target); err != nil {
 			return fmt.Errorf("/%s: mount_setattr: %w", name, err)
 		}
 	}
@@ -281,4 +281,14 @@ func attachTree(cfg *Config, src, dst int, attrs uint64) error {
 		g.attachTree(slotSrc, at(slotDst), attrs, slotMnt)
 		return nil
 	})
+}
+
+// noSetID makes the mount at target nosuid and nodev: with mount_setattr,
+// or on a kernel without it with a remount that keeps the locked flags.
+func noSetID(c *Config, target string) error {
+	if c.Legacy {
+		flags := uintptr(unix.MS_REMOUNT|unix.MS_BIND|unix.MS_NOSUID|unix.MS_NODEV) | overlay.LockedFlags(target)
+		return unix.Mount("", target, "", flags, "")
+	}
+	return unix.MountSetattr(unix.AT_FDCWD, target, 0, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV})
 }

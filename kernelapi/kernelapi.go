@@ -8,6 +8,7 @@ package kernelapi
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -63,4 +64,30 @@ func probe() string {
 		return "fsopen"
 	}
 	return ""
+}
+
+// RootlessOverlay reports whether the kernel mounts overlayfs in a user
+// namespace (Linux 5.11): its release says 5.11 or later, and it has
+// openat2 and the new mount API but perhaps mount_setattr (5.12), the
+// calls a kernel that old must have. rbox then prefers the kernel's
+// overlayfs to fuse-overlayfs.
+func RootlessOverlay() bool {
+	if m := MountAPIMissing(); m != "" && m != "mount_setattr" {
+		return false
+	}
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return true
+	}
+	return releaseAtLeast(unix.ByteSliceToString(u.Release[:]), 5, 11)
+}
+
+// releaseAtLeast reports whether a kernel release ("5.10.0-28-amd64")
+// is major.minor or later.
+func releaseAtLeast(release string, major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(release, "%d.%d", &ma, &mi); err != nil {
+		return true
+	}
+	return ma > major || ma == major && mi >= minor
 }

@@ -53,3 +53,22 @@ func TestOldKernelFullTier(t *testing.T) {
 		t.Errorf("rbox check says the fallback is in use on this kernel:\n%s", r)
 	}
 }
+
+// Rootless overlayfs needs Linux 5.11: on an older kernel --overlay takes
+// fuse-overlayfs without trying the kernel's; here the kernel's.
+func TestOldKernelOverlayUsesFuse(t *testing.T) {
+	script := `grep " /etc " /proc/self/mounts; echo x > /etc/rbox-old-kernel && cat /etc/rbox-old-kernel`
+	r := rboxCmd(t, onHost(t, "oldkernel"), "--overlay", "--", "sh", "-c", script)
+	if r.code != 0 || !strings.Contains(r.stdout, "fuse.fuse-overlayfs") || !strings.Contains(r.stdout, "\nx\n") {
+		t.Errorf("old kernel: want /etc on fuse-overlayfs and writable, got\n%s", r)
+	}
+	if os.Getenv(simulatedHostEnv) != "" {
+		return
+	}
+	if r := rbox(t, "--overlay", "--", "sh", "-c", script); r.code != 0 || !strings.Contains(r.stdout, " overlay ") {
+		t.Errorf("this kernel: want /etc on the kernel's overlayfs, got\n%s", r)
+	}
+	if _, err := os.Stat("/etc/rbox-old-kernel"); err == nil {
+		t.Error("a write under --overlay reached the host")
+	}
+}
