@@ -11,8 +11,8 @@
 //	hostsim nnp       PROG ARGS...  no system call refused, only no_new_privs set (which any filter
 //	                                needs): a container run with no-new-privileges, where setuid
 //	                                newuidmap cannot gain its privilege
-//	hostsim oldkernel PROG ARGS...  openat2, the new mount API and clone3 fail with ENOSYS: a kernel
-//	                                before 5.2 (RHEL 8's 4.18)
+//	hostsim oldkernel PROG ARGS...  openat2, the new mount API, clone3 and fchmodat2 fail with
+//	                                ENOSYS: a kernel before 5.2 (RHEL 8's 4.18)
 package main
 
 import (
@@ -48,7 +48,7 @@ var modes = map[string][]rule{
 		unix.SYS_MOVE_MOUNT, unix.SYS_FSOPEN, unix.SYS_FSCONFIG, unix.SYS_FSMOUNT, unix.SYS_FSPICK, unix.SYS_MOUNT_SETATTR),
 	"nnp": {},
 	"oldkernel": refuse(unix.ENOSYS, unix.SYS_OPENAT2, unix.SYS_OPEN_TREE, unix.SYS_MOVE_MOUNT, unix.SYS_FSOPEN,
-		unix.SYS_FSCONFIG, unix.SYS_FSMOUNT, unix.SYS_FSPICK, unix.SYS_MOUNT_SETATTR, unix.SYS_CLONE3),
+		unix.SYS_FSCONFIG, unix.SYS_FSMOUNT, unix.SYS_FSPICK, unix.SYS_MOUNT_SETATTR, unix.SYS_CLONE3, unix.SYS_FCHMODAT2),
 }
 
 func refuse(errno unix.Errno, nrs ...uint32) []rule {
