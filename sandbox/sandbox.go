@@ -178,7 +178,8 @@ func run(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks, hold []*os.
 	}
 	// Born in its cgroup v2 leaf where there is one: its cgroup
 	// namespace is then rooted there. A pid 1 that joins a network's user
-	// namespace (startInit) is placed by box.Attach instead.
+	// namespace (startInit), or on a kernel without clone3 (before 5.3),
+	// is placed by box.Attach instead.
 	into, cgroupFD := false, -1
 	if s.JoinNet == nil && s.Bridge == nil && kernelapi.Clone3() {
 		if cgroupFD, into, err = box.CloneInto(); err != nil {
