@@ -9,6 +9,8 @@ package kernelapi
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -90,4 +92,24 @@ func releaseAtLeast(release string, major, minor int) bool {
 		return true
 	}
 	return ma > major || ma == major && mi >= minor
+}
+
+// CloexecFrom marks every descriptor from first on close-on-exec:
+// close_range(CLOSE_RANGE_CLOEXEC) (Linux 5.11), else one fcntl per
+// descriptor that /proc/self/fd lists.
+func CloexecFrom(first int) error {
+	err := unix.CloseRange(uint(first), ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	if err != unix.ENOSYS && err != unix.EINVAL {
+		return err
+	}
+	entries, rerr := os.ReadDir("/proc/self/fd")
+	if rerr != nil {
+		return fmt.Errorf("close_range: %w; and %w", err, rerr)
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= first {
+			unix.CloseOnExec(fd)
+		}
+	}
+	return nil
 }

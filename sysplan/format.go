@@ -40,7 +40,7 @@ func (p *Program) Format(w io.Writer) error {
 		case opStore:
 			fmt.Fprintf(&b, "store $%d in the message\n", o.args[0])
 			continue
-		case opResolve, opFDPath, opMountFlags, opRemountBelow, opReadInfo:
+		case opResolve, opFDPath, opMountFlags, opRemountBelow, opReadInfo, opCloseRange:
 			b.WriteString(p.formatLegacy(o))
 			continue
 		}
@@ -227,6 +227,8 @@ func (p *Program) formatLegacy(o op) string {
 		}
 	case opMountFlags:
 		s = fmt.Sprintf("mount_flags(statfs) | %#x", o.args[0])
+	case opCloseRange:
+		s = fmt.Sprintf("close_range(%d, %s, %#x) by /proc/self/fd", o.args[0], p.formatArg(o.args[1]), o.args[2])
 	case opReadInfo:
 		s = fmt.Sprintf("read %s", text(o.args[0]))
 	case opRemountBelow:

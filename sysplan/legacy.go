@@ -3,6 +3,8 @@ package sysplan
 import (
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // Ops for kernels without openat2 and the new mount API (before 5.2 and
@@ -30,10 +32,13 @@ const (
 	// opReadInfo reads the file texts[args[0]] into info, for
 	// opRemountBelow.
 	opReadInfo
+	// opCloseRange is close_range(args[0], args[1], args[2]) done by
+	// hand, for a kernel without it (see CloseRange).
+	opCloseRange
 )
 
 // opLast is the highest pseudo system call number.
-const opLast = opReadInfo
+const opLast = opCloseRange
 
 const (
 	restMax   = 8192 // the path still to walk, with the symlinks spliced in
@@ -68,7 +73,11 @@ type legacyState struct {
 	// info holds a mountinfo file, mpath one of its mount points.
 	info    []byte
 	infoLen uint
-	mpath   [linkMax + 1]byte
+	// dents and rlim are CloseRange's.
+	dents []byte
+	rlim  [2]uint64
+	cr    [5]uintptr
+	mpath [linkMax + 1]byte
 }
 
 // infoMax bounds the mountinfo file RemountBelow reads (a host with a few
@@ -278,6 +287,105 @@ func (m *legacyState) under(prefix []byte) bool {
 		}
 	}
 	return true
+}
+
+// CloseRange adds ops that close the descriptors first to last (or,
+// with flags CLOSE_RANGE_CLOEXEC, mark them close-on-exec), as
+// close_range(2) does; on a kernel without it (before 5.9, or before 5.11
+// for CLOSE_RANGE_CLOEXEC) the second lists /proc/self/fd and closes (or
+// marks) each of them, or where that cannot be opened, every number up to
+// the RLIMIT_NOFILE limit.
+func (p *Program) CloseRange(first, last uintptr, flags uintptr) {
+	m := p.legacyMem()
+	if m.dents == nil {
+		m.dents = make([]byte, 8192)
+	}
+	byHand, done := p.NewLabel(), p.NewLabel()
+	p.Call(sysCloseRange, V(first), V(last), V(flags)).OnAnyError(byHand)
+	p.Jump(done)
+	p.Mark(byHand)
+	p.Call(opCloseRange, V(first), V(last), V(flags))
+	p.Mark(done)
+}
+
+const (
+	sysCloseRange     = unix.SYS_CLOSE_RANGE
+	closeRangeCloexec = 1 << 2 // CLOSE_RANGE_CLOEXEC
+	fdCloexec         = 1      // FD_CLOEXEC
+	fSetfd            = 2      // F_SETFD
+	rlimitNofile      = 7
+	maxBruteForce     = 1 << 20
+)
+
+// closeRange is opCloseRange: close_range(2) by hand.
+//
+//go:nosplit
+func (p *Program) closeRange(first, last, flags uintptr) syscall.Errno {
+	m := p.legacy
+	if m == nil || len(m.dents) == 0 {
+		return syscall.EFAULT
+	}
+	// close(fd), or fcntl(fd, F_SETFD, FD_CLOEXEC).
+	m.cr = [5]uintptr{first, last, syscall.SYS_CLOSE, 0, 0}
+	if flags&closeRangeCloexec != 0 {
+		m.cr[2], m.cr[3], m.cr[4] = syscall.SYS_FCNTL, fSetfd, fdCloexec
+	}
+	return 0
+}
+
+// closeListed closes (or marks) the descriptors cr[0] to cr[1] that
+// /proc/self/fd lists, with the call cr[2] and arguments cr[3:]; its state
+// is in m, for the fast path's small stacks.
+//
+//go:nosplit
+func (m *legacyState) closeListed() syscall.Errno {
+	for i, c := range [...]byte{'/', 'p', 'r', 'o', 'c', '/', 's', 'e', 'l', 'f', '/', 'f', 'd', 0} {
+		m.mpath[i%len(m.mpath)] = c
+	}
+	dir, _, e := syscall.RawSyscall6(syscall.SYS_OPENAT, ^uintptr(99), uintptr(unsafe.Pointer(&m.mpath[0])), syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0, 0, 0)
+	if e != 0 {
+		// No /proc here: every number up to the limit.
+		if _, _, e := syscall.RawSyscall6(unix.SYS_PRLIMIT64, 0, rlimitNofile, 0, uintptr(unsafe.Pointer(&m.rlim)), 0, 0); e != 0 {
+			return e
+		}
+		for fd := m.cr[0]; fd < uintptr(m.rlim[0]) && fd < maxBruteForce && fd <= m.cr[1]; fd++ {
+			syscall.RawSyscall6(m.cr[2], fd, m.cr[3], m.cr[4], 0, 0, 0)
+		}
+		return 0
+	}
+	for {
+		n, _, e := syscall.RawSyscall6(unix.SYS_GETDENTS64, dir, uintptr(unsafe.Pointer(unsafe.SliceData(m.dents))), uintptr(len(m.dents)), 0, 0, 0)
+		if e != 0 || n == 0 {
+			syscall.RawSyscall6(syscall.SYS_CLOSE, dir, 0, 0, 0, 0, 0)
+			return e
+		}
+		// linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
+		for at := uint(0); at+19 < uint(n); {
+			reclen := uint(m.dentAt(at+16)) | uint(m.dentAt(at+17))<<8
+			if reclen < 19 {
+				break
+			}
+			fd := uintptr(0)
+			i := at + 19
+			for ; i < at+reclen && m.dentAt(i) >= '0' && m.dentAt(i) <= '9'; i++ {
+				fd = fd*10 + uintptr(m.dentAt(i)-'0')
+			}
+			if i > at+19 && fd != dir && fd >= m.cr[0] && fd <= m.cr[1] {
+				syscall.RawSyscall6(m.cr[2], fd, m.cr[3], m.cr[4], 0, 0, 0)
+			}
+			at += reclen
+		}
+	}
+}
+
+// dentAt is byte i of dents, 0 out of range.
+//
+//go:nosplit
+func (m *legacyState) dentAt(i uint) byte {
+	if i < uint(len(m.dents)) {
+		return m.dents[i]
+	}
+	return 0
 }
 
 // ms_* are mount(2) flags and st_* statfs(2) flags (not every

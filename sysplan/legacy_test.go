@@ -122,3 +122,40 @@ func TestFDPath(t *testing.T) {
 }
 
 func unsafeAddr(b *byte) uintptr { return uintptr(unsafe.Pointer(b)) }
+
+// close_range by hand (a kernel before 5.9): the descriptors in the range
+// that /proc/self/fd lists are closed, or marked close-on-exec, and no
+// other.
+func TestCloseRangeByHand(t *testing.T) {
+	for _, flags := range []uintptr{0, unix.CLOSE_RANGE_CLOEXEC} {
+		var fds []int
+		for i := 0; i < 4; i++ {
+			fd, err := unix.Open("/dev/null", unix.O_RDONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fds = append(fds, fd)
+		}
+		p := new(Program)
+		p.CloseRange(0, 0, 0) // allocates the buffers; closes nothing
+		p.ops = p.ops[:0]
+		p.Call(opCloseRange, V(uintptr(fds[1])), V(uintptr(fds[2])), V(flags))
+		p.Finish()
+		if err := p.Run(); err != nil {
+			t.Fatal(err)
+		}
+		for i, fd := range fds {
+			f, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+			inRange := i == 1 || i == 2
+			switch {
+			case flags == 0 && inRange && err == nil:
+				t.Errorf("fd %d not closed", fd)
+			case flags != 0 && inRange && (err != nil || f&unix.FD_CLOEXEC == 0):
+				t.Errorf("fd %d not marked close-on-exec: %v", fd, err)
+			case !inRange && (err != nil || f&unix.FD_CLOEXEC != 0):
+				t.Errorf("fd %d outside the range changed: %#x %v", fd, f, err)
+			}
+			unix.Close(fd)
+		}
+	}
+}

@@ -445,6 +445,10 @@ func (p *Program) Exec() (int, syscall.Errno) {
 			r, e = p.mountFlags(a[0])
 		case opReadInfo:
 			e = p.readInfo(a[0])
+		case opCloseRange:
+			if e = p.closeRange(a[0], a[1], a[2]); e == 0 {
+				e = p.legacy.closeListed()
+			}
 		case opRemountBelow:
 			e = p.remountBelow(a[1], a[2])
 		default:

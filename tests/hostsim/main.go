@@ -11,8 +11,9 @@
 //	hostsim nnp       PROG ARGS...  no system call refused, only no_new_privs set (which any filter
 //	                                needs): a container run with no-new-privileges, where setuid
 //	                                newuidmap cannot gain its privilege
-//	hostsim oldkernel PROG ARGS...  openat2, the new mount API, clone3 and fchmodat2 fail with
-//	                                ENOSYS: a kernel before 5.2 (RHEL 8's 4.18)
+//	hostsim oldkernel PROG ARGS...  openat2, the new mount API, clone3, close_range and fchmodat2
+//	                                fail with ENOSYS, unshare(CLONE_NEWTIME) with EINVAL: a kernel
+//	                                before 5.2 (RHEL 8's 4.18)
 package main
 
 import (
@@ -47,8 +48,9 @@ var modes = map[string][]rule{
 	"nocaps": refuse(unix.EPERM, unix.SYS_MOUNT, unix.SYS_UMOUNT2, unix.SYS_PIVOT_ROOT, unix.SYS_OPEN_TREE,
 		unix.SYS_MOVE_MOUNT, unix.SYS_FSOPEN, unix.SYS_FSCONFIG, unix.SYS_FSMOUNT, unix.SYS_FSPICK, unix.SYS_MOUNT_SETATTR),
 	"nnp": {},
-	"oldkernel": refuse(unix.ENOSYS, unix.SYS_OPENAT2, unix.SYS_OPEN_TREE, unix.SYS_MOVE_MOUNT, unix.SYS_FSOPEN,
-		unix.SYS_FSCONFIG, unix.SYS_FSMOUNT, unix.SYS_FSPICK, unix.SYS_MOUNT_SETATTR, unix.SYS_CLONE3, unix.SYS_FCHMODAT2),
+	"oldkernel": append(refuse(unix.ENOSYS, unix.SYS_OPENAT2, unix.SYS_OPEN_TREE, unix.SYS_MOVE_MOUNT, unix.SYS_FSOPEN,
+		unix.SYS_FSCONFIG, unix.SYS_FSMOUNT, unix.SYS_FSPICK, unix.SYS_MOUNT_SETATTR, unix.SYS_CLONE3, unix.SYS_FCHMODAT2,
+		unix.SYS_CLOSE_RANGE), rule{nr: unix.SYS_UNSHARE, errno: unix.EINVAL, flag: unix.CLONE_NEWTIME}),
 }
 
 func refuse(errno unix.Errno, nrs ...uint32) []rule {
