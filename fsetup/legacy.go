@@ -8,9 +8,9 @@ import (
 	"github.com/rbox-dev/rbox/sysplan"
 )
 
-// Kernels without openat2 and the new mount API (Linux before 5.6: RHEL
-// 8's 4.18, Ubuntu 20.04's 5.4, Debian 11's 5.10 lacks mount_setattr)
-// get the same steps made with mount(2), as runc makes them
+// Kernels without openat2 or the new mount API (before 5.12: RHEL 8's
+// 4.18 and Ubuntu 20.04's 5.4 lack all of it, Debian 11's 5.10
+// mount_setattr) get the same steps made with mount(2), as runc makes them
 // (Config.Legacy):
 //
 //   - a path is resolved inside its root by sysplan's Resolve, a walk of
@@ -25,7 +25,7 @@ import (
 //     (or file) of the setup root, which nothing else can reach, remounted
 //     there with its flags (MS_REMOUNT|MS_BIND, keeping the flags the
 //     kernel locks, read by statfs), then moved onto its destination with
-//     MS_MOVE: the only lookups by name are in the setup root.
+//     MS_MOVE: the lookups by name are in the setup root;
 //   - a recursive bind's submounts get the bind's flags one by one, found
 //     in /proc/self/mountinfo (mount_setattr's AT_RECURSIVE has no mount(2)
 //     equivalent), by their paths below the staging point.
