@@ -17,6 +17,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/network/bridge"
 )
 
 // probeNS reports the namespace named by $RBOX_PROBE_NS this process is
@@ -266,6 +268,15 @@ func probeTun() (string, error) {
 		return "", fmt.Errorf("create a tap device (TUNSETIFF): %w", err)
 	}
 	return "created a tap device in a new network namespace", nil
+}
+
+// probeNftables installs the bridge filter of --allow-net sandboxes on a
+// network in a new network namespace, as a network's holder does.
+func probeNftables() (string, error) {
+	if err := bridge.CheckFilter(); err != nil {
+		return "", err
+	}
+	return "installed the bridge filter of --allow-net sandboxes in a new network namespace", nil
 }
 
 // probeTimeNS makes a time namespace the way rbox's pid 1 does: unshare it
