@@ -115,6 +115,7 @@ var checks = []check{
 	checkAppArmorUserns,
 	checkSeccomp,
 	checkContainer,
+	checkKernelAPI,
 	checkIsolation,
 }
 

@@ -318,6 +318,9 @@ func privateMounts() error {
 func mountAt(fstype, target string, opts [][2]string, attrs int) error {
 	what := "mount " + fstype + " on " + target
 	fsfd, err := unix.Fsopen(fstype, unix.FSOPEN_CLOEXEC)
+	if errors.Is(err, unix.ENOSYS) {
+		return mountLegacy(fstype, target, opts, attrs)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: fsopen: %w", what, err)
 	}
@@ -342,6 +345,24 @@ func mountAt(fstype, target string, opts [][2]string, attrs int) error {
 	defer unix.Close(mfd)
 	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return fmt.Errorf("%s: move_mount: %w", what, err)
+	}
+	return nil
+}
+
+// mountLegacy is mountAt with mount(2), for a kernel without the new
+// mount API; the low MOUNT_ATTR_* bits are the MS_* flags.
+func mountLegacy(fstype, target string, opts [][2]string, attrs int) error {
+	var data []string
+	for _, o := range opts {
+		if o[1] == "" {
+			data = append(data, o[0])
+		} else {
+			data = append(data, o[0]+"="+o[1])
+		}
+	}
+	flags := uintptr(attrs) & (unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	if err := unix.Mount(fstype, target, fstype, flags, strings.Join(data, ",")); err != nil {
+		return fmt.Errorf("mount %s on %s: %w", fstype, target, err)
 	}
 	return nil
 }

@@ -45,6 +45,7 @@ func TestEveryFieldReachesThePlan(t *testing.T) {
 		"SeccompExtra":         func(s *spec.Spec) { s.SeccompExtra = []spec.SeccompFilter{{BPF: make([]byte, 8)}} },
 		"LockFiles":            func(s *spec.Spec) { s.LockFiles = []string{"/tmp/lock"} },
 		"DieWithParent":        func(s *spec.Spec) { s.DieWithParent = true },
+		"LegacyMount":          func(s *spec.Spec) { s.LegacyMount = true },
 		"SwitchUserNS":         func(s *spec.Spec) { s.SwitchUserNS = 5 },
 		"KeepUID":              func(s *spec.Spec) { s.KeepUID = true },
 		"KeepGID":              func(s *spec.Spec) { s.KeepGID = true },

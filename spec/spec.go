@@ -209,6 +209,11 @@ type Spec struct {
 	// ("bwrap: ...", exit 1).
 	BwrapErrors bool `json:"bwrap_errors,omitempty"`
 
+	// LegacyMount builds the filesystem with mount(2) and a walk of
+	// rbox's own, for a kernel without openat2 and the new mount API
+	// (package mountapi); the parent sets it.
+	LegacyMount bool `json:"legacy_mount,omitempty"`
+
 	// --- caller-given namespaces (bwrap's --userns, --pidns, --userns2,
 	// --userns-block-fd): rbox's fast path only ---
 

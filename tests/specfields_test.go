@@ -51,6 +51,7 @@ var specFieldChecks = map[string][]func(*testing.T){
 	"LockFiles":     {TestBwrapLockFile},
 	"DieWithParent": {TestBwrapDieWithParent},
 	"BwrapErrors":   {TestBwrapBadInput},
+	"LegacyMount":   {TestOldKernelFullTier, TestPlantedSymlinks},
 	"Limits":        {TestLimitForkBomb, TestLimitMemory, TestUlimitValues, TestLimitCgroupFilesFromHost},
 	// Always the fast executor (forkinit.Required), under
 	// RBOX_TEST_FORCE_REEXEC too.
