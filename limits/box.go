@@ -82,7 +82,29 @@ func (b *Box) ForInit(s *spec.Spec) {
 	if b == nil {
 		return
 	}
-	s.Limits.InitRlimits, b.rlimits = b.rlimits, nil
+	s.Limits.InitRlimits = b.TakeRlimits()
+}
+
+// TakeRlimits hands over the rlimits for the process that starts the
+// command to set on itself (the landlock tier's child): Attach then only
+// places it in the cgroups.
+func (b *Box) TakeRlimits() []spec.Rlimit {
+	if b == nil {
+		return nil
+	}
+	rs := b.rlimits
+	b.rlimits = nil
+	return rs
+}
+
+// Leaves are the sandbox's cgroup directories on the host, one per
+// hierarchy (nil without a Box): rbox exec places a joining command in
+// each.
+func (b *Box) Leaves() []string {
+	if b == nil {
+		return nil
+	}
+	return b.leaves()
 }
 
 // CloneInto opens the sandbox's cgroup v2 leaf for clone3's
