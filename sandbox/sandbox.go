@@ -244,7 +244,7 @@ func run(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks, hold []*os.
 		_ = cmd.Process.Kill()
 	}
 	specW.Close()
-	notifyStarted(cmd.Process.Pid)
+	notifyStarted(cmd.Process.Pid, box)
 
 	var term *terminal
 	if consoleParent != nil {

@@ -61,6 +61,19 @@ type Info struct {
 	// Exec is what rbox exec needs to give a joining command the sandbox's
 	// own rules.
 	Exec ExecRules `json:"exec"`
+	// Tier is the isolation tier the sandbox runs in; Limits its
+	// resource limits, each with the mechanism holding it (for ps).
+	Tier   string  `json:"tier,omitempty"`
+	Limits []Limit `json:"limits,omitempty"`
+}
+
+// Limit is one resource limit of a sandbox, as ps shows it.
+type Limit struct {
+	// Name is memory, swap, pids, cpus or an --ulimit name.
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	// Mechanism holds it: "cgroup v2", "cgroup v1", "rlimit" or "none".
+	Mechanism string `json:"mechanism"`
 }
 
 // ExecRules are the rules the sandbox's command runs under, which a command
