@@ -107,6 +107,16 @@ func (b *Box) Leaves() []string {
 	return b.leaves()
 }
 
+// Rlimits are all the rlimits the sandbox's processes hold (--ulimit and
+// the fallbacks), whoever sets them: rbox exec gives a joining command
+// the same.
+func (b *Box) Rlimits() []spec.Rlimit {
+	if b == nil {
+		return nil
+	}
+	return rlimits(b.lim, b.plan)
+}
+
 // CloneInto opens the sandbox's cgroup v2 leaf for clone3's
 // CLONE_INTO_CGROUP: pid 1 is then born in it, and its cgroup namespace is
 // rooted there. ok is false when there is no v2 leaf; Attach then places

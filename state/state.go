@@ -33,6 +33,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/spec"
 )
 
 // Info is one sandbox's entry.
@@ -96,6 +98,9 @@ type ExecRules struct {
 	// hierarchy), when it has them; a joining command is placed in each
 	// first.
 	Cgroups []string `json:"cgroups,omitempty"`
+	// Rlimits are the sandbox's rlimits, which a joining command sets on
+	// itself.
+	Rlimits []spec.Rlimit `json:"rlimits,omitempty"`
 }
 
 // Proc names a process across pid reuse: its pid and its start time in

@@ -143,9 +143,9 @@ func (r *RunCmd) runNamed() error {
 	// watched is closed once the watch for the command has written what it
 	// found: the entry's last write and its removal come after.
 	watched := make(chan struct{})
-	sandbox.Started = func(pid1 int, cgroups []string) {
+	sandbox.Started = func(pid1 int, cgroups []string, rlimits []spec.Rlimit) {
 		info.Init, _ = state.ProcOf(pid1)
-		info.Exec.Cgroups = cgroups
+		info.Exec.Cgroups, info.Exec.Rlimits = cgroups, rlimits
 		info.Status = state.StatusRunning
 		_ = entry.Write(info)
 		go func() {
