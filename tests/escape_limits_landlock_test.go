@@ -3,7 +3,9 @@
 package tests
 
 import (
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -46,4 +48,71 @@ func TestEscapeLandlockLimitCgroup(t *testing.T) {
 		t.Errorf("--limits strict accepted a limit the command can leave:\n%s", strict)
 	}
 	noLeaves(t, "the landlock escape attempts")
+}
+
+// A command run by rbox exec cannot be outside the sandbox's cgroups: it
+// is placed in the leaves before it joins the sandbox's cgroup namespace,
+// whose root is the leaf, so even with CAP_SYS_ADMIN a cgroup hierarchy it
+// mounts is rooted there and names no cgroup outside; the host sees it in
+// the leaf. Proven against a weakened setup: with the sandbox's state
+// stripped of its cgroups, exec leaves the joining process where rbox exec
+// was, which the same checks see.
+func TestEscapeExecCgroup(t *testing.T) {
+	// With CAP_SYS_ADMIN it can mount the pids hierarchy: its root there
+	// is the leaf (the only cgroup.procs above the leaf's children it can
+	// name is the leaf's own).
+	escape := `mkdir -p /tmp/c; mount -t cgroup -o pids none /tmp/c && ls /tmp/c/cgroup.procs >/dev/null && echo mounted; grep :pids: /proc/self/cgroup; echo ready; exec sleep 61.25`
+	for _, weakened := range []bool{false, true} {
+		ns, run := namedCgroupState(t, "cgroup")
+		if r := run("run", "--name", "esc", "-d", "--cap-add", "SYS_ADMIN", "--pids-limit", "64", "--", "sleep", "100"); r.code != 0 {
+			t.Fatalf("%s", r)
+		}
+		var sup int
+		for _, e := range ns.ps(false) {
+			sup = e.Supervisor.PID
+		}
+		if weakened {
+			file := filepath.Join(ns.xdg, "rbox", "sandboxes", "esc", "state.json")
+			b, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var st map[string]any
+			if err := json.Unmarshal(b, &st); err != nil {
+				t.Fatal(err)
+			}
+			delete(st["exec"].(map[string]any), "cgroups")
+			if b, err = json.Marshal(st); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(file, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cmd := exec.Command(rboxBin, "exec", "esc", "--", "sh", "-c", escape)
+		cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+ns.xdg, tierEnvVar("cgroup"))
+		out := &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the exec'd process", 10*time.Second, func() bool { return strings.Contains(out.String(), "ready") })
+		var sleeper []int
+		waitFor(t, "the exec'd sleep", 10*time.Second, func() bool { sleeper = processesWith("sleep\x0061.25"); return len(sleeper) == 1 })
+		procs, _ := os.ReadFile(filepath.Join(delegated()["pids"], "rbox-"+strconv.Itoa(sup), "cgroup.procs"))
+		inLeaf := containsField(string(procs), strconv.Itoa(sleeper[0])) && strings.Contains(out.String(), ":pids:/\n")
+		if !strings.Contains(out.String(), "mounted") {
+			t.Errorf("the exec'd command could not mount the pids hierarchy with CAP_SYS_ADMIN:\n%s", out)
+		}
+		switch {
+		case !weakened && !inLeaf:
+			t.Errorf("the exec'd command is out of the sandbox's pids leaf (%q):\n%s", procs, out)
+		case weakened && inLeaf:
+			t.Errorf("the weakened setup left the exec'd command in the leaf: the test proves nothing:\n%s", out)
+		}
+		run("stop", "esc")
+		_ = cmd.Wait()
+		run("rm", "esc")
+	}
+	noLeaves(t, "the exec escape attempts")
 }
