@@ -1,6 +1,7 @@
 // Package console is the parent's side of the payload's pseudo-terminal,
 // which pid 1 allocates from the sandbox's own devpts (initplan's plan)
-// and hands to rbox's parent over a socket.
+// and hands to rbox's parent over a socket; the relay between it and the
+// caller's terminal serves rbox exec and the landlock tier too.
 //
 // The terminal comes from the sandbox's private devpts, so it exists inside
 // as /dev/pts/N (ttyname, ssh and sudo work), and whatever the payload does

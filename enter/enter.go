@@ -27,10 +27,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/forkinit"
-	"github.com/rbox-dev/rbox/seccomp"
+	"github.com/rbox-dev/rbox/initplan"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/sysplan"
 )
@@ -210,44 +209,19 @@ func planInner(sp *forkinit.Spawn, r *Request) (string, error) {
 		lim := &unix.Rlimit{Cur: r.Soft, Max: r.Hard}
 		p.Call(unix.SYS_PRLIMIT64, sysplan.V(0), sysplan.V(uintptr(r.Resource)), sysplan.V(sysplan.Keep(p, lim)), sysplan.V(0))
 	}
-	p.Step("limit capabilities")
-	keep := map[uintptr]bool{}
-	for _, c := range caps.Numbers(r.Caps) {
-		keep[c] = true
-	}
-	last := caps.Last()
-	for c := uintptr(0); c <= uintptr(last); c++ {
-		if !keep[c] {
-			p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_CAPBSET_DROP), sysplan.V(c))
-		}
-	}
-	hdr := &unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	data := new([2]unix.CapUserData)
-	for c := 0; c <= last; c++ {
-		data[c/32].Effective |= 1 << (c % 32)
-		data[c/32].Permitted |= 1 << (c % 32)
-	}
-	p.Call(unix.SYS_CAPSET, sysplan.V(sysplan.Keep(p, hdr)), sysplan.V(sysplan.Keep(p, data)))
-	p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_CAP_AMBIENT), sysplan.V(unix.PR_CAP_AMBIENT_CLEAR_ALL), sysplan.V(0), sysplan.V(0), sysplan.V(0))
-	p.Step("become %d:%d", r.UID, r.GID)
 	if !r.SetgroupsDenied {
+		// The caller's supplementary groups, unmapped inside, go (pid 1
+		// dropped its own the same way).
+		p.Step("setgroups")
 		p.Call(unix.SYS_SETGROUPS, sysplan.V(0), sysplan.V(0))
 	}
-	p.Call(unix.SYS_SETRESGID, sysplan.V(uintptr(r.GID)), sysplan.V(uintptr(r.GID)), sysplan.V(uintptr(r.GID)))
-	p.Call(unix.SYS_SETRESUID, sysplan.V(uintptr(r.UID)), sysplan.V(uintptr(r.UID)), sysplan.V(uintptr(r.UID)))
-	p.Step("set no_new_privs")
-	p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_SET_NO_NEW_PRIVS), sysplan.V(1), sysplan.V(0), sysplan.V(0), sysplan.V(0))
+	// The payload's confinement, by the planner's own steps.
+	c := initplan.Confinement{Caps: r.Caps, UID: r.UID, GID: r.GID, SetgroupsDenied: r.SetgroupsDenied}
 	if len(r.SeccompBPF) > 0 {
-		prog, err := seccomp.Program(r.SeccompBPF)
-		if err != nil {
-			return "", err
-		}
-		filter := make([]unix.SockFilter, len(prog))
-		copy(filter, prog)
-		sysplan.Keep(p, &filter)
-		fprog := &unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-		p.Step("install the seccomp filter")
-		p.Call(unix.SYS_SECCOMP, sysplan.V(unix.SECCOMP_SET_MODE_FILTER), sysplan.V(uintptr(r.SeccompFlags)), sysplan.V(sysplan.Keep(p, fprog)))
+		c.Filters = []spec.SeccompFilter{{BPF: r.SeccompBPF, Flags: r.SeccompFlags}}
+	}
+	if err := initplan.Confine(p, c); err != nil {
+		return "", err
 	}
 	p.Step("restore the signal mask")
 	p.Call(unix.SYS_RT_SIGPROCMASK, sysplan.V(unix.SIG_SETMASK), sysplan.V(sp.OldMask()), sysplan.V(0), sysplan.V(8))

@@ -27,11 +27,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/fsetup"
 	"github.com/rbox-dev/rbox/network"
-	"github.com/rbox-dev/rbox/seccomp"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/sysplan"
 )
@@ -374,85 +372,15 @@ func (pl *Plan) payloadInheritance(p *sysplan.Program, s *spec.Spec) {
 }
 
 // limits: the payload's identity and the limits it runs under, the
-// seccomp filter last. They act on the calling thread only.
+// seccomp filters last (see Confine).
 func (pl *Plan) limits(s *spec.Spec, l Learned) error {
-	p := pl.Payload
-	p.Step("limit capabilities")
-	keep := map[uintptr]bool{}
-	for _, c := range caps.Numbers(s.Caps) {
-		keep[c] = true
-	}
-	last := caps.Last()
-	for c := uintptr(0); c <= uintptr(last); c++ {
-		if !keep[c] {
-			p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_CAPBSET_DROP), sysplan.V(c))
-		}
-	}
-	// Root's capabilities after exec are its bounding set plus its
-	// inheritable set: the inheritable set must be empty. The child of a
-	// user namespace's creation holds every capability in it.
-	hdr := &unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	all := new([2]unix.CapUserData)
-	for c := 0; c <= last; c++ {
-		all[c/32].Effective |= 1 << (c % 32)
-		all[c/32].Permitted |= 1 << (c % 32)
-	}
-	p.Call(unix.SYS_CAPSET, sysplan.V(sysplan.Keep(p, hdr)), sysplan.V(sysplan.Keep(p, all)))
-	p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_CAP_AMBIENT), sysplan.V(unix.PR_CAP_AMBIENT_CLEAR_ALL), sysplan.V(0), sysplan.V(0), sysplan.V(0))
-	if s.UID != 0 || s.GID != 0 {
-		// A non-root uid loses every capability at exec; what --cap-add
-		// granted comes back as ambient. The permitted set must survive
-		// setresuid for that (keepcaps).
-		var ambient []uintptr
-		if s.UID != 0 {
-			ambient = caps.Numbers(caps.Added(s.Caps))
-		}
-		p.Step("become %d:%d", s.UID, s.GID)
-		if len(ambient) > 0 {
-			p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_SET_KEEPCAPS), sysplan.V(1), sysplan.V(0), sysplan.V(0), sysplan.V(0))
-		}
-		if !l.SetgroupsDenied {
-			p.Call(unix.SYS_SETGROUPS, sysplan.V(0), sysplan.V(0))
-		}
-		p.Call(unix.SYS_SETRESGID, sysplan.V(uintptr(s.GID)), sysplan.V(uintptr(s.GID)), sysplan.V(uintptr(s.GID)))
-		p.Call(unix.SYS_SETRESUID, sysplan.V(uintptr(s.UID)), sysplan.V(uintptr(s.UID)), sysplan.V(uintptr(s.UID)))
-		if len(ambient) > 0 {
-			p.Step("raise ambient capabilities")
-			inh := new([2]unix.CapUserData)
-			for c := 0; c <= last; c++ {
-				inh[c/32].Permitted |= 1 << (c % 32)
-			}
-			for _, c := range ambient {
-				inh[c/32].Inheritable |= 1 << (c % 32)
-			}
-			p.Call(unix.SYS_CAPSET, sysplan.V(sysplan.Keep(p, hdr)), sysplan.V(sysplan.Keep(p, inh)))
-			for _, c := range ambient {
-				p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_CAP_AMBIENT), sysplan.V(unix.PR_CAP_AMBIENT_RAISE), sysplan.V(c), sysplan.V(0), sysplan.V(0))
-			}
-		}
-	}
-	p.Step("set no_new_privs")
-	p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_SET_NO_NEW_PRIVS), sysplan.V(1), sysplan.V(0), sysplan.V(0), sysplan.V(0))
-	if f := s.SeccompFilter; f != nil {
-		prog, err := seccomp.Program(f.BPF)
-		if err != nil {
-			return err
-		}
-		fprog := &unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-		p.Step("install the seccomp filter")
-		p.Call(unix.SYS_SECCOMP, sysplan.V(unix.SECCOMP_SET_MODE_FILTER), sysplan.V(uintptr(f.Flags)), sysplan.V(sysplan.Keep(p, fprog)))
+	c := Confinement{Caps: s.Caps, UID: s.UID, GID: s.GID, SetgroupsDenied: l.SetgroupsDenied}
+	if s.SeccompFilter != nil {
+		c.Filters = append(c.Filters, *s.SeccompFilter)
 	}
 	// bwrap's --add-seccomp-fd, given more than once: in order, after.
-	for i, f := range s.SeccompExtra {
-		prog, err := seccomp.Program(f.BPF)
-		if err != nil {
-			return err
-		}
-		fprog := &unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-		p.Step("install seccomp program %d", i+2)
-		p.Call(unix.SYS_SECCOMP, sysplan.V(unix.SECCOMP_SET_MODE_FILTER), sysplan.V(uintptr(f.Flags)), sysplan.V(sysplan.Keep(p, fprog)))
-	}
-	return nil
+	c.Filters = append(c.Filters, s.SeccompExtra...)
+	return Confine(pl.Payload, c)
 }
 
 // command prepares argv, envp and the paths the search tries.

@@ -125,9 +125,10 @@ func (b *Box) CloneInto() (fd int, ok bool, err error) {
 	if b == nil || b.v2 == "" {
 		return -1, false, nil
 	}
-	fd, err = unix.Open(b.v2, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	dir := filepath.Join(b.v2, procsDir)
+	fd, err = unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, false, fmt.Errorf("open cgroup %s: %w", b.v2, err)
+		return -1, false, fmt.Errorf("open cgroup %s: %w", dir, err)
 	}
 	b.clonedInto = true
 	return fd, true, nil
@@ -143,7 +144,7 @@ func (b *Box) Attach(pid int) error {
 		if leaf == b.v2 && b.clonedInto {
 			continue
 		}
-		if err := writeFile(leaf, "cgroup.procs", fmt.Sprint(pid)); err != nil {
+		if err := writeFile(filepath.Join(leaf, procsDir), "cgroup.procs", fmt.Sprint(pid)); err != nil {
 			return fmt.Errorf("place the sandbox in its cgroup: %w", err)
 		}
 	}

@@ -26,6 +26,14 @@ var (
 // rbox process that made it, so a leaf whose maker is gone is known stale.
 func leafName(pid int) string { return "rbox-" + strconv.Itoa(pid) }
 
+// procsDir is the cgroup inside each leaf that holds the sandbox's
+// processes. The limits are written on the leaf, above it: pid 1 makes its
+// cgroup namespace once placed here, so a command given CAP_SYS_ADMIN that
+// mounts a cgroup hierarchy sees this cgroup as the root and can reach
+// neither the leaf's limit files (which are the caller's, and so its own)
+// nor the delegated parent. Limits and statistics are hierarchical.
+const procsDir = "sandbox"
+
 // writeFile writes one cgroup control file, which must exist.
 func writeFile(dir, name, val string) error {
 	f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_TRUNC, 0)
@@ -126,6 +134,10 @@ func makeLeaf(dir string, files [][2]string) error {
 			return err
 		}
 	}
+	if err := mkdir(filepath.Join(dir, procsDir)); err != nil {
+		_ = removeLeaf(dir)
+		return fmt.Errorf("create cgroup %s: %w", filepath.Join(dir, procsDir), err)
+	}
 	return nil
 }
 
@@ -133,6 +145,9 @@ func makeLeaf(dir string, files [][2]string) error {
 // where the kernel has it) and removes it.
 func removeLeaf(dir string) error {
 	killed := writeFile(dir, "cgroup.kill", "1") == nil
+	if err := removeChildren(dir); err != nil {
+		return err
+	}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		err := rmdir(dir)
@@ -151,6 +166,23 @@ func removeLeaf(dir string) error {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// removeChildren removes the cgroups under dir (the leaf's procsDir) with
+// removeLeaf: a cgroup with children cannot be removed.
+func removeChildren(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := removeLeaf(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // sweep removes the leaves in parent that an rbox no longer running left

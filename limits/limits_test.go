@@ -91,12 +91,12 @@ func TestCgroupV2Leaf(t *testing.T) {
 		t.Errorf("no controller enabled in the parent")
 	}
 
-	// pid 1 is placed by writing cgroup.procs; the statistics and the
+	// pid 1 is placed by writing the procs cgroup's cgroup.procs; the statistics and the
 	// OOM message come from the leaf's files.
 	if err := b.Attach(os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
-	if got := read(t, leaf, "cgroup.procs"); got != strconv.Itoa(os.Getpid()) {
+	if got := read(t, filepath.Join(leaf, procsDir), "cgroup.procs"); got != strconv.Itoa(os.Getpid()) {
 		t.Errorf("cgroup.procs = %q", got)
 	}
 	write(t, leaf, "cpu.stat", "usage_usec 3000000\nuser_usec 2000000\nsystem_usec 1000000\n")

@@ -222,19 +222,3 @@ func (p *Plan) Shortfalls(l *spec.Limits) []Shortfall {
 	}
 	return out
 }
-
-// Leavable reports whether the command, given capabilities caps, could
-// leave the cgroup holding an asked limit, and which limit: with
-// CAP_SYS_ADMIN it can mount the hierarchy, whose root in its cgroup
-// namespace is where rbox started, not its leaf, and move itself out.
-func (p *Plan) Leavable(caps []string, l *spec.Limits) (Kind, bool) {
-	if !contains(caps, "CAP_SYS_ADMIN") {
-		return "", false
-	}
-	for _, k := range asked(l) {
-		if p.Choices[k].Mech >= CgroupV1 {
-			return k, true
-		}
-	}
-	return "", false
-}

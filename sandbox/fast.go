@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/rbox-dev/rbox/console"
 	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/initplan"
@@ -58,11 +59,11 @@ func runFast(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks) int {
 	if err != nil {
 		return failf("start the sandbox: %v (see `rbox check`)", err)
 	}
-	var term atomic.Pointer[terminal]
+	var term atomic.Pointer[console.Relay]
 	go func() {
 		for sig := range signals {
 			if t := term.Load(); sig == unix.SIGWINCH && t != nil {
-				t.resize()
+				t.Resize()
 				continue
 			}
 			_ = unix.Kill(pid, sig.(unix.Signal))
@@ -95,10 +96,10 @@ func runFast(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks) int {
 		err = in.Send()
 	}
 	if err == nil && consoleParent != nil {
-		var t *terminal
+		var t *console.Relay
 		if t, err = startTerminal(consoleParent); t != nil {
 			term.Store(t)
-			defer t.restore()
+			defer t.Restore()
 		}
 	}
 	if err != nil {
@@ -112,7 +113,7 @@ func runFast(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks) int {
 		killOrphans(netw.HelperPIDs())
 	}
 	if t := term.Load(); t != nil {
-		t.drain()
+		t.Drain(0)
 	}
 	if err != nil {
 		return failf("wait for the sandbox: %v", err)

@@ -13,18 +13,14 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"strconv"
 	"syscall"
 
-	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
-	"golang.org/x/term"
 
 	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/console"
@@ -95,7 +91,10 @@ func RunHooks(s *spec.Spec, plan *userns.Plan, h *Hooks, hold ...*os.File) int {
 // run runs the sandbox s, whose limits are box.
 func run(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks, hold []*os.File) int {
 	failf := h.failer()
-	if len(hold) == 0 && forkinit.Eligible(s) && s.JoinNet == nil && s.Bridge == nil && os.Getenv(ForceReexecEnv) == "" {
+	// --as-pid-1 exists on the fast path only (the CLI checks Eligible):
+	// the test switch leaves it there.
+	forced := os.Getenv(ForceReexecEnv) != "" && !s.AsPID1
+	if len(hold) == 0 && forkinit.Eligible(s) && s.JoinNet == nil && s.Bridge == nil && !forced {
 		return runFast(s, plan, box, h)
 	}
 	// pid 1 sets its rlimits itself (see limits.ApplyInit).
@@ -246,7 +245,7 @@ func run(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks, hold []*os.
 	specW.Close()
 	notifyStarted(cmd.Process.Pid, box)
 
-	var term *terminal
+	var term *console.Relay
 	if consoleParent != nil {
 		if term, err = startTerminal(consoleParent); err != nil {
 			_ = cmd.Process.Kill()
@@ -254,7 +253,7 @@ func run(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks, hold []*os.
 			return failf("%v", err)
 		}
 		if term != nil {
-			defer term.restore()
+			defer term.Restore()
 		}
 	}
 
@@ -264,7 +263,7 @@ func run(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks, hold []*os.
 	go func() {
 		for sig := range signals {
 			if sig == unix.SIGWINCH && term != nil {
-				term.resize()
+				term.Resize()
 				continue
 			}
 			_ = cmd.Process.Signal(sig)
@@ -276,7 +275,7 @@ func run(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks, hold []*os.
 		killOrphans(netw.HelperPIDs())
 	}
 	if term != nil {
-		term.drain()
+		term.Drain(0)
 	}
 	return exitCode(cmd.ProcessState, err)
 }
@@ -349,77 +348,12 @@ func socketPair() (*os.File, *os.File, error) {
 // startTerminal receives the master side of the payload's terminal from
 // pid 1 on socket and starts relaying it; nil when pid 1 sent none (it
 // failed before).
-func startTerminal(socket *os.File) (*terminal, error) {
+func startTerminal(socket *os.File) (*console.Relay, error) {
 	master, err := console.Receive(socket)
 	if err != nil || master == nil {
 		return nil, err
 	}
-	t := newTerminal(master)
-	t.relay()
+	t := console.NewRelay(master)
+	t.Start()
 	return t, nil
-}
-
-// terminal relays between the caller's stdio and the master side of the
-// payload's pseudo-terminal, which pid 1 allocated inside the sandbox.
-type terminal struct {
-	master *os.File
-	host   *os.File // the caller's terminal, or nil when none of stdio is one
-	saved  *term.State
-	copied chan struct{}
-}
-
-func newTerminal(master *os.File) *terminal {
-	t := &terminal{master: master, copied: make(chan struct{})}
-	for _, f := range []*os.File{os.Stdin, os.Stdout, os.Stderr} {
-		if console.IsTerminal(f) {
-			t.host = f
-			break
-		}
-	}
-	t.resize()
-	return t
-}
-
-func (t *terminal) resize() {
-	if t.host != nil {
-		_ = pty.InheritSize(t.host, t.master)
-	}
-}
-
-// relay copies the caller's side to the pty and back. The caller's terminal
-// is put in raw mode only when stdin is that terminal: keys then reach the
-// payload's line discipline, so ^C and ^Z act inside.
-func (t *terminal) relay() {
-	if console.IsTerminal(os.Stdin) && console.IsForeground(os.Stdin) {
-		if saved, err := term.MakeRaw(0); err == nil {
-			t.saved = saved
-		}
-	}
-	// Input goes to the pty when stdin is the terminal, or when -t made
-	// a terminal with none of stdio one.
-	if t.host == nil || console.IsTerminal(os.Stdin) {
-		go func() { _, _ = io.Copy(t.master, os.Stdin) }()
-	}
-	out := os.Stdout
-	if t.host != nil && !console.IsTerminal(os.Stdout) {
-		out = os.Stderr
-	}
-	go func() {
-		_, err := io.Copy(out, t.master)
-		// EIO is how a pty master reports that every slave is closed.
-		if err != nil && !errors.Is(err, unix.EIO) {
-			fmt.Fprintf(os.Stderr, "rbox: terminal: %v\n", err)
-		}
-		close(t.copied)
-	}()
-}
-
-// drain waits for the payload's last output to reach the caller.
-func (t *terminal) drain() { <-t.copied }
-
-func (t *terminal) restore() {
-	if t.saved != nil {
-		_ = term.Restore(0, t.saved)
-	}
-	t.master.Close()
 }

@@ -1042,9 +1042,10 @@ func TestEscapeStateSymlink(t *testing.T) {
 		`rm -r /state/sandboxes/other && ln -s %s /state/sandboxes/other && echo planted > /tmp/done; exec sleep 300`, victim, secret, victim)
 	ns.ok("run", "-d", "--name", "planter", "--bind", state+":/state", "--", "sh", "-c", script)
 	waitFor(t, "the links", 5*time.Second, func() bool {
-		_, err := os.Lstat(filepath.Join(state, "sandboxes", "other"))
+		// other is replaced last: wait for its link, not the directory.
+		other, err := os.Lstat(filepath.Join(state, "sandboxes", "other"))
 		fi, err2 := os.Lstat(filepath.Join(state, "sandboxes", "planter", "log"))
-		return err == nil && err2 == nil && fi.Mode()&os.ModeSymlink != 0
+		return err == nil && err2 == nil && fi.Mode()&os.ModeSymlink != 0 && other.Mode()&os.ModeSymlink != 0
 	})
 	// Weakened: a reader that follows links gets the secret and the files.
 	if b, err := os.ReadFile(filepath.Join(state, "sandboxes", "planter", "log")); err != nil || !strings.Contains(string(b), "TOPSECRET") {

@@ -34,7 +34,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"true"}, 0, ""},
 		{[]string{"sh", "-c", "exit 3"}, 3, ""},
 		{[]string{"/data/noexec"}, 126, "rbox: /data/noexec: cannot execute: permission denied"},
-		{[]string{"/etc"}, 126, "rbox: /etc: cannot execute: permission denied"},
+		{[]string{"/etc"}, 126, "rbox: /etc: is a directory"},
 		{[]string{"no-such-command-rbox"}, 127, "rbox: no-such-command-rbox: command not found"},
 		{[]string{"/no/such/path"}, 127, "rbox: /no/such/path: no such file"},
 		{[]string{"/data/badinterp"}, 127, "rbox: /data/badinterp" + badInterp},

@@ -297,6 +297,23 @@ func TestRootMapsOwnNamespace(t *testing.T) {
 	}
 }
 
+// Root of a user namespace made by unshare -r has one id and setgroups(2)
+// denied, which the sandbox's namespace inherits: rbox maps that id, skips
+// setgroups (its plan's step would fail: "setgroups: operation not
+// permitted" before), and says nothing (there is no other id to map).
+func TestRootInSetgroupsDeniedNamespace(t *testing.T) {
+	cmd := exec.Command("unshare", "--user", "--map-root-user", rboxBin, "--", "sh", "-c", "cat /proc/self/uid_map; cat /proc/self/setgroups")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil || stderr.String() != "" {
+		t.Fatalf("%v\n%s%s", err, out, stderr.String())
+	}
+	if f := strings.Fields(string(out)); len(f) != 4 || f[0] != "0" || f[2] != "1" || f[3] != "deny" {
+		t.Errorf("want one id mapped and setgroups denied inside, got\n%s", out)
+	}
+}
+
 // rbox check names the tier auto picks, in its text and JSON reports.
 func TestCheckShowsTier(t *testing.T) {
 	for _, c := range []struct{ sim, status, detail string }{
@@ -305,12 +322,14 @@ func TestCheckShowsTier(t *testing.T) {
 		{"nocaps", "warn", "the user namespace holds no capabilities"},
 	} {
 		r := rboxCmd(t, onHost(t, c.sim), "check", "--json")
-		var items []struct{ Name, Status, Detail, Fix string }
-		if err := json.Unmarshal([]byte(r.stdout), &items); err != nil {
+		var report struct {
+			Items []struct{ Name, Status, Detail, Fix string }
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &report); err != nil {
 			t.Fatalf("%s: %v\n%s", c.sim, err, r)
 		}
 		found := false
-		for _, it := range items {
+		for _, it := range report.Items {
 			if it.Name == "isolation tier" {
 				found = true
 				if it.Status != c.status || !strings.Contains(it.Detail, c.detail) || (c.status != "pass" && it.Fix == "") {

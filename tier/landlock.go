@@ -138,12 +138,12 @@ func Run(o Options) int {
 		return failf("start the landlock tier: %v", err)
 	}
 	if term != nil {
-		term.relay()
+		term.Start()
 	}
 	go func() {
 		for sig := range signals {
 			if sig == unix.SIGWINCH && term != nil {
-				term.resize()
+				term.Resize()
 				continue
 			}
 			// To the command's process group, as a terminal would.
@@ -161,13 +161,15 @@ func Run(o Options) int {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		if term != nil {
-			term.finish()
+			term.Drain(0)
+			term.Restore()
 		}
 		return failf("start the landlock tier: %v", err)
 	}
 	err = cmd.Wait()
 	if term != nil {
-		term.finish()
+		term.Drain(0)
+		term.Restore()
 	}
 	ps := cmd.ProcessState
 	if ps == nil {

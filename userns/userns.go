@@ -53,6 +53,9 @@ var (
 	OwnGIDMapPath = "/proc/self/gid_map"
 	// StatusPath is read for NoNewPrivs.
 	StatusPath = "/proc/self/status"
+	// OwnSetgroupsPath says whether the caller's user namespace denies
+	// setgroups(2): a namespace made in it inherits the denial.
+	OwnSetgroupsPath = "/proc/self/setgroups"
 )
 
 // NewPlan computes the maps that put the caller at insideUID:insideGID and
@@ -68,10 +71,19 @@ func NewPlan(c Caller, insideUID, insideGID uint32) (*Plan, error) {
 		return nil, err
 	}
 	p := &Plan{}
+	// A user namespace whose setgroups(2) is denied (unshare -r, some
+	// containers) makes namespaces that inherit the denial.
+	inheritedDeny := setgroupsDenied()
+	defer func() {
+		if inheritedDeny {
+			p.SetgroupsDenied = true
+		}
+	}()
 	if c.UID == 0 && (len(subUIDs) == 0 || len(subGIDs) == 0) {
 		// Root may map any id of its own user namespace, without a
 		// helper: real root all of them, root in a container or a pod
-		// those its namespace has (65536 in a Kubernetes pod).
+		// those its namespace has (65536 in a Kubernetes pod, 1 under
+		// unshare -r: then its own only, and nothing more to say).
 		uids, uerr := OwnIDs(OwnUIDMapPath, c.UID)
 		gids, gerr := OwnIDs(OwnGIDMapPath, c.GID)
 		if uerr == nil && gerr == nil {
@@ -150,10 +162,14 @@ func OwnIDs(path string, self uint32) ([]subid.Range, error) {
 			out = append(out, subid.Range{Start: self + 1, Count: uint32(end - uint64(self) - 1)})
 		}
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s maps no id but %d", path, self)
-	}
 	return out, nil
+}
+
+// setgroupsDenied reports whether the caller's own user namespace denies
+// setgroups(2).
+func setgroupsDenied() bool {
+	b, err := os.ReadFile(OwnSetgroupsPath)
+	return err == nil && strings.TrimSpace(string(b)) == "deny"
 }
 
 // noNewPrivs reports whether no_new_privs is set on this process: setuid

@@ -118,7 +118,7 @@ func bwrapMain(argv []string) int {
 	s.UIDMap, s.GIDMap = plan.UIDMap, plan.GIDMap
 	if s.AsPID1 && !forkinit.Eligible(s) {
 		// Only the fast path's pid 1 can hand its place to the command.
-		return say("--as-pid-1 is not supported by rbox for this sandbox: it needs rbox's fast path (no CAP_SYS_PTRACE, no added capabilities for a non-root uid)")
+		return say("--as-pid-1 is not supported by rbox for this sandbox: it needs rbox's fast path, which this run cannot take (see docs/design.md)")
 	}
 	if r.DieWithParent {
 		s.DieWithParent = true

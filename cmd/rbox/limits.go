@@ -103,14 +103,6 @@ func (f *limitFlags) applyLimits(s *spec.Spec) (string, error) {
 	plan := limits.Choose(host, l)
 	short := plan.Shortfalls(l)
 	var weak []string
-	if k, ok := plan.Leavable(s.Caps, l); ok {
-		// See docs/security.md: with CAP_SYS_ADMIN the command can mount
-		// the cgroup hierarchy and move itself out of its leaf.
-		if l.Strict {
-			return "", fmt.Errorf("--limits strict: %s cannot hold for the whole sandbox with CAP_SYS_ADMIN given to the command (it could mount the cgroup hierarchy and leave its cgroup); fix: drop --cap-add SYS_ADMIN", flagOf[k])
-		}
-		weak = append(weak, "the command holds CAP_SYS_ADMIN and can leave its cgroup")
-	}
 	if len(short) == 0 && len(weak) == 0 {
 		return "", nil
 	}

@@ -16,8 +16,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/creack/pty"
-
 	"github.com/rbox-dev/rbox/console"
 	"github.com/rbox-dev/rbox/enter"
 	"github.com/rbox-dev/rbox/state"
@@ -213,7 +211,7 @@ func (c *ExecCmd) Run() error {
 		}
 		return err
 	}
-	var term *execTerminal
+	var term *console.Relay
 	if consoleParent != nil {
 		master, err := console.Receive(consoleParent)
 		if err != nil || master == nil {
@@ -221,13 +219,14 @@ func (c *ExecCmd) Run() error {
 			_, _ = unix.Wait4(pid, nil, 0, nil)
 			return fmt.Errorf("exec -t: no terminal from the sandbox: %v", err)
 		}
-		term = newExecTerminal(master)
-		defer term.restore()
+		term = console.NewRelay(master)
+		term.Start()
+		defer term.Restore()
 	}
 	go func() {
 		for sig := range signals {
 			if sig == unix.SIGWINCH && term != nil {
-				term.resize()
+				term.Resize()
 				continue
 			}
 			_ = unix.Kill(pid, sig.(unix.Signal))
@@ -241,7 +240,9 @@ func (c *ExecCmd) Run() error {
 		}
 	}
 	if term != nil {
-		term.drain()
+		// A process the command left in the background may hold the
+		// terminal open.
+		term.Drain(2 * time.Second)
 	}
 	return exitError{enter.ExitCode(ws)}
 }
@@ -468,59 +469,4 @@ func (c *RmCmd) Run() error {
 		}
 	}
 	return nil
-}
-
-// execTerminal relays between the caller's stdio and the master side of the
-// exec'd command's terminal, with the caller's terminal in raw mode when
-// stdin is one.
-type execTerminal struct {
-	master *os.File
-	saved  *unix.Termios
-	copied chan struct{}
-}
-
-func newExecTerminal(master *os.File) *execTerminal {
-	t := &execTerminal{master: master, copied: make(chan struct{})}
-	t.resize()
-	if console.IsTerminal(os.Stdin) {
-		if tio, err := unix.IoctlGetTermios(0, unix.TCGETS); err == nil {
-			t.saved = tio
-			raw := *tio
-			raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-			raw.Oflag &^= unix.OPOST
-			raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-			raw.Cflag &^= unix.CSIZE | unix.PARENB
-			raw.Cflag |= unix.CS8
-			raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
-			_ = unix.IoctlSetTermios(0, unix.TCSETS, &raw)
-		}
-	}
-	go func() { _, _ = io.Copy(master, os.Stdin) }()
-	go func() {
-		_, _ = io.Copy(os.Stdout, master)
-		close(t.copied)
-	}()
-	return t
-}
-
-func (t *execTerminal) resize() {
-	if console.IsTerminal(os.Stdin) {
-		_ = pty.InheritSize(os.Stdin, t.master)
-	}
-}
-
-// drain waits for the command's last output (EIO once every slave is
-// closed).
-func (t *execTerminal) drain() {
-	select {
-	case <-t.copied:
-	case <-time.After(2 * time.Second):
-	}
-}
-
-func (t *execTerminal) restore() {
-	if t.saved != nil {
-		_ = unix.IoctlSetTermios(0, unix.TCSETS, t.saved)
-	}
-	t.master.Close()
 }
