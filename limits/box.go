@@ -97,14 +97,18 @@ func (b *Box) TakeRlimits() []spec.Rlimit {
 	return rs
 }
 
-// Leaves are the sandbox's cgroup directories on the host, one per
-// hierarchy (nil without a Box): rbox exec places a joining command in
-// each.
-func (b *Box) Leaves() []string {
+// ProcsDirs are the cgroups that hold the sandbox's processes on the host,
+// one per hierarchy (each leaf's procsDir; nil without a Box): rbox exec
+// places a joining command in each.
+func (b *Box) ProcsDirs() []string {
 	if b == nil {
 		return nil
 	}
-	return b.leaves()
+	var dirs []string
+	for _, leaf := range b.leaves() {
+		dirs = append(dirs, filepath.Join(leaf, procsDir))
+	}
+	return dirs
 }
 
 // Rlimits are all the rlimits the sandbox's processes hold (--ulimit and

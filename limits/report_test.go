@@ -52,9 +52,9 @@ func TestBoxForJoiners(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Remove()
-	leaves := b.Leaves()
-	if len(leaves) != 1 || filepath.Dir(leaves[0]) != filepath.Join(h.V2Mount, "user") {
-		t.Errorf("leaves %v, want one in the delegated cgroup", leaves)
+	dirs := b.ProcsDirs()
+	if len(dirs) != 1 || filepath.Base(dirs[0]) != procsDir || filepath.Dir(filepath.Dir(dirs[0])) != filepath.Join(h.V2Mount, "user") {
+		t.Errorf("ProcsDirs %v, want one, in a leaf in the delegated cgroup", dirs)
 	}
 	names := func(rs []spec.Rlimit) string {
 		var n []string
@@ -77,7 +77,7 @@ func TestBoxForJoiners(t *testing.T) {
 		t.Errorf("Rlimits after TakeRlimits: %s, want core,data", got)
 	}
 	var nilBox *Box
-	if nilBox.Leaves() != nil || nilBox.Rlimits() != nil || nilBox.TakeRlimits() != nil {
+	if nilBox.ProcsDirs() != nil || nilBox.Rlimits() != nil || nilBox.TakeRlimits() != nil {
 		t.Error("a nil Box has leaves or rlimits")
 	}
 }

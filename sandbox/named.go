@@ -14,14 +14,14 @@ import (
 )
 
 // Started, when set, is called with the host pid of the sandbox's pid 1
-// and its cgroup leaves and rlimits (none without limits) once pid 1 has been let go on
+// and the cgroups holding its processes and its rlimits (none without limits) once pid 1 has been let go on
 // to build the sandbox and start the command: a named sandbox's supervisor
 // records them then (see cmd/rbox/named.go), for rbox exec to join.
 var Started func(pid1 int, cgroups []string, rlimits []spec.Rlimit)
 
 func notifyStarted(pid1 int, box *limits.Box) {
 	if Started != nil {
-		Started(pid1, box.Leaves(), box.Rlimits())
+		Started(pid1, box.ProcsDirs(), box.Rlimits())
 	}
 }
 

@@ -15,10 +15,11 @@ import (
 
 // In the landlock tier the command runs as the caller, who owns the
 // delegated cgroups: only Landlock, which shows /sys read-only, keeps it
-// from writing its pid into another cgroup's cgroup.procs and so leaving
-// the leaf that holds --pids-limit. Proven against a weakened setup: with
-// the delegated pids directory bound read-write, it moves itself into a
-// cgroup the test made there; rbox warns of that bind, and --limits strict
+// from raising its leaf's pids.max or writing its pid into another
+// cgroup's cgroup.procs and so leaving the leaf that holds --pids-limit.
+// Proven against a weakened setup: with
+// the delegated pids directory bound read-write, it raises the limit and
+// moves itself into a cgroup the test made there; rbox warns of that bind, and --limits strict
 // refuses it.
 func TestEscapeLandlockLimitCgroup(t *testing.T) {
 	parent := delegated()["pids"]
@@ -29,15 +30,17 @@ func TestEscapeLandlockLimitCgroup(t *testing.T) {
 	defer func() {
 		waitFor(t, "the escape cgroup to empty", 5*time.Second, func() bool { return os.Remove(dest) == nil })
 	}()
-	escape := `echo $$ >` + dest + `/cgroup.procs; grep :pids: /proc/self/cgroup`
+	// Raise the leaf's pids.max (the caller's file), then move out.
+	escape := `l=/sys/fs/cgroup/pids$(sed -n 's/^[0-9]*:pids://p' /proc/self/cgroup)/..; echo 100000 >$l/pids.max; echo "max=$(cat $l/pids.max)";
+		echo $$ >` + dest + `/cgroup.procs; grep :pids: /proc/self/cgroup`
 	leaf := ":pids:/rbox-" + testUser() + "/rbox-"
 	r := rboxCmd(t, tierEnv("cgroup"), "--isolation", "landlock", "--pids-limit", "64", "--", "sh", "-c", escape)
-	if r.code != 0 || !strings.Contains(r.stdout, leaf) || !strings.Contains(r.stderr, "Permission denied") {
-		t.Errorf("the command left its pids cgroup, or was not refused:\n%s", r)
+	if r.code != 0 || !strings.Contains(r.stdout, leaf) || !strings.Contains(r.stdout, "max=64\n") || strings.Count(r.stderr, "Permission denied") != 2 {
+		t.Errorf("the command left its pids cgroup or raised its limit, or was not refused:\n%s", r)
 	}
 	bind := []string{"--bind", parent + ":" + parent}
 	weak := rboxCmd(t, tierEnv("cgroup"), append(append([]string{"--isolation", "landlock"}, bind...), "--pids-limit", "64", "--", "sh", "-c", escape)...)
-	if !strings.Contains(weak.stdout, ":pids:/rbox-"+testUser()+"/"+filepath.Base(dest)) {
+	if !strings.Contains(weak.stdout, ":pids:/rbox-"+testUser()+"/"+filepath.Base(dest)) || !strings.Contains(weak.stdout, "max=100000\n") {
 		t.Errorf("the weakened setup did not let the command leave its cgroup: the test proves nothing:\n%s", weak)
 	}
 	if !strings.Contains(weak.stderr, "rbox: warning: limits: the command can leave its cgroup through --bind "+parent) {
@@ -99,7 +102,7 @@ func TestEscapeExecCgroup(t *testing.T) {
 		waitFor(t, "the exec'd process", 10*time.Second, func() bool { return strings.Contains(out.String(), "ready") })
 		var sleeper []int
 		waitFor(t, "the exec'd sleep", 10*time.Second, func() bool { sleeper = processesWith("sleep\x0061.25"); return len(sleeper) == 1 })
-		procs, _ := os.ReadFile(filepath.Join(delegated()["pids"], "rbox-"+strconv.Itoa(sup), "cgroup.procs"))
+		procs, _ := os.ReadFile(filepath.Join(delegated()["pids"], "rbox-"+strconv.Itoa(sup), procsCgroup, "cgroup.procs"))
 		inLeaf := containsField(string(procs), strconv.Itoa(sleeper[0])) && strings.Contains(out.String(), ":pids:/\n")
 		if !strings.Contains(out.String(), "mounted") {
 			t.Errorf("the exec'd command could not mount the pids hierarchy with CAP_SYS_ADMIN:\n%s", out)

@@ -57,7 +57,7 @@ func TestLimitLandlockPids(t *testing.T) {
 		var seen, procs []byte
 		waitFor(t, "the sandbox's pids leaf, holding the bomb", 20*time.Second, func() bool {
 			seen, _ = os.ReadFile(filepath.Join(leaf, "pids.max"))
-			procs, _ = os.ReadFile(filepath.Join(leaf, "cgroup.procs"))
+			procs, _ = os.ReadFile(filepath.Join(leaf, procsCgroup, "cgroup.procs"))
 			return len(strings.Fields(string(procs))) >= 2
 		})
 		stdin.Close()
@@ -69,7 +69,7 @@ func TestLimitLandlockPids(t *testing.T) {
 		if strings.TrimSpace(string(seen)) != strconv.Itoa(limit) {
 			t.Errorf("host %q: the leaf's pids.max was %q from the host, want %d", sim, seen, limit)
 		}
-		inLeaf := ":pids:/rbox-" + testUser() + "/rbox-" + strconv.Itoa(cmd.Process.Pid) + "\n"
+		inLeaf := ":pids:/rbox-" + testUser() + "/rbox-" + strconv.Itoa(cmd.Process.Pid) + "/" + procsCgroup + "\n"
 		if !strings.Contains(r.stdout, inLeaf) || !strings.Contains(r.stdout, "\n0::/rbox-"+testUser()+"/rbox-") {
 			t.Errorf("host %q: inside, /proc/self/cgroup does not name the sandbox's leaves (%q):\n%s", sim, inLeaf, r)
 		}

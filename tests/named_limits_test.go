@@ -67,7 +67,7 @@ func TestNamedExecJoinsCgroups(t *testing.T) {
 		}
 		leaf := map[string]string{}
 		for _, h := range []string{"pids", "unified"} {
-			leaf[h] = filepath.Join(delegated()[h], "rbox-"+strconv.Itoa(e.Supervisor.PID))
+			leaf[h] = filepath.Join(delegated()[h], "rbox-"+strconv.Itoa(e.Supervisor.PID), procsCgroup)
 		}
 
 		// An exec'd process, seen from inside and from the host.
