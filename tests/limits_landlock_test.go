@@ -3,6 +3,7 @@
 package tests
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -151,6 +152,22 @@ func TestCheckLimitLinesLandlock(t *testing.T) {
 	}
 	if !strings.HasPrefix(line, "warn") || !strings.Contains(line, "refused in the landlock tier") || !strings.Contains(line, "-> fix: ") {
 		t.Errorf("rbox check on a host without user namespaces: limit pids line %q\n%s", line, r.stdout)
+	}
+	r = rboxCmd(t, landlockEnv(t, "nouserns", "rlimit"), "check", "--json")
+	var report struct {
+		Items []struct{ Name, Status, Detail, Fix string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil {
+		t.Fatalf("check --json: %v\n%s", err, r)
+	}
+	found := false
+	for _, it := range report.Items {
+		if it.Name == "limit pids" {
+			found = it.Status == "warn" && strings.Contains(it.Detail, "refused in the landlock tier") && it.Fix != ""
+		}
+	}
+	if !found {
+		t.Errorf("rbox check --json on a host without user namespaces: no warning limit pids item refusing it:\n%s", r.stdout)
 	}
 	r = rboxCmd(t, landlockEnv(t, "nouserns", "cgroup"), "check")
 	if !strings.Contains(r.stdout, "cgroup v1, the whole sandbox (a leaf in "+delegated()["pids"]) {
