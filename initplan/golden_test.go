@@ -31,7 +31,7 @@ func format(pl *Plan) string {
 	}
 	b.WriteString("== payload's process, first (initproc: SysProcAttr)\n")
 	_ = pl.Session.Format(&b)
-	b.WriteString("== payload, on the thread that forks it\n")
+	b.WriteString("== payload's process, before its exec\n")
 	_ = pl.Payload.Format(&b)
 	fmt.Fprintf(&b, "== exec search: %s\n", strings.Join(pl.Command.Candidates, " "))
 	if pl.Command.Arg0 != pl.Command.Name {

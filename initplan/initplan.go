@@ -98,9 +98,9 @@ type Plan struct {
 	// Terminal is the payload's controlling terminal, one of its stdio
 	// descriptors, or -1.
 	Terminal int
-	// Payload is what the process that becomes the payload runs before
-	// its exec, on the one thread that forks it: the limits it runs
-	// under, the seccomp filter last. It holds the command's strings too.
+	// Payload is what the payload's process runs before its exec: its
+	// rlimits, then the limits it runs under, the seccomp filter last. It
+	// holds the command's strings too.
 	Payload *sysplan.Program
 	// Command is the payload's command.
 	Command Command
@@ -371,9 +371,18 @@ func (pl *Plan) payloadInheritance(p *sysplan.Program, s *spec.Spec) {
 	p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_SET_DUMPABLE), sysplan.V(0))
 }
 
-// limits: the payload's identity and the limits it runs under, the
-// seccomp filters last (see Confine).
+// limits: the payload's rlimits, identity and the limits it runs under,
+// the seccomp filters last (see Confine).
 func (pl *Plan) limits(s *spec.Spec, l Learned) error {
+	if s.Limits != nil {
+		// Set here, in the payload's process, not on pid 1: its
+		// children inherit them.
+		for _, r := range s.Limits.Rlimits {
+			pl.Payload.Step("set the %s limit", r.Name)
+			lim := &unix.Rlimit{Cur: r.Soft, Max: r.Hard}
+			pl.Payload.Call(unix.SYS_PRLIMIT64, sysplan.V(0), sysplan.V(uintptr(r.Resource)), sysplan.V(sysplan.Keep(pl.Payload, lim)), sysplan.V(0))
+		}
+	}
 	c := Confinement{Caps: s.Caps, UID: s.UID, GID: s.GID, SetgroupsDenied: l.SetgroupsDenied}
 	if s.SeccompFilter != nil {
 		c.Filters = append(c.Filters, *s.SeccompFilter)

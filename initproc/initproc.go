@@ -7,11 +7,12 @@
 // fork for the payload, signal forwarding and reaping in Go.
 //
 // The main goroutine is locked to the main thread for the whole life of the
-// process (see Lock). The plan's Programs run on that thread, and the
-// payload's (its identity and limits, the seccomp filter last) just before
-// it forks the payload, so the setup never runs under those limits, the
-// payload always does, and pid 1's other threads keep what they need to
-// reap and signal.
+// process (see Lock). The plan's Init programs run on that thread; the
+// payload's (its session, rlimits, identity and limits, the seccomp filter
+// last) run in the payload's own process, started as the fast path starts
+// it (forkinit.StartPayload), so pid 1 never runs under them. Only where
+// the architecture has no clone trampoline does Go's fork start the
+// payload, from this thread, under the payload's program and rlimits.
 package initproc
 
 import (
@@ -27,6 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/contract"
+	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/fsetup"
 	"github.com/rbox-dev/rbox/initplan"
 	"github.com/rbox-dev/rbox/limits"
@@ -161,19 +163,12 @@ func runStage(st initplan.Stage, pl *initplan.Plan, n network.ChildConfig) error
 func superviseCommand(s *spec.Spec, pl *initplan.Plan, stdio []*os.File) int {
 	signals := make(chan os.Signal, 16)
 	signal.Notify(signals, contract.Forwarded...)
-	// The sandbox's rlimits on pid 1, through package syscall: Go's fork
-	// would otherwise give the payload the open-files limit this process
-	// started with (see limits.ApplyInit). The fast path's pid 1 gets them
-	// from the parent (limits.Box.Attach).
-	if err := limits.ApplyInit(s.Limits); err != nil {
-		return fail(contract.ExitSetupFailed, err)
+	pid, code := -1, 0
+	if forkinit.CanStartPayload {
+		pid, code = startPayloadRaw(s, pl)
+	} else {
+		pid, code = startPayloadGo(s, pl, stdio)
 	}
-	// The payload's identity and limits, on this thread, which forks it;
-	// from here on the thread runs under them.
-	if err := pl.Payload.Run(); err != nil {
-		return fail(contract.ExitSetupFailed, err)
-	}
-	pid, code := startPayload(s, pl, stdio)
 	if pid < 0 {
 		return code
 	}
@@ -185,9 +180,40 @@ func superviseCommand(s *spec.Spec, pl *initplan.Plan, stdio []*os.File) int {
 	return reapUntil(pid)
 }
 
-// startPayload runs the command's search (contract.Search) over the
-// plan's candidates, forking from this thread in a new session.
-func startPayload(s *spec.Spec, pl *initplan.Plan, stdio []*os.File) (int, int) {
+// startPayloadRaw starts the payload as the fast path's pid 1 does
+// (forkinit.StartPayload): its own process runs the plan's Session and
+// Payload programs, rlimits included, then the command's search. The fds
+// it keeps are 0 to 2 (the plan made them its terminal with -t) and the
+// caller's preserved ones, which lose close-on-exec here.
+func startPayloadRaw(s *spec.Spec, pl *initplan.Plan) (int, int) {
+	for i := 0; i < s.PreserveFDs; i++ {
+		if _, err := unix.FcntlInt(uintptr(3+i), unix.F_SETFD, 0); err != nil {
+			return -1, fail(contract.ExitSetupFailed, fmt.Errorf("keep fd %d for the command: %w", 3+i, err))
+		}
+	}
+	pid, msg, code, err := forkinit.StartPayload(pl)
+	switch {
+	case err != nil:
+		return -1, fail(contract.ExitSetupFailed, err)
+	case msg != "":
+		return -1, fail(code, errors.New(msg))
+	}
+	return pid, 0
+}
+
+// startPayloadGo is the same with Go's fork, where this architecture has
+// no clone trampoline: the Payload program and the rlimits are then set on
+// this thread, which forks the payload, and so on pid 1 too. The search
+// (contract.Search) runs over the plan's candidates.
+func startPayloadGo(s *spec.Spec, pl *initplan.Plan, stdio []*os.File) (int, int) {
+	// Through package syscall: Go's fork would otherwise give the payload
+	// the open-files limit this process started with.
+	if err := limits.ApplyInit(s.Limits); err != nil {
+		return -1, fail(contract.ExitSetupFailed, err)
+	}
+	if err := pl.Payload.Run(); err != nil {
+		return -1, fail(contract.ExitSetupFailed, err)
+	}
 	files := append([]*os.File{}, stdio...)
 	for i := 0; i < s.PreserveFDs; i++ {
 		files = append(files, os.NewFile(uintptr(3+i), "preserved"))

@@ -19,8 +19,7 @@ type Box struct {
 	// controllers to its leaves.
 	v2 string
 	v1 map[string]string
-	// rlimits are set on pid 1 (by the parent for pid 1 forked without
-	// exec, by pid 1 itself otherwise).
+	// rlimits go to the payload's process (ForPayload).
 	rlimits []spec.Rlimit
 
 	// clonedInto says pid 1 was cloned into the v2 leaf (CloneInto).
@@ -76,18 +75,17 @@ func setup(h *Host, l *spec.Limits) (*Box, error) {
 // Plan is how the limits hold here.
 func (b *Box) Plan() *Plan { return b.plan }
 
-// ForInit moves the rlimits into s for pid 1 to set on itself (see
-// ApplyInit): for pid 1 that is re-executed rbox.
-func (b *Box) ForInit(s *spec.Spec) {
+// ForPayload moves the rlimits into s, whose plan sets them in the
+// payload's process.
+func (b *Box) ForPayload(s *spec.Spec) {
 	if b == nil {
 		return
 	}
-	s.Limits.InitRlimits = b.TakeRlimits()
+	s.Limits.Rlimits = b.TakeRlimits()
 }
 
-// TakeRlimits hands over the rlimits for the process that starts the
-// command to set on itself (the landlock tier's child): Attach then only
-// places it in the cgroups.
+// TakeRlimits hands over the rlimits to whatever sets them on the command
+// (the payload's plan, the landlock tier's child), once.
 func (b *Box) TakeRlimits() []spec.Rlimit {
 	if b == nil {
 		return nil
@@ -138,8 +136,8 @@ func (b *Box) CloneInto() (fd int, ok bool, err error) {
 	return fd, true, nil
 }
 
-// Attach places pid 1 in the sandbox's cgroups and sets its rlimits, before
-// it is released to run the setup and the command.
+// Attach places pid 1 in the sandbox's cgroups before it is released to run
+// the setup and the command.
 func (b *Box) Attach(pid int) error {
 	if b == nil {
 		return nil
@@ -151,9 +149,6 @@ func (b *Box) Attach(pid int) error {
 		if err := writeFile(filepath.Join(leaf, procsDir), "cgroup.procs", fmt.Sprint(pid)); err != nil {
 			return fmt.Errorf("place the sandbox in its cgroup: %w", err)
 		}
-	}
-	if err := prlimit(pid, b.rlimits); err != nil {
-		return err
 	}
 	_ = unix.Getrusage(unix.RUSAGE_CHILDREN, &b.before)
 	return nil

@@ -97,27 +97,17 @@ func rlimits(l *spec.Limits, p *Plan) []spec.Rlimit {
 	return out
 }
 
-// prlimit sets rs on process pid (pid 1 forked without exec, before it is
-// released: the command inherits them).
-func prlimit(pid int, rs []spec.Rlimit) error {
-	for _, r := range rs {
-		lim := unix.Rlimit{Cur: r.Soft, Max: r.Hard}
-		if err := unix.Prlimit(pid, r.Resource, &lim, nil); err != nil {
-			return fmt.Errorf("set the %s limit of the sandbox's init: %w", r.Name, err)
-		}
-	}
-	return nil
-}
-
-// ApplyInit sets l's InitRlimits on the calling process: pid 1 re-executed
-// as rbox calls it just before it starts the command. Set from outside,
-// they would trip its Go runtime's own allocations during the setup, and
-// the runtime would restore its start-up RLIMIT_NOFILE in the command.
+// ApplyInit sets l's Rlimits on the calling process, through package
+// syscall, whose fork would otherwise restore this process's start-up
+// RLIMIT_NOFILE in the command. Only the re-executed pid 1 calls it, and
+// only where it cannot start the payload with forkinit.StartPayload (no
+// clone trampoline for this architecture): it then forks the payload
+// itself, under the limits.
 func ApplyInit(l *spec.Limits) error {
 	if l == nil {
 		return nil
 	}
-	return SetOwn(l.InitRlimits)
+	return SetOwn(l.Rlimits)
 }
 
 // SetOwn sets rs on the calling process (the landlock tier's child calls

@@ -91,14 +91,14 @@ func RunHooks(s *spec.Spec, plan *userns.Plan, h *Hooks, hold ...*os.File) int {
 // run runs the sandbox s, whose limits are box.
 func run(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks, hold []*os.File) int {
 	failf := h.failer()
+	// The payload's process sets the rlimits (a plan step).
+	box.ForPayload(s)
 	// --as-pid-1 exists on the fast path only (the CLI checks Eligible):
 	// the test switch leaves it there.
 	forced := os.Getenv(ForceReexecEnv) != "" && !s.AsPID1
 	if len(hold) == 0 && forkinit.Eligible(s) && s.JoinNet == nil && s.Bridge == nil && !forced {
 		return runFast(s, plan, box, h)
 	}
-	// pid 1 sets its rlimits itself (see limits.ApplyInit).
-	box.ForInit(s)
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return failf("pipe: %v", err)

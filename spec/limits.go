@@ -26,11 +26,11 @@ type Limits struct {
 	Stats     bool   `json:"stats,omitempty"`
 	StatsFile string `json:"stats_file,omitempty"`
 
-	// InitRlimits are the rlimits pid 1 sets on itself just before it
-	// starts the command, when pid 1 is re-executed rbox (its Go runtime
-	// would undo or trip over limits set from outside); package limits
-	// fills them in.
-	InitRlimits []Rlimit `json:"init_rlimits,omitempty"`
+	// Rlimits are the rlimits the payload's process sets on itself before
+	// it executes the command (a step of initplan's plan, on both
+	// executors; pid 1 stays out of them: a Go pid 1 could not live under
+	// the payload's RLIMIT_DATA). Package limits fills them in.
+	Rlimits []Rlimit `json:"rlimits,omitempty"`
 }
 
 // Rlimit is one resource limit: Resource is the RLIMIT_* number.

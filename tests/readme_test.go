@@ -106,7 +106,12 @@ func newReadmeProject(t *testing.T) *readmeProject {
 		path += ":" + goBin
 	}
 	p.env = append(os.Environ(), "PATH="+path, "HOME="+p.home, "RBOX_STORAGE_ROOT="+filepath.Join(p.dir, "store"),
-		"GOTOOLCHAIN=local", "GOFLAGS=-mod=mod", "RBOX_CONFIG="+filepath.Join(p.dir, "no-config.toml"))
+		"GOTOOLCHAIN=local", "GOFLAGS=-mod=mod", "RBOX_CONFIG="+filepath.Join(p.dir, "no-config.toml"),
+		// Named sandboxes' and networks' state, gone with the project.
+		"XDG_RUNTIME_DIR="+filepath.Join(p.dir, "run"))
+	if err := os.Mkdir(filepath.Join(p.dir, "run"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		// The store and the upper directory hold files of subordinate ids.
 		rbox(t, "--bind", p.dir+":/d", "--", "rm", "-rf", "/d/store", "/d/upper")
@@ -177,6 +182,18 @@ func TestReadmeExamples(t *testing.T) {
 		case strings.Contains(line, "./test.sh"):
 			if !strings.Contains(string(out), "test.sh ran in /work") {
 				t.Errorf("%s: %s", line, out)
+			}
+		case strings.Contains(line, "getent hosts db"):
+			if f := strings.Fields(string(out)); len(f) < 2 || net.ParseIP(f[0]) == nil || f[1] != "db" {
+				t.Errorf("%s: db's name did not resolve on the network:\n%s", line, out)
+			}
+		case strings.HasPrefix(line, "rbox exec web"):
+			if strings.TrimSpace(string(out)) != "rbox-init" {
+				t.Errorf("%s: not inside web:\n%s", line, out)
+			}
+		case strings.HasPrefix(line, "rbox ps"):
+			if !strings.Contains(string(out), "web") {
+				t.Errorf("%s: web is not listed:\n%s", line, out)
 			}
 		case strings.Contains(line, "apk add"):
 			if fileExists(filepath.Join(p.dir, "alpine/usr/bin/curl")) {
