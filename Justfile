@@ -91,11 +91,11 @@ lint-cross:
     go vet -tags {{tags}} $pkgs && go vet -tags integration ./tests/
     "$(go env GOPATH)/bin/staticcheck" -tags {{tags}} $pkgs && "$(go env GOPATH)/bin/staticcheck" -tags integration ./tests/
 
-# Benchmarks beside bwrap and unshare; prints medians and ratios. scripts/bench
-# then runs scripts/bench-* (the network: iperf3 and start-up through rbox
-# --net pasta/slirp4netns beside the raw helpers; storage: a file-heavy job
-# on a host directory, native overlay and fuse-overlayfs, and --image
-# start-up beside podman run).
+# scripts/bench measures start-up beside bwrap and unshare, then runs
+# scripts/bench-* (network, storage, egress, exec, bridge, limits, tiers,
+# bwrap, seccomp; kinds: start-up per run kind; idmap: the full mapping and
+# a holder of the mapped user namespace; profile: where start-up goes).
+# Every benchmark, as the test user; prints medians and ratios.
 bench: build setup
     scripts/bench {{test_user}}
 
@@ -118,3 +118,17 @@ bench-egress: build setup
 # The sandbox network benchmark alone.
 bench-bridge: build setup
     scripts/bench-bridge {{test_user}}
+
+# Where rbox -- /bin/true spends its CPU (perf record), alone.
+bench-profile: build setup
+    scripts/bench-profile {{test_user}}
+
+# The full mapping's cost and the holder of a mapped user namespace, alone.
+bench-idmap: build setup
+    scripts/bench-idmap {{test_user}}
+
+# -p, -t, --overlay, --image and --net user beside a plain run and each
+# kind's own helper or mount cost.
+# Start-up per run kind, alone.
+bench-kinds: build setup
+    scripts/bench-kinds {{test_user}}

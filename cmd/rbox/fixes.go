@@ -140,7 +140,9 @@ func checkRelativeCommand(s *spec.Spec, chdir string) error {
 // too large for defined data type"; fuse-overlayfs can. With the driver
 // left to rbox, it picks fuse-overlayfs and says so; a driver given
 // explicitly gets a warning. Only the tree's top level is looked at.
-func chooseOverlayDriver(s *spec.Spec, fuseOK bool) {
+// fuseOK is asked only then: its PATH search is work every other run would
+// pay for nothing.
+func chooseOverlayDriver(s *spec.Spec, fuseOK func() bool) {
 	if s.RootFS == "" || s.Overlay == nil || (s.StorageDriver != "" && s.StorageDriver != "overlay") {
 		return
 	}
@@ -157,7 +159,7 @@ func chooseOverlayDriver(s *spec.Spec, fuseOK bool) {
 		slog.Warn(why + "; fuse-overlayfs could, with the full id map (a subordinate range: see rbox check), or run with ids that own the tree")
 	case s.StorageDriver == "overlay":
 		slog.Warn(why + "; --storage-driver fuse-overlayfs can")
-	case fuseOK:
+	case fuseOK():
 		s.StorageDriver = "fuse-overlayfs"
 		slog.Log(context.Background(), levelNotice, why+"; using fuse-overlayfs")
 	default:

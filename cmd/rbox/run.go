@@ -300,7 +300,7 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if err := r.applyBridge(s, plan); err != nil {
 		return nil, nil, err
 	}
-	chooseOverlayDriver(s, fuseOverlayfsFound())
+	chooseOverlayDriver(s, fuseOverlayfsFound)
 	if img == nil && s.RootFS == "" {
 		s.GeneratedFiles = identityFiles("/etc", s.UID, s.GID, caller.Name, homeDir(s.Env))
 	}
