@@ -64,7 +64,7 @@ func TestEscapeExecCgroup(t *testing.T) {
 	// With CAP_SYS_ADMIN it can mount the pids hierarchy: its root there
 	// is the leaf (the only cgroup.procs above the leaf's children it can
 	// name is the leaf's own).
-	escape := `mkdir -p /tmp/c; mount -t cgroup -o pids none /tmp/c && ls /tmp/c/cgroup.procs >/dev/null && echo mounted; grep :pids: /proc/self/cgroup; echo ready; exec sleep 61.25`
+	escape := `mkdir -p /tmp/c; mount -t cgroup -o pids none /tmp/c && ls /tmp/c/cgroup.procs >/dev/null && echo mounted; grep :pids: /proc/self/cgroup; echo ready; exec sleep 61.3125`
 	for _, weakened := range []bool{false, true} {
 		ns, run := namedCgroupState(t, "cgroup")
 		if r := run("run", "--name", "esc", "-d", "--cap-add", "SYS_ADMIN", "--pids-limit", "64", "--", "sleep", "100"); r.code != 0 {
@@ -101,7 +101,7 @@ func TestEscapeExecCgroup(t *testing.T) {
 		}
 		waitFor(t, "the exec'd process", 10*time.Second, func() bool { return strings.Contains(out.String(), "ready") })
 		var sleeper []int
-		waitFor(t, "the exec'd sleep", 10*time.Second, func() bool { sleeper = processesWith("sleep\x0061.25"); return len(sleeper) == 1 })
+		waitFor(t, "the exec'd sleep", 10*time.Second, func() bool { sleeper = processesWith("sleep\x0061.3125"); return len(sleeper) == 1 })
 		procs, _ := os.ReadFile(filepath.Join(delegated()["pids"], "rbox-"+strconv.Itoa(sup), procsCgroup, "cgroup.procs"))
 		inLeaf := containsField(string(procs), strconv.Itoa(sleeper[0])) && strings.Contains(out.String(), ":pids:/\n")
 		if !strings.Contains(out.String(), "mounted") {

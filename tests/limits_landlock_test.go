@@ -41,7 +41,7 @@ func TestLimitLandlockPids(t *testing.T) {
 		if sim != "" {
 			flags = nil // auto falls to the landlock tier there
 		}
-		bomb := `grep -E ':pids:|^0::' /proc/self/cgroup; (exec sleep 61.5) & sh -c 'i=0; while [ $i -lt 100 ]; do (exec sleep 30) & i=$((i+1)); done'; echo spawned; read x || true`
+		bomb := `grep -E ':pids:|^0::' /proc/self/cgroup; (exec sleep 61.5625) & sh -c 'i=0; while [ $i -lt 100 ]; do (exec sleep 30) & i=$((i+1)); done'; echo spawned; read x || true`
 		cmd := exec.Command(rboxBin, append(flags, "--pids-limit", strconv.Itoa(limit), "--stats", "--", "sh", "-c", bomb)...)
 		landlockEnv(t, sim, "cgroup")(cmd)
 		var stdout, stderr strings.Builder
@@ -80,7 +80,7 @@ func TestLimitLandlockPids(t *testing.T) {
 		if strings.Count(r.stderr, "rbox: isolation: landlock tier") != 1 {
 			t.Errorf("host %q: want the tier line once:\n%s", sim, r)
 		}
-		waitFor(t, "the background processes' end", 5*time.Second, func() bool { return len(processesWith("sleep\x0061.5")) == 0 })
+		waitFor(t, "the background processes' end", 5*time.Second, func() bool { return len(processesWith("sleep\x0061.5625")) == 0 })
 	}
 	noLeaves(t, "the landlock fork bombs")
 }

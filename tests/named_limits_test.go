@@ -71,7 +71,7 @@ func TestNamedExecJoinsCgroups(t *testing.T) {
 		}
 
 		// An exec'd process, seen from inside and from the host.
-		cmd := exec.Command(rboxBin, "exec", "lim", "--", "sh", "-c", "cat /proc/self/cgroup; echo ready; exec sleep 61.75")
+		cmd := exec.Command(rboxBin, "exec", "lim", "--", "sh", "-c", "cat /proc/self/cgroup; echo ready; exec sleep 61.6875")
 		cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+ns.xdg, tierEnvVar("cgroup"))
 		out := &strings.Builder{}
 		cmd.Stdout, cmd.Stderr = out, out
@@ -84,7 +84,7 @@ func TestNamedExecJoinsCgroups(t *testing.T) {
 			t.Errorf("%s: inside, the exec'd process is not at its cgroup namespace's root (the sandbox's leaf):\n%s", name, inside)
 		}
 		var sleeper []int
-		waitFor(t, "the exec'd sleep", 10*time.Second, func() bool { sleeper = processesWith("sleep\x0061.75"); return len(sleeper) == 1 })
+		waitFor(t, "the exec'd sleep", 10*time.Second, func() bool { sleeper = processesWith("sleep\x0061.6875"); return len(sleeper) == 1 })
 		for h, dir := range leaf {
 			procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 			if err != nil || !containsField(string(procs), strconv.Itoa(sleeper[0])) {
@@ -104,7 +104,7 @@ func TestNamedExecJoinsCgroups(t *testing.T) {
 			t.Fatalf("%s: stop: %s\nlog: %s", name, r, run("logs", "lim"))
 		}
 		_ = cmd.Wait()
-		waitFor(t, "the exec'd process's end", 10*time.Second, func() bool { return len(processesWith("sleep\x0061.75")) == 0 })
+		waitFor(t, "the exec'd process's end", 10*time.Second, func() bool { return len(processesWith("sleep\x0061.6875")) == 0 })
 		run("rm", "lim")
 		noLeaves(t, name+": stop")
 	}
