@@ -161,13 +161,13 @@ func planOuter(sp *forkinit.Spawn, r *Request) error {
 	from := 3
 	for _, k := range sorted(keep) {
 		if k > from {
-			p.Call(unix.SYS_CLOSE_RANGE, sysplan.V(uintptr(from)), sysplan.V(uintptr(k-1)), sysplan.V(0))
+			p.CloseRange(uintptr(from), uintptr(k-1), 0)
 		}
 		if k >= from {
 			from = k + 1
 		}
 	}
-	p.Call(unix.SYS_CLOSE_RANGE, sysplan.V(uintptr(from)), sysplan.V(^uintptr(0)), sysplan.V(0))
+	p.CloseRange(uintptr(from), ^uintptr(0), 0)
 	// The caller's session keyring stays out, as for the sandbox's
 	// command (ENOSYS: an outer filter keeps keyrings out of reach).
 	p.Step("new session keyring")

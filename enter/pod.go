@@ -63,7 +63,7 @@ func StartInit(r *InitRequest) (int, error) {
 	for i := range r.Files {
 		p.Call(unix.SYS_DUP3, sysplan.V(uintptr(high+i)), sysplan.V(uintptr(3+i)), sysplan.V(0))
 	}
-	p.Call(unix.SYS_CLOSE_RANGE, sysplan.V(uintptr(3+len(r.Files))), sysplan.V(^uintptr(0)), sysplan.V(unix.CLOSE_RANGE_CLOEXEC))
+	p.CloseRange(uintptr(3+len(r.Files)), ^uintptr(0), unix.CLOSE_RANGE_CLOEXEC)
 	// Every capability kept across the exec, whatever the caller's id is
 	// in that namespace (as the child of a new user namespace keeps them
 	// through ambient capabilities in package sandbox).

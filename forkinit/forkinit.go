@@ -150,13 +150,13 @@ func (in *Init) prologue(s *spec.Spec, keep []int) *sysplan.Program {
 	slices.Sort(keep)
 	for _, keep := range keep {
 		if keep > from {
-			p.Call(unix.SYS_CLOSE_RANGE, sysplan.V(uintptr(from)), sysplan.V(uintptr(keep-1)), sysplan.V(0))
+			p.CloseRange(uintptr(from), uintptr(keep-1), 0)
 		}
 		if keep >= from {
 			from = keep + 1
 		}
 	}
-	p.Call(unix.SYS_CLOSE_RANGE, sysplan.V(uintptr(from)), sysplan.V(^uintptr(0)), sysplan.V(0))
+	p.CloseRange(uintptr(from), ^uintptr(0), 0)
 	p.Finish()
 	return p
 }

@@ -41,6 +41,7 @@ func (g *gen) planEmpty(cfg *Config) error {
 	g.setWhat("pivot into the setup root")
 	g.step("pivot_root")
 	g.call(unix.SYS_PIVOT_ROOT, g.str("."), g.str("oldroot"))
+	g.fdPrefix = fdPrefixHost
 	g.step("open /oldroot")
 	g.openat(atFDCWD, "/oldroot", unix.O_PATH|unix.O_DIRECTORY, 0, slotHost)
 	g.setWhat("open the host's /dev/null")
@@ -151,9 +152,20 @@ func parentMode(perms uint32) uint32 {
 
 // chmodSlot sets mode on the file the O_PATH descriptor in s refers to
 // (fchmodat2, Linux 6.6: chmod by descriptor, no path looked up again).
+//
+// Before Linux 6.6 (and always on the legacy path) fchmodat reaches the
+// file through its /proc/self/fd/N, which it follows to the descriptor's
+// file.
 func (g *gen) chmodSlot(s sysplan.Slot, mode uint32) {
 	g.step("chmod ", "0"+strconv.FormatUint(uint64(mode), 8))
-	g.call(unix.SYS_FCHMODAT2, s.FD(), g.empty, sysplan.V(uintptr(mode)), sysplan.V(unix.AT_EMPTY_PATH))
+	done, byPath := g.p.NewLabel(), g.p.NewLabel()
+	if !g.legacy {
+		g.call(unix.SYS_FCHMODAT2, s.FD(), g.empty, sysplan.V(uintptr(mode)), sysplan.V(unix.AT_EMPTY_PATH)).OnError(unix.ENOSYS, byPath)
+		g.p.Jump(done)
+	}
+	g.p.Mark(byPath)
+	g.call(unix.SYS_FCHMODAT, atFDCWD, g.p.FDPath(bufDst, s.FD(), g.fdPrefix, ""), sysplan.V(uintptr(mode)))
+	g.p.Mark(done)
 }
 
 // fileMode is a generated file's mode: the one given, else def (bwrap's

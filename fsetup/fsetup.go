@@ -100,6 +100,9 @@ type Config struct {
 	// DisableUserns sets user.max_user_namespaces to 0 in the sandbox's
 	// user namespace.
 	DisableUserns bool
+	// Legacy builds the root with mount(2) and a walk of its own, for a
+	// kernel without openat2 and the new mount API (see legacy.go).
+	Legacy bool
 }
 
 // File is generated content placed in the sandbox (resolv.conf, hosts).
@@ -149,7 +152,7 @@ func Plan(p *sysplan.Program, cfg *Config) error {
 	}
 	if cfg.EmptyRoot {
 		p.Grow(emptyRootSize(cfg))
-		g := newGen(p)
+		g := newGen(p, cfg)
 		g.enterSetupRoot(cfg, true)
 		g.rootOpen = true
 		return g.planEmpty(cfg)
@@ -159,7 +162,7 @@ func Plan(p *sysplan.Program, cfg *Config) error {
 		return err
 	}
 	p.Grow(planSize(cfg))
-	g := newGen(p)
+	g := newGen(p, cfg)
 	g.enterSetupRoot(cfg, true)
 	// The new root is the setup's own tmpfs, empty until these ops fill
 	// it.
@@ -190,13 +193,13 @@ func Build(cfg *Config) error {
 	if err := b.openRootSources(); err != nil {
 		return fmt.Errorf("open the root's directories: %w", err)
 	}
-	if err := run(func(p *sysplan.Program) error { newGen(p).enterSetupRoot(cfg, false); return nil }); err != nil {
+	if err := run(func(p *sysplan.Program) error { newGen(p, cfg).enterSetupRoot(cfg, false); return nil }); err != nil {
 		return err
 	}
 	if err := b.prepareRoot(); err != nil {
 		return fmt.Errorf("mount the root: %w", err)
 	}
-	return run(func(p *sysplan.Program) error { return newGen(p).afterSetupRoot(cfg, nil) })
+	return run(func(p *sysplan.Program) error { return newGen(p, cfg).afterSetupRoot(cfg, nil) })
 }
 
 // run makes a Program with plan and runs it in this process.
@@ -315,6 +318,9 @@ func (g *gen) enterSetupRoot(cfg *Config, keepRoot bool) {
 		g.step("mkdir ", d)
 		g.call(unix.SYS_MKDIRAT, atFDCWD, g.str(d), sysplan.V(0o755))
 	}
+	if g.legacy {
+		g.makeStaging()
+	}
 	if len(cfg.RootLowers) == 0 {
 		g.setWhat("mount the new root's tmpfs")
 		// newroot is a directory just made in the setup tmpfs, which
@@ -337,6 +343,7 @@ func (g *gen) afterSetupRoot(cfg *Config, entries []hostEntry) error {
 	// The working directory stays the setup root, now /; the paths below
 	// are absolute anyway.
 	g.call(unix.SYS_PIVOT_ROOT, g.str("."), g.str("oldroot"))
+	g.fdPrefix = fdPrefixHost
 	g.step("open /oldroot")
 	g.openat(atFDCWD, "/oldroot", unix.O_PATH|unix.O_DIRECTORY, 0, slotHost)
 	if !g.rootOpen {
@@ -690,6 +697,14 @@ func (g *gen) probe(dir, name string, flags int, skip sysplan.Label) (place, sys
 func (g *gen) rebindReadOnly(dir, name string) {
 	g.setWhat("make ", dir, name, " read-only")
 	skip := g.p.NewLabel()
+	if g.legacy {
+		g.step("look up ", dir, name)
+		g.call(unix.SYS_FACCESSAT, slotDir.FD(), g.str(name), sysplan.V(unix.F_OK)).OnError(unix.ENOENT, skip)
+		g.legacyBind(g.p.FDPath(bufSrc, slotDir.FD(), g.fdPrefix, name), in(slotDir.FD(), name),
+			unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, slotMnt)
+		g.p.Mark(skip)
+		return
+	}
 	g.step("open_tree")
 	g.call(unix.SYS_OPEN_TREE, slotDir.FD(), g.str(name),
 		sysplan.V(unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE|unix.AT_SYMLINK_NOFOLLOW)).Into(slotMnt).OnError(unix.ENOENT, skip)

@@ -67,6 +67,11 @@ type gen struct {
 	// destination: 0755, less the group or other bits a bwrap --perms
 	// clears (see parentMode).
 	dirMode sysplan.Arg
+	// legacy makes the ops with mount(2) and sysplan's walk, for a
+	// kernel without openat2 and the new mount API (legacy.go); fdPrefix
+	// is where mount(2) finds descriptors then.
+	legacy   bool
+	fdPrefix string
 }
 
 type cached struct {
@@ -74,8 +79,8 @@ type cached struct {
 	ptr uintptr
 }
 
-func newGen(p *sysplan.Program) *gen {
-	return &gen{p: p, empty: sysplan.V(p.Str("")), dirMode: sysplan.V(0o755)}
+func newGen(p *sysplan.Program, cfg *Config) *gen {
+	return &gen{p: p, empty: sysplan.V(p.Str("")), dirMode: sysplan.V(0o755), legacy: cfg.Legacy, fdPrefix: fdPrefixRoot}
 }
 
 // setWhat names the step of the setup the next ops belong to: the
@@ -108,6 +113,9 @@ func (g *gen) closeIf(s sysplan.Slot) {
 // openat2 opens name with flags (plus O_CLOEXEC) resolved inside dir as if
 // dir were the root, following no magic link, and puts the fd in into.
 func (g *gen) openat2(dir sysplan.Arg, name string, flags int, into sysplan.Slot) sysplan.Op {
+	if g.legacy {
+		return g.p.Resolve(dir, name, flags).Into(into)
+	}
 	f := uint64(flags | unix.O_CLOEXEC)
 	i := slices.IndexFunc(g.hows, func(c cached) bool { return c.key == f })
 	if i < 0 {
@@ -127,6 +135,10 @@ func (g *gen) openat(dir sysplan.Arg, name string, flags, mode int, into sysplan
 // mountSetattr sets attrs on the mount fd refers to (and every mount below
 // it when flags has AT_RECURSIVE).
 func (g *gen) mountSetattr(fd sysplan.Slot, flags int, attrs uint64) {
+	if g.legacy {
+		g.remount(g.p.FDPath(bufDst, fd.FD(), g.fdPrefix, ""), attrs)
+		return
+	}
 	i := slices.IndexFunc(g.attrs, func(c cached) bool { return c.key == attrs })
 	if i < 0 {
 		a := sysplan.Keep(g.p, &unix.MountAttr{Attr_set: attrs})
@@ -414,6 +426,10 @@ func (g *gen) bind(verb, src, dst string, kind srcKind, attrs uint64) {
 // the kernel keeps as they are. The clone's descriptor is left in into
 // for the caller unless into is slotMnt, which is closed.
 func (g *gen) attachTree(src sysplan.Slot, dst place, attrs uint64, into sysplan.Slot) {
+	if g.legacy {
+		g.legacyBind(g.p.FDPath(bufSrc, src.FD(), g.fdPrefix, ""), dst, attrs, into)
+		return
+	}
 	g.step("open_tree")
 	g.call(unix.SYS_OPEN_TREE, src.FD(), g.empty,
 		sysplan.V(unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE|unix.AT_EMPTY_PATH)).Into(into)
@@ -463,6 +479,10 @@ func (e *orElse) on(o sysplan.Op, to sysplan.Label) {
 // is closed. With fallback, its failures continue at fallback.to, its
 // descriptors closed.
 func (g *gen) mountNew(dst place, fstype string, opts []option, attrs uint64, fallback *orElse, into sysplan.Slot) {
+	if g.legacy {
+		g.legacyMountNew(dst, fstype, opts, attrs, fallback, into)
+		return
+	}
 	p := g.p
 	var failed, closeFS, closeMnt sysplan.Label
 	if fallback != nil {

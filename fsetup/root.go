@@ -99,7 +99,7 @@ func (b *builder) openRootSources() error {
 
 // attachSource binds the directory fd at sourcesDir/name and returns that
 // path.
-func attachSource(fd int, name string) (string, error) {
+func attachSource(cfg *Config, fd int, name string) (string, error) {
 	p := filepath.Join(sourcesDir, name)
 	if err := os.MkdirAll(p, 0o755); err != nil {
 		return "", err
@@ -109,7 +109,7 @@ func attachSource(fd int, name string) (string, error) {
 		return "", err
 	}
 	defer unix.Close(dst)
-	if err := attachTree(fd, dst, 0); err != nil {
+	if err := attachTree(cfg, fd, dst, 0); err != nil {
 		return "", fmt.Errorf("bind an overlay directory: %w", err)
 	}
 	return p, nil
@@ -130,7 +130,7 @@ func (b *builder) prepareRoot() error {
 	if len(c.RootLowers) > 0 {
 		lowers := make([]string, len(b.sources.lowers))
 		for i, fd := range b.sources.lowers {
-			if lowers[i], err = attachSource(fd, fmt.Sprintf("lower%d", i)); err != nil {
+			if lowers[i], err = attachSource(c, fd, fmt.Sprintf("lower%d", i)); err != nil {
 				return err
 			}
 		}
@@ -174,7 +174,7 @@ func (b *builder) prepareRoot() error {
 		if err != nil {
 			return err
 		}
-		lower, err := attachSource(fd, "host-"+name)
+		lower, err := attachSource(c, fd, "host-"+name)
 		unix.Close(fd)
 		if err != nil {
 			return err
@@ -187,7 +187,7 @@ func (b *builder) prepareRoot() error {
 			return fmt.Errorf("overlay on /%s: %w", name, err)
 		}
 		// As for the read-only host view: no set-id programs of the host.
-		if err := unix.MountSetattr(unix.AT_FDCWD, target, 0, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}); err != nil {
+		if err := noSetID(c, target); err != nil {
 			return fmt.Errorf("/%s: mount_setattr: %w", name, err)
 		}
 	}
@@ -203,7 +203,7 @@ func (b *builder) upperFor(sub string) (string, string, error) {
 	if c.UpperDir != "" {
 		if b.keptUpper == "" {
 			// Upper and work must be on one mount: bind their parent.
-			parent, err := attachSource(b.sources.upperParent, "upper-parent")
+			parent, err := attachSource(c, b.sources.upperParent, "upper-parent")
 			if err != nil {
 				return "", "", err
 			}
@@ -262,7 +262,7 @@ func (b *builder) makeHelperRoot() error {
 	defer unix.Close(root)
 	return run(func(p *sysplan.Program) error {
 		p.Slots[slotHost], p.Slots[slotRoot] = uintptr(host), uintptr(root)
-		g := newGen(p)
+		g := newGen(p, b.cfg)
 		g.hostView(entries)
 		// fuse-overlayfs reaches its directories through /proc/self/fd.
 		g.proc(b.cfg.NewPID, false)
@@ -273,12 +273,22 @@ func (b *builder) makeHelperRoot() error {
 // attachTree clones the mount tree at the descriptor src (recursively) and
 // attaches the clone on dst, with the attributes attrs added: gen's
 // attachTree run on its own, with src and dst in their slots.
-func attachTree(src, dst int, attrs uint64) error {
+func attachTree(cfg *Config, src, dst int, attrs uint64) error {
 	return run(func(p *sysplan.Program) error {
 		p.Slots[slotSrc], p.Slots[slotDst] = uintptr(src), uintptr(dst)
-		g := newGen(p)
+		g := newGen(p, cfg)
 		g.setWhat("bind")
 		g.attachTree(slotSrc, at(slotDst), attrs, slotMnt)
 		return nil
 	})
+}
+
+// noSetID makes the mount at target nosuid and nodev: with mount_setattr,
+// or on a kernel without it with a remount that keeps the locked flags.
+func noSetID(c *Config, target string) error {
+	if c.Legacy {
+		flags := uintptr(unix.MS_REMOUNT|unix.MS_BIND|unix.MS_NOSUID|unix.MS_NODEV) | overlay.LockedFlags(target)
+		return unix.Mount("", target, "", flags, "")
+	}
+	return unix.MountSetattr(unix.AT_FDCWD, target, 0, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV})
 }

@@ -26,6 +26,7 @@ func ConfigFor(s *spec.Spec) *Config {
 		LockFiles:    s.LockFiles,
 
 		DisableUserns: s.DisableUserns,
+		Legacy:        s.LegacyMount,
 	}
 	if s.EmptyRoot {
 		// bwrap's --proc: covered only when the host's root is mapped.

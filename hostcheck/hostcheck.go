@@ -103,6 +103,7 @@ var checks = []check{
 	netModeCheck(spec.NetUser),
 	netModeCheck(spec.NetPasta),
 	netModeCheck(spec.NetSlirp4netns),
+	checkNftables,
 	toolCheck("fuse-overlayfs", "fuse-overlayfs", "it is the overlay fallback when the kernel refuses overlayfs in a user namespace"),
 	checkImageHelper,
 	checkSeccompHelper,
@@ -114,6 +115,7 @@ var checks = []check{
 	checkAppArmorUserns,
 	checkSeccomp,
 	checkContainer,
+	checkKernelAPI,
 	checkIsolation,
 }
 

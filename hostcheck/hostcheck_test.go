@@ -50,7 +50,7 @@ var mustPass = []string{
 	"user namespace", "mount namespace", "pid namespace", "net namespace", "uts namespace",
 	"ipc namespace", "cgroup namespace", "time namespace", "uid_map write", "newuidmap", "newgidmap",
 	"full id map", "/proc mount", "overlayfs", "/dev/fuse", "/dev/net/tun", "slirp4netns", "pasta",
-	"--net user", "--net pasta", "--net slirp4netns",
+	"--net user", "--net pasta", "--net slirp4netns", "--allow-net on networks",
 	"fuse-overlayfs", "user.max_user_namespaces", "kernel.unprivileged_userns_clone",
 	"kernel.apparmor_restrict_unprivileged_userns", "seccomp", "landlock", "isolation tier",
 }

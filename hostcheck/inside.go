@@ -17,6 +17,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/network/bridge"
 )
 
 // probeNS reports the namespace named by $RBOX_PROBE_NS this process is
@@ -268,6 +270,15 @@ func probeTun() (string, error) {
 	return "created a tap device in a new network namespace", nil
 }
 
+// probeNftables installs the bridge filter of --allow-net sandboxes on a
+// network in a new network namespace, as a network's holder does.
+func probeNftables() (string, error) {
+	if err := bridge.CheckFilter(); err != nil {
+		return "", err
+	}
+	return "installed the bridge filter of --allow-net sandboxes in a new network namespace", nil
+}
+
 // probeTimeNS makes a time namespace the way rbox's pid 1 does: unshare it
 // for the children and set clock offsets before any process is in it.
 func probeTimeNS() (string, error) {
@@ -307,6 +318,9 @@ func privateMounts() error {
 func mountAt(fstype, target string, opts [][2]string, attrs int) error {
 	what := "mount " + fstype + " on " + target
 	fsfd, err := unix.Fsopen(fstype, unix.FSOPEN_CLOEXEC)
+	if errors.Is(err, unix.ENOSYS) {
+		return mountLegacy(fstype, target, opts, attrs)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: fsopen: %w", what, err)
 	}
@@ -331,6 +345,24 @@ func mountAt(fstype, target string, opts [][2]string, attrs int) error {
 	defer unix.Close(mfd)
 	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return fmt.Errorf("%s: move_mount: %w", what, err)
+	}
+	return nil
+}
+
+// mountLegacy is mountAt with mount(2), for a kernel without the new
+// mount API; the low MOUNT_ATTR_* bits are the MS_* flags.
+func mountLegacy(fstype, target string, opts [][2]string, attrs int) error {
+	var data []string
+	for _, o := range opts {
+		if o[1] == "" {
+			data = append(data, o[0])
+		} else {
+			data = append(data, o[0]+"="+o[1])
+		}
+	}
+	flags := uintptr(attrs) & (unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	if err := unix.Mount(fstype, target, fstype, flags, strings.Join(data, ",")); err != nil {
+		return fmt.Errorf("mount %s on %s: %w", fstype, target, err)
 	}
 	return nil
 }

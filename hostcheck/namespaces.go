@@ -380,6 +380,18 @@ func checkTun(c *caller) Result {
 	return warn(name, err.Error()+" (slirp4netns and pasta need it for the sandbox's network)", fix)
 }
 
+// checkNftables tells whether --allow-net works on rbox networks (package
+// network/bridge, restrict.go). Networks work without it.
+func checkNftables(c *caller) Result {
+	const name = "--allow-net on networks"
+	p := probe{name: "nftables", flags: unix.CLONE_NEWUSER | unix.CLONE_NEWNET, caps: true, maps: ownMaps(c)}
+	out, err := p.run()
+	if err == nil {
+		return pass(name, out)
+	}
+	return warn(name, err.Error()+" (rbox networks work, without --allow-net on them)", "a kernel with nf_tables and its bridge family (CONFIG_NF_TABLES, CONFIG_NF_TABLES_BRIDGE)")
+}
+
 // checkDevFuse opens /dev/fuse as fuse-overlayfs does.
 func checkDevFuse(*caller) Result {
 	const name = "/dev/fuse"

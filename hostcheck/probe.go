@@ -51,6 +51,7 @@ var probes = map[string]probeFunc{
 	"overlay":        probeOverlay,
 	"fuse-overlayfs": probeFuseOverlay,
 	"tun":            probeTun,
+	"nftables":       probeNftables,
 	"timens":         probeTimeNS,
 }
 

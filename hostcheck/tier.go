@@ -37,8 +37,6 @@ func checkIsolation(*caller) Result {
 // tierFix is how to get the full tier back.
 func tierFix(b *tier.Blocker) string {
 	switch {
-	case b.OldKernel != "":
-		return "use Linux 5.12 or later for the full tier"
 	case errors.Is(b.Err, unix.ENOSPC):
 		return persistHint("user.max_user_namespaces", "15000")
 	case !b.NoUserNS && tier.AppArmorRestricts():

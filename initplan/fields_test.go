@@ -45,6 +45,7 @@ func TestEveryFieldReachesThePlan(t *testing.T) {
 		"SeccompExtra":  func(s *spec.Spec) { s.SeccompExtra = []spec.SeccompFilter{{BPF: make([]byte, 8)}} },
 		"LockFiles":     func(s *spec.Spec) { s.LockFiles = []string{"/tmp/lock"} },
 		"DieWithParent": func(s *spec.Spec) { s.DieWithParent = true },
+		"LegacyMount":   func(s *spec.Spec) { s.LegacyMount = true },
 		"GeneratedFiles": func(s *spec.Spec) {
 			s.GeneratedFiles = []spec.GeneratedFile{{Dest: "/etc/passwd", Data: []byte("root:x:0:0::/root:/bin/sh\n")}}
 		},

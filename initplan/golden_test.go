@@ -40,8 +40,8 @@ func format(pl *Plan) string {
 	return b.String()
 }
 
-// The plans of a default run, a bind-heavy one and one with a terminal, as
-// system calls, are
+// The plans of a default run, a bind-heavy one, one with a terminal and
+// the bind-heavy one with a terminal on an old kernel, as system calls, are
 // in testdata/plans: a change that alters what pid 1 does shows there (go
 // test ./initplan -update rewrites them). They depend on the host's system
 // directories (this project's machines: Debian 12) and on the kernel's
@@ -79,7 +79,11 @@ func TestGoldenPlans(t *testing.T) {
 	// As under a terminal emulator: stdin and stdout are the caller's
 	// terminal, stderr is not.
 	terminalStdio = func() []int { return []int{0, 1} }
-	for name, s := range map[string]*spec.Spec{"default": base(), "bind-heavy": binds, "terminal": tty} {
+	// The bind-heavy run on a kernel without openat2 and the new mount
+	// API, with a terminal: mount(2) and sysplan's walk.
+	legacy := base()
+	legacy.Cwd, legacy.Mounts, legacy.TTY, legacy.LegacyMount = binds.Cwd, binds.Mounts, true, true
+	for name, s := range map[string]*spec.Spec{"default": base(), "bind-heavy": binds, "terminal": tty, "legacy-mount": legacy} {
 		pl, err := New(s, Learned{Net: network.ChildConfig{Mode: spec.NetNone}, ConsoleSocket: 7})
 		if err != nil {
 			t.Fatal(err)

@@ -31,6 +31,7 @@ import (
 	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/fsetup"
 	"github.com/rbox-dev/rbox/initplan"
+	"github.com/rbox-dev/rbox/kernelapi"
 	"github.com/rbox-dev/rbox/limits"
 	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/network/ports"
@@ -117,7 +118,7 @@ func run(fdArg string) int {
 	pipe.Close()
 	// Whatever else was inherited must not reach the payload; the fds it
 	// should keep are dup'ed into place when it starts.
-	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+	if err := kernelapi.CloexecFrom(3); err != nil {
 		return fail(contract.ExitSetupFailed, fmt.Errorf("close_range: %w", err))
 	}
 	pl, err := initplan.New(&s, initplan.Learned{SetgroupsDenied: start.SetgroupsDenied, Net: start.Net, ConsoleSocket: start.ConsoleSocket})

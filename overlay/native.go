@@ -149,6 +149,10 @@ func bindMount(src, target string, readonly bool) (func() error, error) {
 
 // lockedFlags returns the mount flags of the mount at path that a remount
 // inside a user namespace must keep.
+// LockedFlags are the flags of the mount at path that a remount with
+// mount(2) must repeat (in a user namespace the kernel locks them).
+func LockedFlags(path string) uintptr { return lockedFlags(path) }
+
 func lockedFlags(path string) uintptr {
 	var st unix.Statfs_t
 	if unix.Statfs(path, &st) != nil {

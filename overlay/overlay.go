@@ -32,6 +32,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/rbox-dev/rbox/kernelapi"
 )
 
 // Driver names a way of assembling the root filesystem.
@@ -157,6 +159,11 @@ func MountWith(d Driver, lowers []string, upper, work, target string, o Options)
 		c, err := mountVFS(lowers, upper, work, target)
 		return c, VFS, err
 	case Auto:
+		if !kernelapi.RootlessOverlay() {
+			// Before Linux 5.11 overlayfs refuses a user namespace.
+			c, err := fuse()
+			return c, Fuse, err
+		}
 		c, err := mountNative(lowers, upper, work, target)
 		if err == nil {
 			return c, Native, nil

@@ -1,7 +1,11 @@
 package sandbox
 
 import (
+	"fmt"
+	"net/netip"
+
 	"github.com/rbox-dev/rbox/network"
+	"github.com/rbox-dev/rbox/network/bridge"
 	"github.com/rbox-dev/rbox/network/egress"
 	"github.com/rbox-dev/rbox/spec"
 )
@@ -21,7 +25,8 @@ func (n *sandboxNet) Close() error {
 }
 
 // startEgress starts the proxies of s's outbound policy, if it has one, in
-// the network namespace of pid (the sandbox's pid 1).
+// the network namespace of pid (the sandbox's pid 1). On an rbox network
+// the network's other sandboxes are its peers.
 func startEgress(s *spec.Spec, pid int) (*egress.Egress, error) {
 	if s.Egress == nil {
 		return nil, nil
@@ -30,5 +35,35 @@ func startEgress(s *spec.Spec, pid int) (*egress.Egress, error) {
 	if err != nil {
 		return nil, err
 	}
-	return egress.Start(pid, egress.Options{Policy: p, AllowHostLoopback: s.Egress.AllowHostLoopback})
+	o := egress.Options{Policy: p, AllowHostLoopback: s.Egress.AllowHostLoopback}
+	if b := s.Bridge; b != nil {
+		if o.Peers, err = peersOf(b); err != nil {
+			return nil, err
+		}
+	}
+	return egress.Start(pid, o)
+}
+
+// peersOf are the sandboxes of b's network, as the network's holder knows
+// them.
+func peersOf(b *spec.Bridge) (*egress.Peers, error) {
+	n, err := bridge.Read(b.Root, b.Network)
+	if err != nil {
+		return nil, err
+	}
+	subnet, err := netip.ParsePrefix(n.Subnet)
+	if err != nil {
+		return nil, fmt.Errorf("network %s: %w", b.Network, err)
+	}
+	p := &egress.Peers{Subnet: subnet, Gateway: bridge.Gateway(subnet), Lookup: func(name string) []netip.Addr {
+		addrs, _ := bridge.Lookup(b.Root, b.Network, name)
+		return addrs
+	}}
+	if n.Subnet6 != "" {
+		if p.Subnet6, err = netip.ParsePrefix(n.Subnet6); err != nil {
+			return nil, fmt.Errorf("network %s: %w", b.Network, err)
+		}
+		p.Gateway6 = bridge.Address6(subnet, p.Subnet6, p.Gateway)
+	}
+	return p, nil
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/forkinit"
 	"github.com/rbox-dev/rbox/initproc"
+	"github.com/rbox-dev/rbox/kernelapi"
 	"github.com/rbox-dev/rbox/limits"
 	"github.com/rbox-dev/rbox/network"
 	"github.com/rbox-dev/rbox/network/egress"
@@ -81,6 +82,7 @@ func Run(s *spec.Spec, plan *userns.Plan, hold ...*os.File) int {
 
 // RunHooks is Run with h called at the moments it names (h may be nil).
 func RunHooks(s *spec.Spec, plan *userns.Plan, h *Hooks, hold ...*os.File) int {
+	s.LegacyMount = s.LegacyMount || kernelapi.MountAPIMissing() != ""
 	box, err := limits.Setup(s.Limits)
 	if err != nil {
 		return h.failer()("%v", err)
@@ -176,9 +178,10 @@ func run(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks, hold []*os.
 	}
 	// Born in its cgroup v2 leaf where there is one: its cgroup
 	// namespace is then rooted there. A pid 1 that joins a network's user
-	// namespace (startInit) is placed by box.Attach instead.
+	// namespace (startInit), or on a kernel without clone3 (before 5.3),
+	// is placed by box.Attach instead.
 	into, cgroupFD := false, -1
-	if s.JoinNet == nil && s.Bridge == nil {
+	if s.JoinNet == nil && s.Bridge == nil && kernelapi.Clone3() {
 		if cgroupFD, into, err = box.CloneInto(); err != nil {
 			closeChildEnds()
 			return failf("%v", err)

@@ -209,6 +209,11 @@ type Spec struct {
 	// ("bwrap: ...", exit 1).
 	BwrapErrors bool `json:"bwrap_errors,omitempty"`
 
+	// LegacyMount builds the filesystem with mount(2) and a walk of
+	// rbox's own, for a kernel without openat2 and the new mount API
+	// (package mountapi); the parent sets it.
+	LegacyMount bool `json:"legacy_mount,omitempty"`
+
 	// --- outbound traffic by policy (package network/egress) ---
 
 	// Egress, when set, gives the sandbox its loopback and rbox's

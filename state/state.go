@@ -213,10 +213,25 @@ const resolve = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_N
 func openIn(dir int, name string, flags uint64, mode uint64) (int, error) {
 	for {
 		fd, err := unix.Openat2(dir, name, &unix.OpenHow{Flags: flags | unix.O_CLOEXEC | unix.O_NOFOLLOW, Mode: mode, Resolve: resolve})
+		if err == unix.ENOSYS {
+			return openOneName(dir, name, flags, mode)
+		}
 		if err != unix.EINTR && err != unix.EAGAIN {
 			return fd, err
 		}
 	}
+}
+
+// openOneName is openIn on a kernel without openat2 (before 5.6): the
+// store's names are one component each, for which O_NOFOLLOW alone keeps
+// the open beneath dir and off symlinks (procfs's magic links are
+// symlinks too). Any other name is refused as openat2 would refuse one
+// that leaves dir.
+func openOneName(dir int, name string, flags, mode uint64) (int, error) {
+	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
+		return -1, unix.EXDEV
+	}
+	return unix.Openat(dir, name, int(flags)|unix.O_CLOEXEC|unix.O_NOFOLLOW, uint32(mode))
 }
 
 func openDir(dir int, name string) (int, error) {

@@ -40,6 +40,9 @@ func (p *Program) Format(w io.Writer) error {
 		case opStore:
 			fmt.Fprintf(&b, "store $%d in the message\n", o.args[0])
 			continue
+		case opResolve, opFDPath, opMountFlags, opRemountBelow, opReadInfo, opCloseRange:
+			b.WriteString(p.formatLegacy(o))
+			continue
 		}
 		b.WriteString(syscallName(uintptr(o.nr)))
 		b.WriteByte('(')
@@ -103,6 +106,10 @@ func (p *Program) formatArg(v uintptr) string {
 			return strconv.Quote(obj)
 		case []byte:
 			return fmt.Sprintf("bytes(%x)", obj)
+		case pathBuffer:
+			return fmt.Sprintf("path%d", int(obj))
+		case statfsBuffer:
+			return "statfs"
 		default:
 			return "&" + formatValue(reflect.ValueOf(obj).Elem())
 		}
@@ -193,4 +200,49 @@ func trimZeros(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// formatLegacy shows an op of legacy.go as a line.
+func (p *Program) formatLegacy(o op) string {
+	arg := func(j int) string {
+		if o.from&(1<<j) != 0 {
+			return fmt.Sprintf("$%d", o.args[j])
+		}
+		return p.formatArg(o.args[j])
+	}
+	text := func(i uintptr) string {
+		if i < uintptr(len(p.texts)) {
+			return strconv.Quote(string(p.texts[i]))
+		}
+		return "?"
+	}
+	var s string
+	switch o.nr {
+	case opResolve:
+		s = fmt.Sprintf("resolve_in_root(%s, %s, %s)", arg(0), text(o.args[1]), openFlags(uint64(o.args[2])))
+	case opFDPath:
+		s = fmt.Sprintf("path%d = %s + %s", o.args[1], text(o.args[2]), arg(0))
+		if o.args[3] > 0 {
+			s += " + \"/\" + " + text(o.args[3]-1)
+		}
+	case opMountFlags:
+		s = fmt.Sprintf("mount_flags(statfs) | %#x", o.args[0])
+	case opCloseRange:
+		s = fmt.Sprintf("close_range(%d, %s, %#x) by /proc/self/fd", o.args[0], p.formatArg(o.args[1]), o.args[2])
+	case opReadInfo:
+		s = fmt.Sprintf("read %s", text(o.args[0]))
+	case opRemountBelow:
+		s = fmt.Sprintf("remount each mount it lists under %s | %#x", text(o.args[1]), o.args[2])
+	}
+	if o.into >= 0 {
+		s += fmt.Sprintf(" -> $%d", o.into)
+	}
+	if o.jumpTo >= 0 {
+		e := "any error"
+		if o.onErr != anyErrno {
+			e = unix.ErrnoName(syscall.Errno(o.onErr))
+		}
+		s += fmt.Sprintf(" on %s goto %d", e, o.jumpTo)
+	}
+	return s + "\n"
 }

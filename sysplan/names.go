@@ -55,6 +55,7 @@ var syscalls = map[uintptr]syscallInfo{
 	unix.SYS_SETSID:        {"setsid", 0},
 	unix.SYS_SIGNALFD4:     {"signalfd4", 4},
 	unix.SYS_SOCKET:        {"socket", 3},
+	unix.SYS_STATFS:        {"statfs", 2},
 	unix.SYS_SYMLINKAT:     {"symlinkat", 3},
 	unix.SYS_UMOUNT2:       {"umount2", 2},
 	unix.SYS_UNSHARE:       {"unshare", 1},

@@ -108,6 +108,10 @@ type Program struct {
 	// memory records what each pointer given to ops points to, for
 	// Format.
 	memory []region
+	// legacy and texts are what the ops of kernels without the new
+	// mount API use (legacy.go).
+	legacy *legacyState
+	texts  [][]byte
 	Slots  [NumSlots]uintptr
 }
 
@@ -259,7 +263,7 @@ func (p *Program) Call(nr uintptr, args ...Arg) Op {
 	if len(args) > 6 {
 		panic("sysplan: more than six arguments")
 	}
-	if nr >= opJump && nr != opJump && nr != opCheck && nr != opStore {
+	if nr >= opJump && nr > opLast {
 		panic("sysplan: system call number out of range")
 	}
 	o := op{nr: uint16(nr), into: noSlot, jumpTo: -1, step: p.step}
@@ -429,7 +433,27 @@ func (p *Program) Exec() (int, syscall.Errno) {
 			i++
 			continue
 		}
-		r, _, e := syscall.RawSyscall6(uintptr(o.nr), a[0], a[1], a[2], a[3], a[4], a[5])
+		var r uintptr
+		var e syscall.Errno
+		switch o.nr {
+		case opResolve:
+			r, e = p.resolve(a[0], a[1], a[2])
+			p.legacy.closeWalk()
+		case opFDPath:
+			e = p.fdPath(a[0], a[1], a[2], a[3])
+		case opMountFlags:
+			r, e = p.mountFlags(a[0])
+		case opReadInfo:
+			e = p.readInfo(a[0])
+		case opCloseRange:
+			if e = p.closeRange(a[0], a[1], a[2]); e == 0 {
+				e = p.legacy.closeListed()
+			}
+		case opRemountBelow:
+			e = p.remountBelow(a[1], a[2])
+		default:
+			r, _, e = syscall.RawSyscall6(uintptr(o.nr), a[0], a[1], a[2], a[3], a[4], a[5])
+		}
 		if e != 0 && e != syscall.Errno(o.allow) {
 			if o.jumpTo >= 0 && (o.onErr == anyErrno || syscall.Errno(o.onErr) == e) {
 				i = uint(o.jumpTo)

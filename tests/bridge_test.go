@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -85,6 +87,8 @@ func (ns *namedState) helpersOf(holders ...int) []int {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
 // Two sandboxes on one network reach each other by name (TCP and ping,
 // without CAP_NET_RAW); a sandbox on another network, one with --net
@@ -226,7 +230,8 @@ func TestBridgeBadInput(t *testing.T) {
 		{[]string{"network", "create", strings.Repeat("n", 63)}, "use a shorter name"},
 		{[]string{"network", "rm", "nosuch"}, "no network named nosuch"},
 		{[]string{"run", "--net", "nosuch", "--", "true"}, "no network of that name (modes: none, user, pasta, slirp4netns, host, sandbox:NAME; or rbox network create nosuch)"},
-		{[]string{"run", "--net", "dev", "--allow-net", "example.com", "--", "true"}, "--allow-net needs --net user"},
+		{[]string{"run", "--net", "dev", "--allow-net", "example.com", "-p", "8080:80", "--", "true"}, "-p/--publish cannot be combined with --allow-net"},
+		{[]string{"run", "--net", "dev", "--allow-net", "example.com", "--dns", "10.89.0.1", "--", "true"}, "--dns cannot be combined with --allow-net"},
 		{[]string{"run", "--net", "bad!name", "--", "true"}, "nor a network name"},
 		{[]string{"run", "--net", "dev", "--share", "net", "--", "true"}, "drop net from --share"},
 		{[]string{"run", "--net", "dev", "--share", "user", "--", "true"}, "drop user from --share"},
@@ -348,5 +353,240 @@ func TestBridgeUserNamespace(t *testing.T) {
 	}
 	if c[0] == a[0] {
 		t.Errorf("a sandbox on another network shares dev's user namespace %s", a[0])
+	}
+}
+
+// --allow-net on a network: the sandbox reaches the network's sandboxes by
+// name (directly, and through the proxies, which connect from its own
+// namespace), the outside only through rbox's proxies and DNS, as with
+// --net user; it has no route beyond the subnet. Outside: the refused
+// server is never connected to, the refusals are printed, and the sandbox
+// leaves the network (name, address, veth pair) when it ends.
+func TestBridgeAllowNet(t *testing.T) {
+	ns := newNetworkState(t)
+	ns.ok("network", "create", "dev")
+	ns.ok("run", "-d", "--name", "db", "--net", "dev", "--", "busybox", "nc", "-ll", "-p", "5432", "-e", "echo", "hello-from-db")
+	hostIP := hostAddress(t)
+	good, goodN := egressServer(t, net.JoinHostPort(hostIP, "0"), "good")
+	bad, badN := egressServer(t, net.JoinHostPort(hostIP, "0"), "bad")
+	pg, pb := portOf(good), portOf(bad)
+	checks := []string{"dns db", "dns db.dev", "raw db:5432", "connect db:5432", "socks db.dev:5432",
+		"connect good.test:" + pg, "socks good.test:" + pg, "connect bad.test:" + pb, "connect " + bad,
+		"raw " + good, "dns bad.test"}
+	got, r := egressRunEnv(t, []string{"XDG_RUNTIME_DIR=" + ns.xdg}, "good.test="+hostIP+",bad.test="+hostIP,
+		"ip -4 route; ip -o link | grep -c eth0", []string{"--net", "dev", "--allow-net", "good.test:" + pg}, checks...)
+	want := map[string]string{
+		"dns db":                  "ok 10.89.0.2",
+		"dns db.dev":              "ok 10.89.0.2",
+		"raw db:5432":             "ok hello-from-db",
+		"connect db:5432":         "ok hello-from-db",
+		"socks db.dev:5432":       "ok hello-from-db",
+		"connect good.test:" + pg: "ok good:ping",
+		"socks good.test:" + pg:   "ok good:ping",
+		"connect bad.test:" + pb:  "status 403",
+		"connect " + bad:          "status 403",
+		"raw " + good:             "err " + syscall.ENETUNREACH.Error(),
+		"dns bad.test":            "nxdomain",
+	}
+	for k, w := range want {
+		if !strings.HasPrefix(got[k], w) {
+			t.Errorf("%s: got %q, want %q", k, got[k], w)
+		}
+	}
+	if strings.Contains(r.stdout, "default") || !strings.Contains(r.stdout, "10.89.0.0/24 dev eth0") || !strings.Contains(r.stdout, "\n1\n") {
+		t.Errorf("inside: want eth0 and a route to the subnet only:\n%s", r.stdout)
+	}
+	if n := badN.Load(); n != 0 {
+		t.Errorf("the refused server got %d connections", n)
+	}
+	if n := goodN.Load(); n != 2 {
+		t.Errorf("the allowed server got %d connections, want 2", n)
+	}
+	for _, dest := range []string{"bad.test:" + pb, bad, "bad.test"} {
+		if n := strings.Count(r.stderr, "rbox: egress: refused "+dest+": "); n != 1 {
+			t.Errorf("%d refusal lines for %s on stderr, want 1:\n%s", n, dest, r.stderr)
+		}
+	}
+	// Its veth pair goes with its network namespace, which the kernel
+	// tears down in the background.
+	waitFor(t, "the --allow-net sandbox to leave the network, its veth pair gone", 5*time.Second, func() bool {
+		l := ns.networks()["dev"]
+		return len(l.Sandboxes) == 1 && len(l.Links) == 1
+	})
+}
+
+// slirpOf is the slirp4netns of the network whose holder is holder (0 for
+// none; the test fails on more than one). The child a starting slirp4netns
+// forks for a moment to open the tap in the namespace is not counted.
+func slirpOf(t *testing.T, holder int) int {
+	t.Helper()
+	var all []int
+	for _, p := range processesWith("slirp4netns") {
+		b, _ := os.ReadFile("/proc/" + itoa(p) + "/cmdline")
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) > 2 && args[len(args)-2] == itoa(holder) {
+			all = append(all, p)
+		}
+	}
+	var found []int
+	for _, p := range all {
+		b, _ := os.ReadFile("/proc/" + itoa(p) + "/stat")
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 1 && !slices.Contains(all, atoi(f[1])) {
+			found = append(found, p)
+		}
+	}
+	if len(found) > 1 {
+		t.Fatalf("%d slirp4netns for holder %d: %v", len(found), holder, found)
+	}
+	if len(found) == 0 {
+		return 0
+	}
+	return found[0]
+}
+
+// kill -9 of a network's slirp4netns: the supervisor starts another, which
+// carries the sandboxes' outbound traffic and the -p forwards again; ls
+// counts the restart. A slirp4netns that keeps dying leaves the network
+// broken: ls says so in its one line, --net refuses it, rm removes it.
+func TestBridgeHelperRestart(t *testing.T) {
+	ns := newNetworkState(t)
+	ns.ok("network", "create", "dev")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := itoa(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+	ns.ok("run", "-d", "--name", "web", "--net", "dev", "-p", port+":80", "--", "busybox", "nc", "-ll", "-p", "80", "-e", "echo", "hello-web")
+	published := func() bool {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		got, _ := io.ReadAll(c)
+		return strings.Contains(string(got), "hello-web")
+	}
+	waitFor(t, "the published port", 5*time.Second, published)
+	host, _ := egressServer(t, net.JoinHostPort(hostAddress(t), "0"), "host")
+	hostIP, hostPort, _ := net.SplitHostPort(host)
+	outbound := "echo ping | busybox nc -w 5 " + hostIP + " " + hostPort
+
+	var ls []struct {
+		Name     string `json:"name"`
+		Running  bool   `json:"running"`
+		Broken   string `json:"broken"`
+		Restarts int    `json:"helper_restarts"`
+	}
+	list := func() (bool, string, int) {
+		ls = nil
+		if err := json.Unmarshal([]byte(ns.ok("network", "ls", "--json")), &ls); err != nil || len(ls) != 1 {
+			t.Fatalf("network ls --json: %v %v", ls, err)
+		}
+		return ls[0].Running, ls[0].Broken, ls[0].Restarts
+	}
+	holder := ns.networks()["dev"].Holder
+	old := slirpOf(t, holder)
+	if old == 0 {
+		t.Fatal("no slirp4netns for the network")
+	}
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var fresh int
+	waitFor(t, "another slirp4netns", 10*time.Second, func() bool {
+		fresh = slirpOf(t, holder)
+		_, _, restarts := list()
+		return fresh != 0 && fresh != old && restarts == 1
+	})
+	waitFor(t, "the published port after the restart", 5*time.Second, published)
+	if out := ns.ok("run", "--net", "dev", "--", "sh", "-c", outbound); !strings.Contains(out, "host:ping") {
+		t.Errorf("outbound after the restart: %q", out)
+	}
+	if running, broken, restarts := list(); !running || broken != "" || restarts != 1 {
+		t.Errorf("network ls after one restart: running %v, broken %q, restarts %d", running, broken, restarts)
+	}
+
+	// It keeps dying: each one killed once it is ready (the restart
+	// counted).
+	for i := 0; i < 3; i++ {
+		old = slirpOf(t, holder)
+		if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if i < 2 {
+			waitFor(t, "another slirp4netns", 10*time.Second, func() bool { _, _, restarts := list(); return restarts == 2+i })
+		}
+	}
+	waitFor(t, "the network marked broken", 5*time.Second, func() bool { _, broken, _ := list(); return broken != "" })
+	if p := slirpOf(t, holder); p != 0 {
+		t.Errorf("a slirp4netns (%d) runs for a broken network", p)
+	}
+	table := ns.ok("network", "ls")
+	var line string
+	for _, l := range strings.Split(table, "\n") {
+		if strings.HasPrefix(l, "dev ") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "broken: its slirp4netns died 4 times within a minute") || !strings.Contains(line, "rbox network rm dev") {
+		t.Errorf("network ls does not say the network is broken and what to do:\n%s", table)
+	}
+	if r := ns.rbox("run", "--net", "dev", "--", "true"); r.code != 125 || !strings.Contains(r.stderr, "the network is broken") || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("--net on a broken network: %s", r)
+	}
+	ns.ok("rm", "-f", "web")
+	ns.ok("network", "rm", "dev")
+	waitFor(t, "the network's processes to end", 5*time.Second, func() bool { return len(ns.helpersOf(holder)) == 0 })
+}
+
+// network create --ipv6: a unique local /64 beside the IPv4 subnet; each
+// sandbox gets an address on it, names resolve AAAA, TCP and ping work
+// over it, for a --allow-net sandbox too. A network without --ipv6 gives
+// no global IPv6 address.
+func TestBridgeIPv6(t *testing.T) {
+	ns := newNetworkState(t)
+	ns.ok("network", "create", "--ipv6", "dev6")
+	ns.ok("network", "create", "plain")
+	var ls []struct {
+		Name    string `json:"name"`
+		Subnet6 string `json:"subnet6"`
+	}
+	if err := json.Unmarshal([]byte(ns.ok("network", "ls", "--json")), &ls); err != nil {
+		t.Fatal(err)
+	}
+	subnet6 := map[string]string{}
+	for _, l := range ls {
+		subnet6[l.Name] = l.Subnet6
+	}
+	p, err := netip.ParsePrefix(subnet6["dev6"])
+	if err != nil || p.Bits() != 64 || p.Addr().As16()[0] != 0xfd || subnet6["plain"] != "" {
+		t.Fatalf("network ls --json: subnet6 %v (%v), want a unique local /64 for dev6 only", subnet6, err)
+	}
+	if table := ns.ok("network", "ls"); !strings.Contains(table, "10.89.0.0/24,"+p.String()) {
+		t.Errorf("network ls does not show dev6's IPv6 prefix:\n%s", table)
+	}
+	db6 := p.Addr().Next().Next().String() // PREFIX::2, as db is 10.89.0.2
+	ns.ok("run", "-d", "--name", "db", "--net", "dev6", "--", "busybox", "nc", "-ll", "-p", "5432", "-e", "echo", "hello-from-db")
+	if got := ns.ok("exec", "db", "--", "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"); !strings.Contains(got, db6+"/64") {
+		t.Fatalf("db's eth0 (outside view through exec): %s, want %s/64", got, db6)
+	}
+	probe := "getent ahostsv6 db.dev6 | head -1; ping -6 -c1 -W5 db | grep -c ' 0% packet loss'; busybox nc -w 3 " + db6 + " 5432 </dev/null"
+	for _, flags := range [][]string{{"--net", "dev6"}, {"--net", "dev6", "--allow-net", "example.com"}} {
+		script, replies := "ip -6 -o addr show dev eth0 scope global; "+probe, 1
+		if len(flags) > 2 {
+			// And through the HTTP proxy (HTTP_PROXY is set), which
+			// connects to db's IPv6 address from the sandbox's namespace.
+			script, replies = script+"; curl -sS -m 5 --http0.9 http://["+db6+"]:5432/", 2
+		}
+		out := ns.ok(append(flags, "--", "sh", "-c", script)...)
+		if !strings.Contains(out, p.Addr().String()) || !strings.Contains(out, db6+" ") || !strings.Contains(out, "\n1\n") || strings.Count(out, "hello-from-db") != replies {
+			t.Errorf("%v: want an address on %s, db's AAAA %s, ping and TCP over IPv6:\n%s", flags, p, db6, out)
+		}
+	}
+	if out := ns.ok("run", "--net", "plain", "--", "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"); strings.TrimSpace(out) != "" {
+		t.Errorf("a network without --ipv6 gave a global IPv6 address: %s", out)
 	}
 }

@@ -156,6 +156,12 @@ func egressRun(t *testing.T, hosts string, flags []string, checks ...string) (ma
 // egressRunAfter is egressRun with a shell script run inside first.
 func egressRunAfter(t *testing.T, hosts, script string, flags []string, checks ...string) (map[string]string, result) {
 	t.Helper()
+	return egressRunEnv(t, nil, hosts, script, flags, checks...)
+}
+
+// egressRunEnv is egressRunAfter with env added to rbox's environment.
+func egressRunEnv(t *testing.T, env []string, hosts, script string, flags []string, checks ...string) (map[string]string, result) {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +171,7 @@ func egressRunAfter(t *testing.T, hosts, script string, flags []string, checks .
 	if script != "" {
 		args = append(args[:len(args)-2], "sh", "-c", script+"; exec /probe -test.run=^TestEgressProbe$")
 	}
-	r := rboxCmd(t, func(c *exec.Cmd) { c.Env = append(os.Environ(), "RBOX_EGRESS_TEST_HOSTS="+hosts) }, args...)
+	r := rboxCmd(t, func(c *exec.Cmd) { c.Env = append(append(os.Environ(), env...), "RBOX_EGRESS_TEST_HOSTS="+hosts) }, args...)
 	if r.code != 0 {
 		t.Fatalf("rbox %v:\n%s", args, r)
 	}

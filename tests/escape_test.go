@@ -1149,3 +1149,33 @@ func TestEscapeBridgeOtherNetwork(t *testing.T) {
 		t.Errorf("weakened setup: the host's loopback not reached with --allow-host-loopback:\n%s", w)
 	}
 }
+
+// Root with every capability in an --allow-net sandbox on a network gives
+// itself a default route through the network's gateway and tries a raw TCP
+// connection to the host's address and a DNS question to the gateway's
+// relay (a way to carry data out in names): the holder's bridge filter
+// drops both. Weakened: a sandbox on the same network without --allow-net
+// reaches the same server and gets an answer from the same relay.
+func TestEscapeBridgeAllowNet(t *testing.T) {
+	ns := newNetworkState(t)
+	ns.ok("network", "create", "dev")
+	addr, hits := egressServer(t, net.JoinHostPort(hostAddress(t), "0"), "host")
+	// The gateway's responder answers db itself (10.89.0.2) and relays
+	// other names: an answer about db shows the relay is reachable,
+	// whatever the host's own DNS does.
+	ns.ok("run", "-d", "--name", "db", "--net", "dev", "--", "sleep", "300")
+	attack := "ip route add default via 10.89.0.1 dev eth0 && echo 'setup: done'; " +
+		"busybox nslookup -timeout=2 db 10.89.0.1 2>&1 | grep -q 'Address: *10.89.0.2' && echo 'dns: answered'"
+	got, r := egressRunEnv(t, []string{"XDG_RUNTIME_DIR=" + ns.xdg}, "", attack,
+		[]string{"--net", "dev", "--cap-add", "ALL", "--allow-net", "example.com"}, "raw "+addr)
+	if !strings.Contains(r.stdout, "setup: done") {
+		t.Fatalf("root could not add a default route (the attack did not run):\n%s", r)
+	}
+	if g := got["raw "+addr]; !strings.HasPrefix(g, "err") || strings.Contains(r.stdout, "dns: answered") || hits.Load() != 0 {
+		t.Errorf("a restricted sandbox got out: raw connection %q, %d connections on the host, DNS:\n%s", g, hits.Load(), r.stdout)
+	}
+	got, r = egressRunEnv(t, []string{"XDG_RUNTIME_DIR=" + ns.xdg}, "", attack, []string{"--net", "dev", "--cap-add", "ALL"}, "raw "+addr)
+	if g := got["raw "+addr]; g != "ok host:ping" || !strings.Contains(r.stdout, "dns: answered") {
+		t.Errorf("weakened setup (no --allow-net): raw connection %q, DNS:\n%s", g, r.stdout)
+	}
+}

@@ -72,6 +72,7 @@ func rboxCmd(t *testing.T, prepare func(*exec.Cmd), args ...string) result {
 	if prepare != nil {
 		prepare(cmd)
 	}
+	onSimulatedHost(t, cmd)
 	err := cmd.Run()
 	r := result{stdout: out.String(), stderr: errb.String()}
 	var ee *exec.ExitError

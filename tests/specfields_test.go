@@ -51,6 +51,7 @@ var specFieldChecks = map[string][]func(*testing.T){
 	"LockFiles":     {TestBwrapLockFile},
 	"DieWithParent": {TestBwrapDieWithParent},
 	"BwrapErrors":   {TestBwrapBadInput},
+	"LegacyMount":   {TestOldKernelFullTier, TestPlantedSymlinks},
 	"Limits":        {TestLimitForkBomb, TestLimitMemory, TestUlimitValues, TestLimitCgroupFilesFromHost},
 	// Always the re-exec executor: pid 1 is made in the network's user
 	// namespace.

@@ -178,7 +178,6 @@ func TestIsolationFullRefuses(t *testing.T) {
 		"nouserns":  "user namespaces are refused here",
 		"maxuserns": "user.max_user_namespaces is 0 or reached",
 		"nocaps":    "the user namespace holds no capabilities",
-		"oldkernel": "the kernel lacks openat2",
 	} {
 		t.Run(sim, func(t *testing.T) {
 			if r := rboxCmd(t, onHost(t, sim), "--", "true"); r.code != 0 || !strings.Contains(r.stderr, "isolation: landlock tier") || !strings.Contains(r.stderr, why) {

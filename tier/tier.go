@@ -36,18 +36,12 @@ var Names = []string{Auto, Full, Landlock}
 type Blocker struct {
 	// NoUserNS is true when the kernel refused the user namespace itself.
 	NoUserNS bool
-	// OldKernel names the system call the full tier needs and the
-	// kernel lacks.
-	OldKernel string
 	// Otherwise the kernel made a user namespace without capabilities.
 	// Err is what the kernel said.
 	Err error
 }
 
 func (b *Blocker) Error() string {
-	if b.OldKernel != "" {
-		return fmt.Sprintf("the kernel lacks %s (%v), which the full tier needs (Linux 5.12 or later)", b.OldKernel, b.Err)
-	}
 	if b.NoUserNS {
 		return fmt.Sprintf("user namespaces are refused here (clone with CLONE_NEWUSER: %v)%s", b.Err, userNSCause(b.Err))
 	}
@@ -99,9 +93,6 @@ func SeccompFiltered() bool {
 // fails to execute "/". That failure, EACCES, is the success; any other
 // error is the step that failed. nil means the full tier can start.
 func Probe() *Blocker {
-	if b := probeMountAPI(); b != nil {
-		return b
-	}
 	attr := &syscall.ProcAttr{Sys: &syscall.SysProcAttr{
 		Cloneflags:   unix.CLONE_NEWUSER,
 		Unshareflags: unix.CLONE_NEWNS,
@@ -116,26 +107,6 @@ func Probe() *Blocker {
 		return &Blocker{NoUserNS: true, Err: cloneErr}
 	}
 	return &Blocker{Err: err}
-}
-
-// probeMountAPI checks that the kernel has openat2 and the new mount API,
-// without privilege: an O_PATH open of / through each.
-func probeMountAPI() *Blocker {
-	fd, err := unix.Openat2(unix.AT_FDCWD, "/", &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC})
-	if errors.Is(err, unix.ENOSYS) {
-		return &Blocker{OldKernel: "openat2", Err: err}
-	}
-	if err == nil {
-		unix.Close(fd)
-	}
-	fd, err = unix.OpenTree(unix.AT_FDCWD, "/", unix.OPEN_TREE_CLOEXEC)
-	if errors.Is(err, unix.ENOSYS) {
-		return &Blocker{OldKernel: "open_tree, the new mount API", Err: err}
-	}
-	if err == nil {
-		unix.Close(fd)
-	}
-	return nil
 }
 
 // Choice is the tier a run gets.
@@ -159,8 +130,8 @@ func Choose(requested string) (Choice, error) {
 	default:
 		return Choice{}, fmt.Errorf("unknown isolation %q (use %s)", requested, strings.Join(Names, ", "))
 	}
-	b := probeMountAPI()
-	if b == nil && Suspect() {
+	var b *Blocker
+	if Suspect() {
 		b = Probe()
 	}
 	if b == nil {

@@ -130,6 +130,7 @@ var mustPass = []string{
 	"user namespace", "mount namespace", "pid namespace", "net namespace", "uts namespace",
 	"ipc namespace", "cgroup namespace", "time namespace", "uid_map write", "newuidmap", "newgidmap",
 	"full id map", "/proc mount", "overlayfs", "/dev/fuse", "/dev/net/tun", "slirp4netns", "pasta", "fuse-overlayfs",
+	"--allow-net on networks",
 }
 
 // checkBinary runs the built command as user (empty: this process's user):

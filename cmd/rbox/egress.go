@@ -10,20 +10,22 @@ import (
 
 // egressFlags are the run flags about outbound traffic by policy.
 type egressFlags struct {
-	AllowNet []string `name:"allow-net" sep:"," placeholder:"DEST" help:"With --net user: reach only these destinations, through rbox's filtering HTTP/SOCKS5 proxies and DNS (NAME, *.DOMAIN, IP or CIDR, each with an optional :PORT). Repeatable."`
+	AllowNet []string `name:"allow-net" sep:"," placeholder:"DEST" help:"With --net user or --net NETWORK: reach only these destinations, through rbox's filtering HTTP/SOCKS5 proxies and DNS (NAME, *.DOMAIN, IP or CIDR, each with an optional :PORT). Repeatable."`
 }
 
 // applyEgress turns --allow-net into s.Egress. The sandbox then gets no
-// helper (its network is loopback and rbox's proxies), so it runs with
-// --net none underneath: r.Net and r.HostLoop are consumed here.
+// helper (its network is loopback and rbox's proxies, and, on an rbox
+// network, an eth0 that reaches the network only), so it runs with --net
+// none underneath: r.Net and r.HostLoop are consumed here.
 func (r *RunCmd) applyEgress(s *spec.Spec, share []string) error {
 	if len(r.Egress.AllowNet) == 0 {
 		return nil
 	}
-	switch r.Net {
-	case spec.NetUser, spec.NetPasta, spec.NetSlirp4netns:
+	switch {
+	case r.bridge != nil: // --net NAME, resolved by bridgeNet
+	case r.Net == spec.NetUser, r.Net == spec.NetPasta, r.Net == spec.NetSlirp4netns:
 	default:
-		return fmt.Errorf("--allow-net needs --net user (not %s)", r.Net)
+		return fmt.Errorf("--allow-net needs --net user or an rbox network (not %s)", r.Net)
 	}
 	if contains(share, spec.NSNet) {
 		return fmt.Errorf("--allow-net needs a new network namespace: drop net from --share")

@@ -8,11 +8,11 @@ import (
 	"strings"
 
 	"github.com/alecthomas/kong"
-	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/contract"
 	"github.com/rbox-dev/rbox/hostcheck"
 	"github.com/rbox-dev/rbox/initproc"
+	"github.com/rbox-dev/rbox/kernelapi"
 	"github.com/rbox-dev/rbox/network/bridge"
 	"github.com/rbox-dev/rbox/tier"
 )
@@ -158,5 +158,5 @@ func usageError(err error) int {
 // keepCallerFDs marks every fd from 3+keep on close-on-exec, so nothing the
 // caller left open reaches the sandbox.
 func keepCallerFDs(keep int) error {
-	return unix.CloseRange(uint(3+keep), ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	return kernelapi.CloexecFrom(3 + keep)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/rbox-dev/rbox/console"
 	"github.com/rbox-dev/rbox/enter"
+	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/state"
 )
 
@@ -170,7 +172,7 @@ func (c *ExecCmd) Run() error {
 		return fmt.Errorf("sandbox %q: its command has ended (%v)", c.Name, err)
 	}
 	req := &enter.Request{
-		Target: target, Namespaces: rules.Namespaces, Args: args,
+		Target: target, Namespaces: ownNamespaces(rules.Namespaces, info.Payload.PID), Args: args,
 		Env: buildEnv(rules.Env, false, nil, c.Env), Cwd: rules.Cwd, UID: rules.UID, GID: rules.GID,
 		SetgroupsDenied: rules.SetgroupsDenied, Caps: rules.Caps, SeccompBPF: rules.SeccompBPF,
 		SeccompFlags: rules.SeccompFlags, Cgroups: rules.Cgroups, Rlimits: rules.Rlimits, Console: -1,
@@ -469,4 +471,16 @@ func (c *RmCmd) Run() error {
 		}
 	}
 	return nil
+}
+
+// ownNamespaces drops the time namespace from nss when the sandbox's
+// command at pid has none of its own: before Linux 5.6 (no time
+// namespaces) it is the host's, which setns would refuse to join.
+func ownNamespaces(nss []string, pid int) []string {
+	mine, err1 := os.Readlink("/proc/self/ns/time")
+	theirs, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/time", pid))
+	if err1 == nil && err2 == nil && mine != theirs {
+		return nss
+	}
+	return slices.DeleteFunc(slices.Clone(nss), func(ns string) bool { return ns == spec.NSTime })
 }

@@ -26,6 +26,7 @@ type NetworkCmd struct {
 // NetworkCreateCmd is `rbox network create`.
 type NetworkCreateCmd struct {
 	Subnet string `placeholder:"CIDR" help:"IPv4 subnet (default: the first free 10.89.N.0/24)."`
+	IPv6   bool   `name:"ipv6" help:"Give the network an IPv6 unique local /64 too: sandboxes get an address on it and their names resolve AAAA (inside the network only: no IPv6 route out)."`
 	Name   string `arg:"" help:"The network's name."`
 }
 
@@ -49,7 +50,7 @@ func (c *NetworkCreateCmd) Run() error {
 	if err != nil {
 		return err
 	}
-	err = bridge.Create(root, c.Name, p)
+	err = bridge.Create(root, c.Name, p, c.IPv6)
 	if errors.Is(err, bridge.ErrExists) {
 		return fmt.Errorf("network %s exists: pick another name, or rbox network rm %s first", c.Name, c.Name)
 	}
@@ -73,12 +74,17 @@ type NetworkLsCmd struct {
 }
 
 type networkListing struct {
-	Name    string   `json:"name"`
-	Subnet  string   `json:"subnet"`
-	Gateway string   `json:"gateway"`
-	Running bool     `json:"running"`
-	Holder  int      `json:"holder_pid,omitempty"`
-	Users   []string `json:"sandboxes"`
+	Name    string `json:"name"`
+	Subnet  string `json:"subnet"`
+	Subnet6 string `json:"subnet6,omitempty"`
+	Gateway string `json:"gateway"`
+	Running bool   `json:"running"`
+	Holder  int    `json:"holder_pid,omitempty"`
+	// Broken says why a running network no longer reaches the outside;
+	// HelperRestarts counts its slirp4netns's restarts.
+	Broken         string   `json:"broken,omitempty"`
+	HelperRestarts int      `json:"helper_restarts,omitempty"`
+	Users          []string `json:"sandboxes"`
 	// Links are the interfaces on the bridge: one veth end per sandbox.
 	Links []string `json:"links"`
 }
@@ -99,7 +105,7 @@ func (c *NetworkLsCmd) Run() error {
 		if err != nil {
 			continue
 		}
-		l := networkListing{Name: name, Subnet: n.Subnet, Gateway: n.Gateway, Users: []string{}, Links: []string{}}
+		l := networkListing{Name: name, Subnet: n.Subnet, Subnet6: n.Subnet6, Gateway: n.Gateway, Users: []string{}, Links: []string{}, Broken: n.Broken, HelperRestarts: n.HelperRestarts}
 		if l.Running = bridge.Running(root, name); l.Running {
 			l.Holder = n.Holder.PID
 			if users, links, err := bridge.UsersAndLinks(root, name); err == nil {
@@ -120,8 +126,15 @@ func (c *NetworkLsCmd) Run() error {
 		status, holder := "dead (rbox network rm it)", "-"
 		if l.Running {
 			status, holder = "running", fmt.Sprint(l.Holder)
+			if l.Broken != "" {
+				status = fmt.Sprintf("broken: %s (rbox network rm %s, then create it again)", l.Broken, l.Name)
+			}
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", l.Name, l.Subnet, status, holder, strings.Join(l.Users, ","))
+		subnets := l.Subnet
+		if l.Subnet6 != "" {
+			subnets += "," + l.Subnet6
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", l.Name, subnets, status, holder, strings.Join(l.Users, ","))
 	}
 	return w.Flush()
 }
@@ -179,6 +192,9 @@ func (r *RunCmd) bridgeNet() error {
 	if !bridge.Running(root, r.Net) || !(state.Proc{PID: n.Holder.PID, StartTime: n.Holder.StartTime}).Alive() {
 		return fmt.Errorf("--net %s: the network is not running (rbox network rm %s, then create it again)", r.Net, r.Net)
 	}
+	if n.Broken != "" {
+		return fmt.Errorf("--net %s: the network is broken: %s (rbox network rm %s, then create it again)", r.Net, n.Broken, r.Net)
+	}
 	if r.HostLoop {
 		return fmt.Errorf("--net %s: --allow-host-loopback needs --net user", r.Net)
 	}
@@ -193,8 +209,8 @@ func (r *RunCmd) bridgeNet() error {
 	if err := ports.Check(publish); err != nil {
 		return err
 	}
-	if len(r.Egress.AllowNet) > 0 {
-		return fmt.Errorf("--net %s: --allow-net needs --net user; a network's outbound traffic is not filtered", r.Net)
+	if len(r.Egress.AllowNet) > 0 && len(publish) > 0 {
+		return fmt.Errorf("-p/--publish cannot be combined with --allow-net yet")
 	}
 	if contains(r.Share, spec.NSNet) {
 		return fmt.Errorf("--net %s needs a new network namespace: drop net from --share", r.Net)
@@ -208,6 +224,10 @@ func (r *RunCmd) bridgeNet() error {
 	}
 	r.bridge = &spec.Bridge{Network: r.Net, Root: root, Holder: spec.Process{PID: n.Holder.PID, StartTime: n.Holder.StartTime}, Name: name, Publish: publish}
 	r.Net, r.Publish = spec.NetNone, nil
+	if len(r.Egress.AllowNet) > 0 {
+		// applyEgress takes it from here: rbox's proxies and DNS.
+		return nil
+	}
 	if r.DNS == "" {
 		r.DNS = n.Gateway
 	}

@@ -79,8 +79,8 @@ func TestGroupRange(t *testing.T) {
 }
 
 // The responder answers A for a sandbox's name (any case, with or without
-// the final dot, alone or followed by the network's name) and, for a known
-// name, AAAA with no answer.
+// the final dot, alone or followed by the network's name) and AAAA with
+// its IPv6 address, or no answer on a network without IPv6.
 func TestAnswer(t *testing.T) {
 	h := &holder{network: "dev", byName: map[string]netip.Addr{"db": netip.MustParseAddr("10.89.0.2")}}
 	ask := func(name string, typ dnsmessage.Type) *dnsmessage.Message {
@@ -109,6 +109,32 @@ func TestAnswer(t *testing.T) {
 		t.Errorf("A db.dev: %+v", m)
 	}
 	if m := ask("db.", dnsmessage.TypeAAAA); len(m.Answers) != 0 || m.RCode != dnsmessage.RCodeSuccess {
-		t.Errorf("AAAA db: %+v", m)
+		t.Errorf("AAAA db without IPv6: %+v", m)
+	}
+	h.prefix, h.prefix6 = netip.MustParsePrefix("10.89.0.0/24"), netip.MustParsePrefix("fd12:3456:789a::/64")
+	m = ask("db.dev.", dnsmessage.TypeAAAA)
+	if len(m.Answers) != 1 || m.Answers[0].Body.(*dnsmessage.AAAAResource).AAAA != netip.MustParseAddr("fd12:3456:789a::2").As16() {
+		t.Errorf("AAAA db.dev: %+v", m)
+	}
+}
+
+func TestIPv6Addresses(t *testing.T) {
+	p, err := newULA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := p.Addr().As16(); b[0] != 0xfd || p.Bits() != 64 || p.Masked() != p {
+		t.Fatalf("newULA() = %s, want a unique local /64", p)
+	}
+	if q, _ := newULA(); q == p {
+		t.Errorf("two networks got the same prefix %s", p)
+	}
+	p6 := netip.MustParsePrefix("fd12:3456:789a::/64")
+	for v4, want := range map[string]string{
+		"10.89.0.1": "fd12:3456:789a::1", "10.89.0.2": "fd12:3456:789a::2", "10.89.3.254": "fd12:3456:789a::3fe",
+	} {
+		if got := Address6(netip.MustParsePrefix("10.89.0.0/22"), p6, netip.MustParseAddr(v4)); got.String() != want {
+			t.Errorf("Address6(%s) = %s, want %s", v4, got, want)
+		}
 	}
 }

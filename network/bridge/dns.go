@@ -62,8 +62,13 @@ func (h *holder) answer(q []byte) []byte {
 	_ = b.StartQuestions()
 	_ = b.Question(qs[0])
 	_ = b.StartAnswers()
-	if qs[0].Type == dnsmessage.TypeA {
+	switch qs[0].Type {
+	case dnsmessage.TypeA:
 		_ = b.AResource(dnsmessage.ResourceHeader{Name: qs[0].Name, Class: dnsmessage.ClassINET, TTL: 0}, dnsmessage.AResource{A: a.As4()})
+	case dnsmessage.TypeAAAA:
+		if a6, ok := h.address6(a); ok {
+			_ = b.AAAAResource(dnsmessage.ResourceHeader{Name: qs[0].Name, Class: dnsmessage.ClassINET, TTL: 0}, dnsmessage.AAAAResource{AAAA: a6.As16()})
+		}
 	}
 	out, err := b.Finish()
 	if err != nil {

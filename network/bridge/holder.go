@@ -3,6 +3,7 @@ package bridge
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -31,19 +32,26 @@ const mtu = 65520
 
 // request is one line on the holder's socket.
 type request struct {
-	Op string `json:"op"` // "attach" or "users"
-	// PID is a sandbox's pid 1 (attach), Name the name it answers to.
+	Op string `json:"op"` // "attach", "users", "lookup" or "republish"
+	// PID is a sandbox's pid 1 (attach), Name the name it answers to
+	// (attach) or the name to look up (lookup).
 	PID  int    `json:"pid,omitempty"`
 	Name string `json:"name,omitempty"`
 	// Publish are the host ports to forward to the sandbox (attach).
 	Publish []spec.Port `json:"publish,omitempty"`
+	// Restricted: the sandbox reaches the outside only through rbox's
+	// proxies (--allow-net): no default route, and the filter of
+	// restrict.go on its port (attach).
+	Restricted bool `json:"restricted,omitempty"`
 }
 
 // reply is the holder's answer.
 type reply struct {
-	Error   string   `json:"error,omitempty"`
-	Address string   `json:"address,omitempty"`
-	Users   []string `json:"users,omitempty"`
+	Error   string `json:"error,omitempty"`
+	Address string `json:"address,omitempty"`
+	// Address6 is the IPv6 address that goes with Address (lookup).
+	Address6 string   `json:"address6,omitempty"`
+	Users    []string `json:"users,omitempty"`
 	// Links are the interfaces on the bridge (the sandboxes' veth ends).
 	Links []string `json:"links,omitempty"`
 }
@@ -54,17 +62,26 @@ type holder struct {
 	network string // the network's name
 	prefix  netip.Prefix
 	gateway netip.Addr
+	// prefix6 is the network's IPv6 prefix (ipv6.go); invalid for none.
+	prefix6 netip.Prefix
 	br      netlink.Link
-	mu      sync.Mutex
-	byName  map[string]netip.Addr
-	used    map[netip.Addr]*lease
-	serial  int
+	// filter is nil, and filterErr says why, where the kernel has no
+	// nftables bridge family: the network works, without --allow-net.
+	filter    *restrictor
+	filterErr error
+	mu        sync.Mutex
+	byName    map[string]netip.Addr
+	used      map[netip.Addr]*lease
+	serial    int
 }
 
-// lease is a sandbox's address: its name ("" for none) and its pid 1.
+// lease is a sandbox's address: its name ("" for none), its pid 1, and
+// its published ports with the ids of their forwards in slirp4netns.
 type lease struct {
-	name  string
-	pidfd int // the sandbox's pid 1
+	name     string
+	pidfd    int // the sandbox's pid 1
+	ports    []spec.Port
+	forwards []float64
 }
 
 // HolderMain runs the holder of the network in dir; fd 3 reaches EOF once
@@ -104,6 +121,11 @@ func startHolder(dir string) (*holder, error) {
 		return nil, err
 	}
 	h := &holder{dir: dir, network: strings.ToLower(n.Name), prefix: p, gateway: Gateway(p), byName: map[string]netip.Addr{}, used: map[netip.Addr]*lease{}}
+	if n.Subnet6 != "" {
+		if h.prefix6, err = netip.ParsePrefix(n.Subnet6); err != nil {
+			return nil, err
+		}
+	}
 	lo, err := netlink.LinkByName("lo")
 	if err == nil {
 		err = netlink.LinkSetUp(lo)
@@ -119,10 +141,16 @@ func startHolder(dir string) (*holder, error) {
 	if err := netlink.AddrAdd(br, addr); err != nil {
 		return nil, fmt.Errorf("address the bridge: %w", err)
 	}
+	if gw6, ok := h.address6(h.gateway); ok {
+		if err := netlink.AddrAdd(br, ipv6Addr(gw6)); err != nil {
+			return nil, fmt.Errorf("address the bridge (IPv6): %w", err)
+		}
+	}
 	if err := netlink.LinkSetUp(br); err != nil {
 		return nil, fmt.Errorf("bring the bridge up: %w", err)
 	}
 	h.br = br
+	h.filter, h.filterErr = newRestrictor(p, h.gateway, h.prefix6)
 	// Sandboxes' traffic out goes through this namespace to the helper's
 	// tap; the sysctl is this network namespace's own.
 	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0); err != nil {
@@ -156,14 +184,25 @@ func (h *holder) serve(c net.Conn) {
 	var rep reply
 	switch req.Op {
 	case "attach":
-		a, err := h.attach(req.PID, req.Name, req.Publish)
+		a, err := h.attach(req.PID, req.Name, req.Publish, req.Restricted)
 		if err != nil {
 			rep.Error = err.Error()
 		} else {
 			rep.Address = netip.PrefixFrom(a, h.prefix.Bits()).String()
 		}
+	case "lookup":
+		if a, ok := h.lookup(req.Name); ok {
+			rep.Address = a.String()
+			if a6, ok := h.address6(a); ok {
+				rep.Address6 = a6.String()
+			}
+		}
 	case "users":
 		rep.Users, rep.Links = h.users(), h.links()
+	case "republish":
+		if err := h.republish(); err != nil {
+			rep.Error = err.Error()
+		}
 	default:
 		rep.Error = "unknown request"
 	}
@@ -262,8 +301,9 @@ func (h *holder) release(a netip.Addr, l *lease) {
 
 // attach gives the network namespace of pid (a sandbox's pid 1, made in
 // this user namespace) an eth0 on the bridge, and keeps its address and
-// name until pid ends.
-func (h *holder) attach(pid int, name string, ps []spec.Port) (netip.Addr, error) {
+// name until pid ends. A restricted sandbox gets no route beyond the
+// subnet, and its port is filtered (restrict.go).
+func (h *holder) attach(pid int, name string, ps []spec.Port, restricted bool) (netip.Addr, error) {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("the sandbox's init: %w", err)
@@ -280,23 +320,39 @@ func (h *holder) attach(pid int, name string, ps []spec.Port) (netip.Addr, error
 		return netip.Addr{}, err
 	}
 	hostSide := fmt.Sprintf("veth%d", serial)
-	if err := h.plug(nsfd, hostSide, a); err != nil {
+	undo := func() {
 		if link, lerr := netlink.LinkByName(hostSide); lerr == nil {
 			_ = netlink.LinkDel(link)
 		}
+		if restricted && h.filter != nil {
+			h.filter.release(hostSide)
+		}
 		h.release(a, l)
 		unix.Close(pidfd)
+	}
+	switch {
+	case restricted && h.filter == nil:
+		err = fmt.Errorf("--allow-net on a network needs the kernel's nftables bridge family (CONFIG_NF_TABLES_BRIDGE): %v", h.filterErr)
+	case restricted:
+		// Filtered before the port exists: no frame of the sandbox's
+		// passes unfiltered.
+		err = h.filter.restrict(hostSide)
+	}
+	if err == nil {
+		err = h.plug(nsfd, hostSide, a, !restricted)
+	}
+	if err != nil {
+		undo()
 		return netip.Addr{}, err
 	}
 	forwards, err := publish(h.dir, a, ps)
 	if err != nil {
-		if link, lerr := netlink.LinkByName(hostSide); lerr == nil {
-			_ = netlink.LinkDel(link)
-		}
-		h.release(a, l)
-		unix.Close(pidfd)
+		undo()
 		return netip.Addr{}, err
 	}
+	h.mu.Lock()
+	l.ports, l.forwards = ps, forwards
+	h.mu.Unlock()
 	go func() {
 		// The sandbox's namespace, and with it the veth pair, goes when
 		// its last process ends; then the address and name are free.
@@ -306,9 +362,16 @@ func (h *holder) attach(pid int, name string, ps []spec.Port) (netip.Addr, error
 				break
 			}
 		}
+		h.mu.Lock()
+		forwards := l.forwards
+		l.forwards = nil
+		h.mu.Unlock()
 		unpublish(h.dir, forwards)
 		if link, err := netlink.LinkByName(hostSide); err == nil {
 			_ = netlink.LinkDel(link)
+		}
+		if restricted {
+			h.filter.release(hostSide)
 		}
 		h.release(a, l)
 		unix.Close(pidfd)
@@ -317,8 +380,9 @@ func (h *holder) attach(pid int, name string, ps []spec.Port) (netip.Addr, error
 }
 
 // plug makes the veth pair: hostSide on the bridge, eth0 in the namespace
-// nsfd with address a, up, routed through the gateway.
-func (h *holder) plug(nsfd int, hostSide string, a netip.Addr) error {
+// nsfd with address a, up, and, with defaultRoute, routed through the
+// gateway.
+func (h *holder) plug(nsfd int, hostSide string, a netip.Addr, defaultRoute bool) error {
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: hostSide, MTU: mtu, MasterIndex: h.br.Attrs().Index},
 		PeerName:      "eth0",
@@ -340,6 +404,11 @@ func (h *holder) plug(nsfd int, hostSide string, a netip.Addr) error {
 	if err := in.AddrAdd(eth, addr); err != nil {
 		return fmt.Errorf("address eth0: %w", err)
 	}
+	if a6, ok := h.address6(a); ok {
+		if err := in.AddrAdd(eth, ipv6Addr(a6)); err != nil {
+			return fmt.Errorf("address eth0 (IPv6): %w", err)
+		}
+	}
 	if err := in.LinkSetUp(eth); err != nil {
 		return fmt.Errorf("bring eth0 up: %w", err)
 	}
@@ -349,9 +418,11 @@ func (h *holder) plug(nsfd int, hostSide string, a netip.Addr) error {
 	if err := pingForAll(nsfd); err != nil {
 		return err
 	}
-	route := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: h.gateway.AsSlice()}
-	if err := in.RouteAdd(route); err != nil {
-		return fmt.Errorf("default route: %w", err)
+	if defaultRoute {
+		route := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: h.gateway.AsSlice()}
+		if err := in.RouteAdd(route); err != nil {
+			return fmt.Errorf("default route: %w", err)
+		}
 	}
 	host, err := netlink.LinkByName(hostSide)
 	if err == nil {
@@ -359,6 +430,45 @@ func (h *holder) plug(nsfd int, hostSide string, a netip.Addr) error {
 	}
 	if err != nil {
 		return fmt.Errorf("bring %s up: %w", hostSide, err)
+	}
+	return nil
+}
+
+// republish adds the host forwards of every sandbox on the network to a
+// new slirp4netns, the one before having died with them.
+func (h *holder) republish() error {
+	type job struct {
+		a netip.Addr
+		l *lease
+	}
+	var jobs []job
+	h.mu.Lock()
+	for a, l := range h.used {
+		if len(l.ports) > 0 && !l.ended() {
+			jobs = append(jobs, job{a, l})
+		}
+	}
+	h.mu.Unlock()
+	var failed []string
+	for _, j := range jobs {
+		ids, err := publish(h.dir, j.a, j.l.ports)
+		if err != nil {
+			failed = append(failed, err.Error())
+			continue
+		}
+		h.mu.Lock()
+		j.l.forwards = ids
+		h.mu.Unlock()
+		if j.l.ended() {
+			// It ended meanwhile; its release may have run already.
+			h.mu.Lock()
+			ids, j.l.forwards = j.l.forwards, nil
+			h.mu.Unlock()
+			unpublish(h.dir, ids)
+		}
+	}
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, "; "))
 	}
 	return nil
 }

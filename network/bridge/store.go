@@ -34,9 +34,17 @@ type Network struct {
 	// the bridge's and the DNS responder's.
 	Subnet  string `json:"subnet"`
 	Gateway string `json:"gateway"`
+	// Subnet6 is its IPv6 unique local /64 (ipv6.go), empty for a network
+	// made without --ipv6.
+	Subnet6 string `json:"subnet6,omitempty"`
 	// Supervisor and Holder are known once the network runs.
 	Supervisor state.Proc `json:"supervisor"`
 	Holder     state.Proc `json:"holder"`
+	// HelperRestarts counts the times the supervisor started slirp4netns
+	// again after it died; Broken, when set, says why the network no
+	// longer reaches the outside (outbound.go).
+	HelperRestarts int    `json:"helper_restarts,omitempty"`
+	Broken         string `json:"broken,omitempty"`
 }
 
 // Errors the command line turns into messages.

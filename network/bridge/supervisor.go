@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,7 +19,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/caps"
-	"github.com/rbox-dev/rbox/network/slirp4netns"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/state"
 	"github.com/rbox-dev/rbox/userns"
@@ -30,9 +28,10 @@ import (
 // network.
 const SupervisorArg0 = "rbox-network"
 
-// Create makes the network name on prefix and starts it: its supervisor
-// runs detached, in a session of its own, until Remove.
-func Create(root, name string, prefix netip.Prefix) error {
+// Create makes the network name on prefix, with an IPv6 prefix of its own
+// when ipv6, and starts it: its supervisor runs detached, in a session of
+// its own, until Remove.
+func Create(root, name string, prefix netip.Prefix, ipv6 bool) error {
 	dir := Dir(root, name)
 	// sun_path holds 107 bytes and a NUL.
 	if p := filepath.Join(dir, apiSocket); len(p) > 107 {
@@ -54,6 +53,14 @@ func Create(root, name string, prefix netip.Prefix) error {
 		return err
 	}
 	n := &Network{Name: name, Subnet: prefix.String(), Gateway: Gateway(prefix).String()}
+	if ipv6 {
+		ula, err := newULA()
+		if err != nil {
+			os.RemoveAll(dir)
+			return err
+		}
+		n.Subnet6 = ula.String()
+	}
 	if err := write(dir, n); err != nil {
 		os.RemoveAll(dir)
 		return err
@@ -206,9 +213,7 @@ func SupervisorMain(dir string, plan func() (*userns.Plan, error)) {
 		}
 		fail("%s", line)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	helper, exitW, err := slirp4netns.Start(ctx, slirp4netns.Config{PID: holder.Process.Pid, Device: "tap0", MTU: mtu, APISocket: filepath.Join(dir, apiSocket), Log: os.Stderr})
-	cancel()
+	out, err := startOutbound(dir, holder.Process.Pid)
 	if err != nil {
 		_ = holder.Process.Kill()
 		fail("start slirp4netns for the network: %v", err)
@@ -222,7 +227,7 @@ func SupervisorMain(dir string, plan func() (*userns.Plan, error)) {
 		err = write(dir, n)
 	}
 	if err != nil {
-		helper.Kill()
+		out.stop()
 		_ = holder.Process.Kill()
 		fail("%v", err)
 	}
@@ -236,8 +241,7 @@ func SupervisorMain(dir string, plan func() (*userns.Plan, error)) {
 		_ = holder.Process.Kill()
 	}()
 	_ = holder.Wait()
-	helper.Kill()
-	exitW.Close()
+	out.stop()
 	os.Exit(0)
 }
 
@@ -311,11 +315,39 @@ func UsersAndLinks(root, name string) (users, links []string, err error) {
 
 // Attach gives the sandbox whose pid 1 is pid an eth0 on the network,
 // answering to sandboxName when not empty, with the host ports publish
-// forwarded to it while it runs; it returns its address.
-func Attach(root, name string, pid int, sandboxName string, publish []spec.Port) (string, error) {
-	rep, err := call(root, name, request{Op: "attach", PID: pid, Name: sandboxName, Publish: publish})
+// forwarded to it while it runs; it returns its address. A restricted
+// sandbox (--allow-net) reaches the network's sandboxes and nothing
+// beyond (restrict.go).
+func Attach(root, name string, pid int, sandboxName string, publish []spec.Port, restricted bool) (string, error) {
+	rep, err := call(root, name, request{Op: "attach", PID: pid, Name: sandboxName, Publish: publish, Restricted: restricted})
 	if err != nil {
 		return "", err
 	}
 	return rep.Address, nil
+}
+
+// Lookup is the addresses (IPv4, then IPv6 if the network has it) of the
+// sandbox that answers to host (NAME or NAME.NETWORK) on the network, none
+// when no sandbox does.
+func Lookup(root, name, host string) ([]netip.Addr, error) {
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if short, ok := strings.CutSuffix(host, "."+strings.ToLower(name)); ok {
+		host = short
+	}
+	rep, err := call(root, name, request{Op: "lookup", Name: host})
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, s := range []string{rep.Address, rep.Address6} {
+		if s == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }

@@ -94,6 +94,21 @@ func (e *Egress) answer(q []byte, limit int) []byte {
 	}
 	question := qs[0]
 	name := NormalizeName(question.Name.String())
+	if addrs, ok := e.opts.Peers.peer(name); ok && question.Class == dnsmessage.ClassINET {
+		// A sandbox of the network: its addresses there, which change as
+		// sandboxes come and go (TTL 0, as the network's own responder).
+		var answers []dnsmessage.Resource
+		header := dnsmessage.ResourceHeader{Name: question.Name, Class: dnsmessage.ClassINET}
+		for _, a := range addrs {
+			switch {
+			case question.Type == dnsmessage.TypeA && a.Is4():
+				answers = append(answers, dnsmessage.Resource{Header: header, Body: &dnsmessage.AResource{A: a.As4()}})
+			case question.Type == dnsmessage.TypeAAAA && a.Is6():
+				answers = append(answers, dnsmessage.Resource{Header: header, Body: &dnsmessage.AAAAResource{AAAA: a.As16()}})
+			}
+		}
+		return build(rh, qs, answers, limit)
+	}
 	if !e.nameAllowed(name) {
 		e.report("dns", &refusal{dest: name, why: "no name rule of the sandbox's allowed destinations matches it (to allow it, add " + name + ")"})
 		rh.RCode = dnsmessage.RCodeNameError

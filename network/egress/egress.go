@@ -72,10 +72,43 @@ type Options struct {
 	AllowHostLoopback bool
 	// Log receives one line per refused destination (default: stderr).
 	Log io.Writer
+	// Peers, for a sandbox on an rbox network, are the network's other
+	// sandboxes, which it reaches from its own eth0, not from the host.
+	Peers *Peers
+}
+
+// Peers are the sandboxes of the rbox network a sandbox is on. They are
+// not subject to the policy (the sandbox reaches them directly anyway):
+// their names resolve inside to their addresses on the network, and the
+// proxies connect to them from the sandbox's own network namespace.
+type Peers struct {
+	// Subnet is the network's, and Subnet6 its IPv6 prefix (invalid for
+	// none); their gateways are no peers.
+	Subnet, Subnet6   netip.Prefix
+	Gateway, Gateway6 netip.Addr
+	// Lookup is the addresses of the sandbox answering to name, none for
+	// no sandbox.
+	Lookup func(name string) []netip.Addr
+}
+
+// peer is the network addresses host (a name or an address literal)
+// stands for, when it is a peer's.
+func (p *Peers) peer(host string) ([]netip.Addr, bool) {
+	if p == nil {
+		return nil, false
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		a = a.Unmap()
+		in := p.Subnet.Contains(a) && a != p.Gateway || p.Subnet6.IsValid() && p.Subnet6.Contains(a) && a != p.Gateway6
+		return []netip.Addr{a}, in
+	}
+	addrs := p.Lookup(NormalizeName(host))
+	return addrs, len(addrs) > 0
 }
 
 // Egress is the running proxies of one sandbox.
 type Egress struct {
+	pid      int // the sandbox's pid 1
 	opts     Options
 	resolver resolver
 	dialer   net.Dialer
@@ -99,7 +132,7 @@ func Start(pid int, o Options) (*Egress, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Egress{opts: o, resolver: res, reported: map[string]bool{}}
+	e := &Egress{pid: pid, opts: o, resolver: res, reported: map[string]bool{}}
 	e.dialer.Timeout = 30 * time.Second
 	files, err := ListenIn(pid, []Listen{{Port: HTTPPort}, {Port: SOCKSPort}, {UDP: true, Port: DNSPort}, {Port: DNSPort}})
 	if err != nil {
@@ -199,6 +232,9 @@ func (e *Egress) report(via string, r *refusal) {
 // anything is resolved: a name is matched against name rules, an address
 // against address rules.
 func (e *Egress) check(host string, port int) *refusal {
+	if _, ok := e.opts.Peers.peer(host); ok {
+		return nil
+	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		if _, ok := e.opts.Policy.MatchAddr(a, port); !ok {
 			return notAllowed(a.Unmap().String(), port, true)
@@ -229,6 +265,19 @@ func (e *Egress) guard(dest string, a netip.Addr, byName bool) *refusal {
 // passes guard first.
 func (e *Egress) dial(ctx context.Context, host string, port int) (net.Conn, error) {
 	dest := joinHostPort(host, port)
+	if addrs, ok := e.opts.Peers.peer(host); ok {
+		var firstErr error
+		for _, a := range addrs {
+			c, err := e.dialPeer(netip.AddrPortFrom(a, uint16(port)))
+			if err == nil {
+				return c, nil
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+		return nil, firstErr
+	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		if r := e.guard(dest, a, false); r != nil {
 			return nil, r

@@ -4,8 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -30,10 +33,14 @@ import (
 // child of syscall.ForkExec does between fork and exec.
 
 // Listen is a socket to create in the sandbox: TCP (listening) or UDP,
-// bound to 127.0.0.1:Port.
+// bound to 127.0.0.1:Port; or, Unbound, a TCP socket (IPv6 with V6)
+// neither bound nor listening, for this process to connect from the
+// sandbox's namespace.
 type Listen struct {
-	UDP  bool
-	Port int
+	UDP     bool
+	Port    int
+	Unbound bool
+	V6      bool
 }
 
 // sockJob is everything the forked child reads: prepared before the fork,
@@ -226,9 +233,17 @@ func (j *sockJob) child() {
 		if j.listens[i].UDP {
 			typ = unix.SOCK_DGRAM
 		}
-		fd, _, e := syscall.RawSyscall(unix.SYS_SOCKET, unix.AF_INET, typ|unix.SOCK_CLOEXEC, 0)
+		family := uintptr(unix.AF_INET)
+		if j.listens[i].V6 {
+			family = unix.AF_INET6
+		}
+		fd, _, e := syscall.RawSyscall(unix.SYS_SOCKET, family, typ|unix.SOCK_CLOEXEC, 0)
 		if e != 0 {
 			j.fail(stepSocket, e)
+		}
+		j.fds[i] = int32(fd)
+		if j.listens[i].Unbound {
+			continue
 		}
 		if _, _, e := syscall.RawSyscall6(unix.SYS_SETSOCKOPT, fd, unix.SOL_IP, unix.IP_FREEBIND, uintptr(unsafe.Pointer(&j.one)), 4, 0); e != 0 {
 			j.fail(stepFreebind, e)
@@ -241,7 +256,6 @@ func (j *sockJob) child() {
 				j.fail(stepListen, e)
 			}
 		}
-		j.fds[i] = int32(fd)
 	}
 	// The descriptors go into the control message prepared by the parent.
 	data := j.oob[unix.SizeofCmsghdr:]
@@ -263,3 +277,32 @@ func (j *sockJob) fail(step int32, errno syscall.Errno) {
 	syscall.RawSyscall(unix.SYS_WRITE, uintptr(j.sock), uintptr(unsafe.Pointer(&j.report[0])), 8)
 	syscall.RawSyscall(unix.SYS_EXIT_GROUP, 1, 0, 0)
 }
+
+// dialPeer connects to a, a sandbox on the same rbox network, from the
+// sandbox's network namespace: the socket is made there (ListenIn), so the
+// connection leaves through the sandbox's own eth0, as the sandbox's.
+func (e *Egress) dialPeer(a netip.AddrPort) (net.Conn, error) {
+	files, err := ListenIn(e.pid, []Listen{{Unbound: true, V6: a.Addr().Is6()}})
+	if err != nil {
+		return nil, err
+	}
+	f := files[0]
+	defer f.Close()
+	fd := int(f.Fd())
+	tv := unix.NsecToTimeval(int64(peerDialTimeout))
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv); err != nil {
+		return nil, err
+	}
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(a.Port()), Addr: a.Addr().As16()}
+	if a.Addr().Is4() {
+		sa = &unix.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().As4()}
+	}
+	if err := unix.Connect(fd, sa); err != nil {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(a), Err: os.NewSyscallError("connect", err)}
+	}
+	return net.FileConn(f)
+}
+
+// peerDialTimeout bounds a connection to a peer (an address of the
+// subnet where no sandbox answers ARP fails after about 3 s anyway).
+const peerDialTimeout = 10 * time.Second

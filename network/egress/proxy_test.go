@@ -205,3 +205,56 @@ func FuzzReadHead(f *testing.F) {
 		}
 	})
 }
+
+// The network's sandboxes are peers by name (as the holder answers) and by
+// address in either prefix, the gateways excepted; they pass the policy,
+// and the DNS responder answers their A and AAAA records.
+func TestPeers(t *testing.T) {
+	db := []netip.Addr{netip.MustParseAddr("10.89.0.2"), netip.MustParseAddr("fd12::2")}
+	p := &Peers{
+		Subnet: netip.MustParsePrefix("10.89.0.0/24"), Gateway: netip.MustParseAddr("10.89.0.1"),
+		Subnet6: netip.MustParsePrefix("fd12::/64"), Gateway6: netip.MustParseAddr("fd12::1"),
+		Lookup: func(name string) []netip.Addr {
+			if name == "db" {
+				return db
+			}
+			return nil
+		},
+	}
+	for host, want := range map[string]bool{
+		"db": true, "DB.": true, "web": false, "10.89.0.7": true, "10.89.0.1": false, "10.90.0.2": false,
+		"fd12::9": true, "fd12::1": false, "fd13::2": false, "::ffff:10.89.0.3": true,
+	} {
+		if _, got := p.peer(host); got != want {
+			t.Errorf("peer(%q) = %v, want %v", host, got, want)
+		}
+	}
+	e, _, _ := testEgress(t, "example.com", "")
+	e.opts.Peers = p
+	if r := e.check("db", 5432); r != nil {
+		t.Errorf("check(db): %v", r)
+	}
+	if r := e.check("10.89.0.1", 53); r == nil {
+		t.Errorf("check(gateway:53) passed")
+	}
+	for typ, want := range map[dnsmessage.Type]string{dnsmessage.TypeA: "10.89.0.2", dnsmessage.TypeAAAA: "fd12::2"} {
+		b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 1})
+		_ = b.StartQuestions()
+		_ = b.Question(dnsmessage.Question{Name: dnsmessage.MustNewName("db."), Type: typ, Class: dnsmessage.ClassINET})
+		q, _ := b.Finish()
+		var m dnsmessage.Message
+		if err := m.Unpack(e.answer(q, 512)); err != nil || len(m.Answers) != 1 {
+			t.Fatalf("%v db: %+v %v", typ, m, err)
+		}
+		var got netip.Addr
+		switch r := m.Answers[0].Body.(type) {
+		case *dnsmessage.AResource:
+			got = netip.AddrFrom4(r.A)
+		case *dnsmessage.AAAAResource:
+			got = netip.AddrFrom16(r.AAAA)
+		}
+		if got.String() != want {
+			t.Errorf("%v db = %s, want %s", typ, got, want)
+		}
+	}
+}

@@ -209,6 +209,9 @@ const agentTimeout = 20 * time.Second
 // attached anywhere: it exists only as long as the descriptor does.
 func detachedTmpfs() (int, error) {
 	fsfd, err := unix.Fsopen("tmpfs", unix.FSOPEN_CLOEXEC)
+	if err == unix.ENOSYS {
+		return detachedTmpfsLegacy()
+	}
 	if err != nil {
 		return -1, fmt.Errorf("fsopen: %w", err)
 	}
@@ -226,4 +229,24 @@ func detachedTmpfs() (int, error) {
 		return -1, fmt.Errorf("fsmount: %w", err)
 	}
 	return mfd, nil
+}
+
+// detachedTmpfsLegacy is detachedTmpfs on a kernel without the new mount
+// API: the tmpfs is mounted on /tmp of pid 1's fresh mount namespace
+// (before its filesystem is built, nothing else runs in it), its root
+// opened, and the mount detached at once; the descriptor keeps it alive.
+func detachedTmpfsLegacy() (int, error) {
+	const at = "/tmp"
+	if err := unix.Mount("tmpfs", at, "tmpfs", unix.MS_NOEXEC|unix.MS_NOSUID|unix.MS_NODEV, "mode=0711,size=64k,nr_inodes=16"); err != nil {
+		return -1, fmt.Errorf("mount a tmpfs on %s: %w", at, err)
+	}
+	fd, err := unix.Open(at, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if uerr := unix.Unmount(at, unix.MNT_DETACH); uerr != nil && err == nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("detach the tmpfs: %w", uerr)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("open the tmpfs: %w", err)
+	}
+	return fd, nil
 }

@@ -11,7 +11,8 @@
 //	hostsim nnp       PROG ARGS...  no system call refused, only no_new_privs set (which any filter
 //	                                needs): a container run with no-new-privileges, where setuid
 //	                                newuidmap cannot gain its privilege
-//	hostsim oldkernel PROG ARGS...  openat2, the new mount API and clone3 fail with ENOSYS: a kernel
+//	hostsim oldkernel PROG ARGS...  openat2, the new mount API, clone3, close_range and fchmodat2
+//	                                fail with ENOSYS, unshare(CLONE_NEWTIME) with EINVAL: a kernel
 //	                                before 5.2 (RHEL 8's 4.18)
 package main
 
@@ -47,8 +48,9 @@ var modes = map[string][]rule{
 	"nocaps": refuse(unix.EPERM, unix.SYS_MOUNT, unix.SYS_UMOUNT2, unix.SYS_PIVOT_ROOT, unix.SYS_OPEN_TREE,
 		unix.SYS_MOVE_MOUNT, unix.SYS_FSOPEN, unix.SYS_FSCONFIG, unix.SYS_FSMOUNT, unix.SYS_FSPICK, unix.SYS_MOUNT_SETATTR),
 	"nnp": {},
-	"oldkernel": refuse(unix.ENOSYS, unix.SYS_OPENAT2, unix.SYS_OPEN_TREE, unix.SYS_MOVE_MOUNT, unix.SYS_FSOPEN,
-		unix.SYS_FSCONFIG, unix.SYS_FSMOUNT, unix.SYS_FSPICK, unix.SYS_MOUNT_SETATTR, unix.SYS_CLONE3),
+	"oldkernel": append(refuse(unix.ENOSYS, unix.SYS_OPENAT2, unix.SYS_OPEN_TREE, unix.SYS_MOVE_MOUNT, unix.SYS_FSOPEN,
+		unix.SYS_FSCONFIG, unix.SYS_FSMOUNT, unix.SYS_FSPICK, unix.SYS_MOUNT_SETATTR, unix.SYS_CLONE3, unix.SYS_FCHMODAT2,
+		unix.SYS_CLOSE_RANGE), rule{nr: unix.SYS_UNSHARE, errno: unix.EINVAL, flag: unix.CLONE_NEWTIME}),
 }
 
 func refuse(errno unix.Errno, nrs ...uint32) []rule {
@@ -109,9 +111,16 @@ func main() {
 	runtime.LockOSThread()
 	prog := program(rules)
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		fmt.Fprintf(os.Stderr, "hostsim: no_new_privs: %v\n", err)
-		os.Exit(1)
+	// An old kernel is not a container: where hostsim holds
+	// CAP_SYS_ADMIN (scripts/run-integration gives the test user a copy
+	// with that file capability, which the exec below drops), the filter
+	// is loaded without no_new_privs, so the setuid newuidmap still maps
+	// the caller's range, as on a real old host.
+	if os.Args[1] != "oldkernel" || !hasSysAdmin() {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			fmt.Fprintf(os.Stderr, "hostsim: no_new_privs: %v\n", err)
+			os.Exit(1)
+		}
 	}
 	if _, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog))); errno != 0 {
 		fmt.Fprintf(os.Stderr, "hostsim: seccomp: %v\n", errno)
@@ -121,4 +130,15 @@ func main() {
 	err = unix.Exec(path, os.Args[2:], os.Environ())
 	fmt.Fprintf(os.Stderr, "hostsim: exec %s: %v\n", path, err)
 	os.Exit(126)
+}
+
+// hasSysAdmin reports whether CAP_SYS_ADMIN is in this thread's effective
+// set.
+func hasSysAdmin() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	return data[0].Effective&(1<<unix.CAP_SYS_ADMIN) != 0
 }

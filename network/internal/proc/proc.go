@@ -88,6 +88,9 @@ func (h *Helper) ExitError() error {
 	return fmt.Errorf("%s exited early (%v)%s", h.name, h.waitErr, msg)
 }
 
+// WaitError is how the helper ended ("signal: killed"), once Done.
+func (h *Helper) WaitError() error { return h.waitErr }
+
 // Kill ends the helper and waits until it is reaped.
 func (h *Helper) Kill() {
 	h.stop.Do(func() {
