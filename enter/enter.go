@@ -55,6 +55,9 @@ type Request struct {
 	// Cgroups are the sandbox's cgroup directories (one per hierarchy):
 	// the command is moved into each before it joins anything.
 	Cgroups []string
+	// Rlimits are the sandbox's rlimits, set on the command's process
+	// before it takes the sandbox's rules.
+	Rlimits []spec.Rlimit
 	// Console, when not -1, is a unix socket on which the command's
 	// process sends the master side of a pseudo-terminal it opens in the
 	// sandbox's devpts and takes as its controlling terminal.
@@ -197,6 +200,14 @@ func planInner(sp *forkinit.Spawn, r *Request) (string, error) {
 	p.Call(unix.SYS_SETSID)
 	if r.Console >= 0 {
 		planConsole(p, r.Console)
+	}
+	// After the console, which puts a descriptor at consoleFD (a low
+	// RLIMIT_NOFILE would refuse it); before the filter, which may refuse
+	// prlimit.
+	for _, r := range r.Rlimits {
+		p.Step("set the %s limit", r.Name)
+		lim := &unix.Rlimit{Cur: r.Soft, Max: r.Hard}
+		p.Call(unix.SYS_PRLIMIT64, sysplan.V(0), sysplan.V(uintptr(r.Resource)), sysplan.V(sysplan.Keep(p, lim)), sysplan.V(0))
 	}
 	if !r.SetgroupsDenied {
 		// The caller's supplementary groups, unmapped inside, go (pid 1

@@ -81,7 +81,42 @@ func (b *Box) ForPayload(s *spec.Spec) {
 	if b == nil {
 		return
 	}
-	s.Limits.Rlimits, b.rlimits = b.rlimits, nil
+	s.Limits.Rlimits = b.TakeRlimits()
+}
+
+// TakeRlimits hands over the rlimits to whatever sets them on the command
+// (the payload's plan, the landlock tier's child), once.
+func (b *Box) TakeRlimits() []spec.Rlimit {
+	if b == nil {
+		return nil
+	}
+	rs := b.rlimits
+	b.rlimits = nil
+	return rs
+}
+
+// ProcsDirs are the cgroups that hold the sandbox's processes on the host,
+// one per hierarchy (each leaf's procsDir; nil without a Box): rbox exec
+// places a joining command in each.
+func (b *Box) ProcsDirs() []string {
+	if b == nil {
+		return nil
+	}
+	var dirs []string
+	for _, leaf := range b.leaves() {
+		dirs = append(dirs, filepath.Join(leaf, procsDir))
+	}
+	return dirs
+}
+
+// Rlimits are all the rlimits the sandbox's processes hold (--ulimit and
+// the fallbacks), whoever sets them: rbox exec gives a joining command
+// the same.
+func (b *Box) Rlimits() []spec.Rlimit {
+	if b == nil {
+		return nil
+	}
+	return rlimits(b.lim, b.plan)
 }
 
 // CloneInto opens the sandbox's cgroup v2 leaf for clone3's

@@ -107,7 +107,13 @@ func ApplyInit(l *spec.Limits) error {
 	if l == nil {
 		return nil
 	}
-	for _, r := range l.Rlimits {
+	return SetOwn(l.Rlimits)
+}
+
+// SetOwn sets rs on the calling process (the landlock tier's child calls
+// it just before it confines itself for good and executes the command).
+func SetOwn(rs []spec.Rlimit) error {
+	for _, r := range rs {
 		lim := syscall.Rlimit{Cur: r.Soft, Max: r.Hard}
 		// syscall's Setrlimit, which the runtime watches for RLIMIT_NOFILE.
 		if err := syscall.Setrlimit(r.Resource, &lim); err != nil {

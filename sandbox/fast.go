@@ -113,7 +113,7 @@ func runFast(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks) int {
 		_, _ = in.Wait(pid)
 		return failf("%v", err)
 	}
-	notifyStarted(pid)
+	notifyStarted(pid, box)
 	ws, err := in.Wait(pid)
 	if s.Shares(spec.NSPID) {
 		killOrphans(netw.HelperPIDs())

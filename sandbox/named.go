@@ -8,18 +8,21 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/enter"
+	"github.com/rbox-dev/rbox/limits"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/state"
 )
 
-// Started, when set, is called with the host pid of the sandbox's pid 1
-// once pid 1 has been let go on to build the sandbox and start the command:
-// a named sandbox's supervisor records it then (see cmd/rbox/named.go).
-var Started func(pid1 int)
+// Started, when set, is called with the host pid of the sandbox's pid 1,
+// the cgroups holding its processes and its rlimits (none without limits)
+// once pid 1 has been let go on to build the sandbox and start the
+// command: a named sandbox's supervisor records them then (see
+// cmd/rbox/named.go), for rbox exec to give a joining command.
+var Started func(pid1 int, cgroups []string, rlimits []spec.Rlimit)
 
-func notifyStarted(pid1 int) {
+func notifyStarted(pid1 int, box *limits.Box) {
 	if Started != nil {
-		Started(pid1)
+		Started(pid1, box.ProcsDirs(), box.Rlimits())
 	}
 }
 

@@ -249,7 +249,7 @@ func run(s *spec.Spec, plan *userns.Plan, box *limits.Box, h *Hooks, hold []*os.
 		_ = cmd.Process.Kill()
 	}
 	specW.Close()
-	notifyStarted(cmd.Process.Pid)
+	notifyStarted(cmd.Process.Pid, box)
 
 	var term *console.Relay
 	if consoleParent != nil {

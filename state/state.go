@@ -33,6 +33,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/spec"
 )
 
 // Info is one sandbox's entry.
@@ -61,6 +63,19 @@ type Info struct {
 	// Exec is what rbox exec needs to give a joining command the sandbox's
 	// own rules.
 	Exec ExecRules `json:"exec"`
+	// Tier is the isolation tier the sandbox runs in; Limits its
+	// resource limits, each with the mechanism holding it (for ps).
+	Tier   string  `json:"tier,omitempty"`
+	Limits []Limit `json:"limits,omitempty"`
+}
+
+// Limit is one resource limit of a sandbox, as ps shows it.
+type Limit struct {
+	// Name is memory, swap, pids, cpus or an --ulimit name.
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	// Mechanism holds it: "cgroup v2", "cgroup v1", "rlimit" or "none".
+	Mechanism string `json:"mechanism"`
 }
 
 // ExecRules are the rules the sandbox's command runs under, which a command
@@ -83,6 +98,9 @@ type ExecRules struct {
 	// hierarchy), when it has them; a joining command is placed in each
 	// first.
 	Cgroups []string `json:"cgroups,omitempty"`
+	// Rlimits are the sandbox's rlimits, which a joining command sets on
+	// itself.
+	Rlimits []spec.Rlimit `json:"rlimits,omitempty"`
 }
 
 // Proc names a process across pid reuse: its pid and its start time in

@@ -4,6 +4,7 @@ package tests
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -66,13 +67,26 @@ func leftLeaves(t *testing.T) []string {
 		}
 		for _, e := range entries {
 			if n, ok := strings.CutPrefix(e.Name(), "rbox-"); ok && e.IsDir() {
-				if _, err := strconv.Atoi(n); err == nil {
+				if pid, err := strconv.Atoi(n); err == nil && !othersRbox(pid) {
 					left = append(left, filepath.Join(d, e.Name()))
 				}
 			}
 		}
 	}
 	return left
+}
+
+// othersRbox reports whether pid runs, and runs another binary than the
+// rbox under test: a leaf named after it is a live sandbox of another test
+// run sharing the delegated cgroups (several checkouts on one machine),
+// not one this run left.
+func othersRbox(pid int) bool {
+	exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+	if err != nil {
+		// Gone (a leaf left behind), or another user's process.
+		return errors.Is(err, os.ErrPermission)
+	}
+	return exe != rboxBin
 }
 
 func noLeaves(t *testing.T, after string) {

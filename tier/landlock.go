@@ -4,7 +4,7 @@ package tier
 // directory, re-executes rbox under Arg0 in a new session and removes the
 // directory when the command ends. The re-executed child (Main) confines
 // itself, on its main thread, and executes the command from that thread:
-// rlimits, capabilities dropped, the Landlock ruleset, the seccomp filter
+// capabilities dropped, the Landlock ruleset, rlimits, the seccomp filter
 // (which sets no_new_privs), in that order, because the filter may refuse
 // the calls the earlier steps make.
 
@@ -26,6 +26,7 @@ import (
 
 	"github.com/rbox-dev/rbox/caps"
 	"github.com/rbox-dev/rbox/contract"
+	"github.com/rbox-dev/rbox/limits"
 	"github.com/rbox-dev/rbox/seccomp"
 	"github.com/rbox-dev/rbox/spec"
 )
@@ -45,13 +46,6 @@ var (
 	roDevices = []string{"/dev/random", "/dev/urandom"}
 )
 
-// Rlimit is one resource limit set on the command (setrlimit(2)).
-type Rlimit struct {
-	Resource int    `json:"resource"`
-	Cur      uint64 `json:"cur"`
-	Max      uint64 `json:"max"`
-}
-
 // Options is one landlock-tier run.
 type Options struct {
 	Args []string `json:"args"`
@@ -70,9 +64,13 @@ type Options struct {
 	Seccomp *spec.SeccompFilter `json:"seccomp,omitempty"`
 	// PreserveFDs keeps the caller's fds 3..3+N-1 open for the command.
 	PreserveFDs int `json:"preserve_fds,omitempty"`
-	// Rlimits are set on the command before it starts: the landlock
-	// tier's only resource limits (it has no cgroup of its own).
-	Rlimits []Rlimit `json:"rlimits,omitempty"`
+	// Rlimits are set on the command before it starts (--ulimit, and
+	// --memory where no memory cgroup holds it).
+	Rlimits []spec.Rlimit `json:"rlimits,omitempty"`
+	// Placed, when set, is called with the child's pid before it is sent
+	// its options: the child waits for them, so nothing of the command
+	// runs before it is in the sandbox's cgroups (limits.Box.Attach).
+	Placed func(pid int) error `json:"-"`
 	// TTY gives the command a pseudo-terminal of its own (see terminal).
 	TTY bool `json:"-"`
 	// TempDir is the private temporary directory (set by Run).
@@ -152,10 +150,21 @@ func Run(o Options) int {
 			_ = unix.Kill(-cmd.Process.Pid, sig.(unix.Signal))
 		}
 	}()
-	err = json.NewEncoder(optsW).Encode(o)
+	if o.Placed != nil {
+		err = o.Placed(cmd.Process.Pid)
+	}
+	if err == nil {
+		err = json.NewEncoder(optsW).Encode(o)
+	}
 	optsW.Close()
 	if err != nil {
 		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if term != nil {
+			term.Drain(0)
+			term.Restore()
+		}
+		return failf("start the landlock tier: %v", err)
 	}
 	err = cmd.Wait()
 	if term != nil {
@@ -194,11 +203,6 @@ func confineAndExec(args []string) (int, error) {
 	if err != nil {
 		return contract.ExitSetupFailed, fmt.Errorf("landlock tier: read options: %v", err)
 	}
-	for _, r := range o.Rlimits {
-		if err := unix.Setrlimit(r.Resource, &unix.Rlimit{Cur: r.Cur, Max: r.Max}); err != nil {
-			return contract.ExitSetupFailed, fmt.Errorf("setrlimit %d: %v", r.Resource, err)
-		}
-	}
 	if err := dropCapabilities(); err != nil {
 		return contract.ExitSetupFailed, err
 	}
@@ -210,6 +214,13 @@ func confineAndExec(args []string) (int, error) {
 		return code, err
 	}
 	if err := restrict(o); err != nil {
+		return contract.ExitSetupFailed, err
+	}
+	// Late, when this Go process allocates little more (a small
+	// RLIMIT_DATA would trip its runtime), and through package syscall, so
+	// that the exec does not restore the runtime's start-up RLIMIT_NOFILE;
+	// before the filters, which may refuse setrlimit.
+	if err := limits.SetOwn(o.Rlimits); err != nil {
 		return contract.ExitSetupFailed, err
 	}
 	if ABI() < ResolveUnixABI {

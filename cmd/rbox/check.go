@@ -8,6 +8,7 @@ import (
 
 	"github.com/rbox-dev/rbox/hostcheck"
 	"github.com/rbox-dev/rbox/limits"
+	"github.com/rbox-dev/rbox/tier"
 )
 
 // CheckCmd reports what works on this host.
@@ -77,11 +78,13 @@ func formatResults(results []hostcheck.Result) string {
 }
 
 // limitResults are the lines about resource limits: which mechanism holds
-// each here, and how to get a stronger one. A limit that holds per process
-// only, or not at all, warns.
+// each here, in the tier a run gets (--isolation auto), and how to get a
+// stronger one. A limit that holds per process only, or not at all, warns.
 func limitResults() []hostcheck.Result {
 	var out []hostcheck.Result
-	for _, l := range limits.Report(limits.Detect()) {
+	choice, err := tier.Choose(tier.Auto)
+	landlock := err == nil && choice.Tier == tier.Landlock
+	for _, l := range limits.Report(limits.Detect(), landlock) {
 		r := hostcheck.Result{Name: l.Name, Status: hostcheck.Pass, Detail: l.Detail}
 		if !l.Good {
 			r.Status, r.Fix = hostcheck.Warn, l.Fix

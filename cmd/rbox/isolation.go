@@ -30,11 +30,18 @@ func (r *RunCmd) runTier() (done bool, err error) {
 	if err != nil {
 		return true, err
 	}
-	fmt.Fprintf(os.Stderr, "rbox: %s\n", tier.Describe(choice, o.AllowNet))
 	if err := keepCallerFDs(r.PreserveF); err != nil {
 		return true, err
 	}
-	return true, exitError{tier.Run(o)}
+	box, warning, err := r.landlockLimits(&o)
+	if err != nil {
+		return true, err
+	}
+	fmt.Fprintf(os.Stderr, "rbox: %s\n", tier.Describe(choice, o.AllowNet))
+	if warning != "" {
+		fmt.Fprintf(os.Stderr, "rbox: warning: %s\n", warning)
+	}
+	return true, exitError{box.Finish(tier.Run(o))}
 }
 
 // landlockOptions turns the command line into a landlock-tier run, and
@@ -70,8 +77,6 @@ func (r *RunCmd) landlockOptions(c tier.Choice) (tier.Options, error) {
 		return o, refuse("--allow-net", "use --net host (the host's whole network) or --net none")
 	case r.Named.Name != "" || r.Named.Detach || r.Named.Rm:
 		return o, refuse("--name, -d and --rm", "run it attached and unnamed")
-	case r.Limits.asked():
-		return o, refuse("--memory, --memory-swap, --pids-limit, --cpus, --ulimit and --stats", "drop them, or run where the full tier works (see rbox check)")
 	}
 	switch r.Net {
 	case spec.NetNone, "":

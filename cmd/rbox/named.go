@@ -23,6 +23,7 @@ import (
 	"github.com/rbox-dev/rbox/sandbox"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/state"
+	"github.com/rbox-dev/rbox/tier"
 )
 
 // namedRunFlags are run's flags for a named, possibly detached, sandbox.
@@ -77,6 +78,7 @@ func (r *RunCmd) runNamed() error {
 	info := &state.Info{
 		Name: n.Name, Supervisor: state.Self(), Status: state.StatusStarting, Created: time.Now(),
 		Command: s.Args, Detached: n.Detach, Remove: n.Rm, Net: s.Net, Exec: execRules(s, plan.SetgroupsDenied),
+		Tier: tier.Full, Limits: limitsOf(s.Limits),
 	}
 	if r.joinedName != "" {
 		info.Net = netSandboxPrefix + r.joinedName
@@ -141,8 +143,9 @@ func (r *RunCmd) runNamed() error {
 	// watched is closed once the watch for the command has written what it
 	// found: the entry's last write and its removal come after.
 	watched := make(chan struct{})
-	sandbox.Started = func(pid1 int) {
+	sandbox.Started = func(pid1 int, cgroups []string, rlimits []spec.Rlimit) {
 		info.Init, _ = state.ProcOf(pid1)
+		info.Exec.Cgroups, info.Exec.Rlimits = cgroups, rlimits
 		info.Status = state.StatusRunning
 		_ = entry.Write(info)
 		go func() {

@@ -98,7 +98,7 @@ func (c *PsCmd) Run() error {
 		return enc.Encode(rows)
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tPID\tSTATUS\tUPTIME\tNET\tPORTS\tCOMMAND")
+	fmt.Fprintln(w, "NAME\tPID\tSTATUS\tUPTIME\tNET\tPORTS\tLIMITS\tTIER\tCOMMAND")
 	for _, r := range rows {
 		status, uptime := string(r.Status), time.Since(r.Created).Round(time.Second).String()
 		if !r.Running {
@@ -109,9 +109,17 @@ func (c *PsCmd) Run() error {
 		if ports == "" {
 			ports = "-"
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Init.PID, status, uptime, r.Net, ports, strings.Join(r.Command, " "))
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Init.PID, status, uptime, r.Net, ports,
+			limitsColumn(r.Limits), orDash(r.Tier), strings.Join(r.Command, " "))
 	}
 	return w.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // ExecCmd runs a command in a running sandbox.
@@ -167,7 +175,7 @@ func (c *ExecCmd) Run() error {
 		Target: target, Namespaces: ownNamespaces(rules.Namespaces, info.Payload.PID), Args: args,
 		Env: buildEnv(rules.Env, false, nil, c.Env), Cwd: rules.Cwd, UID: rules.UID, GID: rules.GID,
 		SetgroupsDenied: rules.SetgroupsDenied, Caps: rules.Caps, SeccompBPF: rules.SeccompBPF,
-		SeccompFlags: rules.SeccompFlags, Cgroups: rules.Cgroups, Console: -1,
+		SeccompFlags: rules.SeccompFlags, Cgroups: rules.Cgroups, Rlimits: rules.Rlimits, Console: -1,
 	}
 	if c.Chdir != "" {
 		req.Cwd = filepath.Clean(c.Chdir)
