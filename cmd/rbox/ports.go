@@ -7,6 +7,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/rbox-dev/rbox/network/ports"
 )
 
 // maxPublishRange bounds the ports one -p range may forward: each is a
@@ -100,24 +102,8 @@ func portRange(s string) ([]int, error) {
 	return ports, nil
 }
 
-// freePort asks the kernel for a port free on ip now.
-func freePort(proto, ip string) (int, error) {
-	addr := net.JoinHostPort(ip, "0")
-	if proto == "udp" {
-		c, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			return 0, err
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port, nil
-	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort picks a port free on ip now (see ports.FreeHostPort).
+func freePort(proto, ip string) (int, error) { return ports.FreeHostPort(proto, ip) }
 
 // publishSpecs expands every -p value (see expandPublish) and says which
 // host ports were chosen.

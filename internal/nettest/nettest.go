@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rbox-dev/rbox/network/ports"
 )
 
 // TCPPing sends "ping" to an echo server at addr and returns "ok REPLY" or
@@ -59,18 +61,11 @@ func UDPPing(addr string) string {
 // "udp") a moment ago.
 func FreePort(t testing.TB, proto string) int {
 	t.Helper()
-	if proto == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// Outside the ephemeral range, where a connection made meanwhile could
+	// take it.
+	p, err := ports.FreeHostPort(proto, "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }

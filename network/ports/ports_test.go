@@ -8,7 +8,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/rbox-dev/rbox/internal/nettest"
 	"github.com/rbox-dev/rbox/spec"
 )
 
@@ -72,7 +71,10 @@ func TestCheck(t *testing.T) {
 	defer pc.Close()
 	busyUDP := pc.LocalAddr().(*net.UDPAddr).Port
 
-	free := nettest.FreePort(t, "tcp")
+	free, err := FreeHostPort("tcp", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := Check([]spec.Port{mkPort("127.0.0.1", free, 80, "tcp"), mkPort("127.0.0.1", free, 80, "udp")}); err != nil {
 		t.Errorf("free ports: %v", err)
 	}

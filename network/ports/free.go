@@ -1,0 +1,82 @@
+package ports
+
+import (
+	"math/rand/v2"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// FreeHostPort picks a port free on ip now for proto ("tcp" or "udp"), for
+// a -p without a host port. It picks below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range) when there is room there: a port the
+// kernel handed out for "port 0" comes from that range, where any
+// outgoing connection may take it before the helper binds it.
+func FreeHostPort(proto, ip string) (int, error) {
+	low := ephemeralLow()
+	start := max(UnprivilegedPortStart(), 1024)
+	if low-start >= 1000 {
+		for range 64 {
+			p := start + rand.IntN(low-start)
+			if free(proto, ip, p) {
+				return p, nil
+			}
+		}
+	}
+	// The kernel's choice, from the ephemeral range.
+	return kernelPort(proto, ip)
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return n
+}
+
+func free(proto, ip string, port int) bool {
+	addr := net.JoinHostPort(ip, strconv.Itoa(port))
+	if proto == "udp" {
+		c, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+func kernelPort(proto, ip string) (int, error) {
+	addr := net.JoinHostPort(ip, "0")
+	if proto == "udp" {
+		c, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
