@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rbox-dev/rbox/internal/nettest"
+	"github.com/rbox-dev/rbox/network/ports"
 )
 
 // The network tests need a TCP and UDP client and server inside the
@@ -157,23 +158,7 @@ func gone(pids []int) bool {
 	return true
 }
 
-func portFree(proto string, port int) bool {
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	if proto == "udp" {
-		c, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return false
-	}
-	ln.Close()
-	return true
-}
+func portFree(proto string, port int) bool { return ports.Free(proto, "127.0.0.1", port) }
 
 var helperModes = []string{"pasta", "slirp4netns"}
 

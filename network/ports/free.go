@@ -19,7 +19,7 @@ func FreeHostPort(proto, ip string) (int, error) {
 	if low-start >= 1000 {
 		for range 64 {
 			p := start + rand.IntN(low-start)
-			if free(proto, ip, p) {
+			if Free(proto, ip, p) {
 				return p, nil
 			}
 		}
@@ -45,7 +45,8 @@ func ephemeralLow() int {
 	return n
 }
 
-func free(proto, ip string, port int) bool {
+// Free reports whether proto's port on ip can be bound now.
+func Free(proto, ip string, port int) bool {
 	addr := net.JoinHostPort(ip, strconv.Itoa(port))
 	if proto == "udp" {
 		c, err := net.ListenPacket("udp", addr)
