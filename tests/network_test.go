@@ -261,7 +261,11 @@ func testNetworkPublish(t *testing.T, mode string, udpToOtherPort bool) {
 			cmd.Wait()
 		}
 	}()
-	waitFor(t, "the server inside", 15*time.Second, func() bool { return strings.Contains(out.String(), "listening") })
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(out.String(), "listening"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for the server inside; rbox's children %v; rbox said:\n%s", descendants(cmd.Process.Pid), out.String())
+		}
+	}
 	helpers := helpersOf(cmd.Process.Pid)
 	if len(helpers) != 1 || commOf(helpers[0]) != mode {
 		t.Errorf("helpers of rbox: %v, want one %s", helpers, mode)
