@@ -52,7 +52,9 @@ func TestPIDNamespace(t *testing.T) {
 // every run takes the re-exec one.
 func TestInitKinds(t *testing.T) {
 	forced := os.Getenv("RBOX_TEST_FORCE_REEXEC") != ""
-	port := nettest.FreePort(t, "tcp")
+	// A port each: the first run's helper may still hold its own as the
+	// second starts.
+	port, port2 := nettest.FreePort(t, "tcp"), nettest.FreePort(t, "tcp")
 	kinds := []struct {
 		name  string
 		flags []string
@@ -64,7 +66,7 @@ func TestInitKinds(t *testing.T) {
 		{"slirp4netns", []string{"--net", "slirp4netns"}, true},
 		{"binds, non-root with an added capability", []string{"--bind", hostDir(t) + ":/work", "--uid", "1000", "--cap-add", "NET_RAW"}, true},
 		{"published port through pasta (it forwards itself)", []string{"--net", "pasta", "-p", strconv.Itoa(port) + ":80"}, true},
-		{"published port through slirp4netns (the port agent)", []string{"--net", "slirp4netns", "-p", strconv.Itoa(port) + ":80"}, false},
+		{"published port through slirp4netns (the port agent)", []string{"--net", "slirp4netns", "-p", strconv.Itoa(port2) + ":80"}, false},
 		{"terminal", []string{"-t"}, true},
 		{"overlay", []string{"--overlay"}, false},
 		{"shared pid namespace", []string{"--share", "pid"}, true},

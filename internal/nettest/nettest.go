@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/rbox-dev/rbox/network/ports"
 )
 
 // TCPPing sends "ping" to an echo server at addr and returns "ok REPLY" or
@@ -61,11 +59,18 @@ func UDPPing(addr string) string {
 // "udp") a moment ago.
 func FreePort(t testing.TB, proto string) int {
 	t.Helper()
-	// Outside the ephemeral range, where a connection made meanwhile could
-	// take it.
-	p, err := ports.FreeHostPort(proto, "127.0.0.1")
+	if proto == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
