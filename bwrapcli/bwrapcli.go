@@ -350,17 +350,21 @@ func (p *parser) option(name string) error {
 		}
 		return v[0], nil
 	}
+	// oneFD is one argument that names a descriptor.
+	oneFD := func() (int, error) {
+		v, err := one()
+		if err != nil {
+			return 0, err
+		}
+		return fdArg(name, v)
+	}
 	switch name {
 	case "--help":
 		r.Help = true
 	case "--version":
 		r.ShowVersion = true
 	case "--args":
-		v, err := one()
-		if err != nil {
-			return err
-		}
-		fd, err := fdArg(name, v)
+		fd, err := oneFD()
 		if err != nil {
 			return err
 		}
@@ -408,11 +412,7 @@ func (p *parser) option(name string) error {
 	case "--unshare-cgroup", "--unshare-cgroup-try":
 		p.unshare[spec.NSCgroup] = true
 	case "--userns", "--userns2", "--pidns", "--userns-block-fd":
-		v, err := one()
-		if err != nil {
-			return err
-		}
-		fd, err := fdArg(name, v)
+		fd, err := oneFD()
 		if err != nil {
 			return err
 		}
@@ -653,11 +653,7 @@ func (p *parser) option(name string) error {
 		}
 		return &Unsupported{name, "rbox sets no SELinux labels"}
 	case "--seccomp", "--add-seccomp-fd":
-		v, err := one()
-		if err != nil {
-			return err
-		}
-		fd, err := fdArg(name, v)
+		fd, err := oneFD()
 		if err != nil {
 			return err
 		}

@@ -813,25 +813,13 @@ func TestEscapeLandlockUnixSocket(t *testing.T) {
 // types into that one). Weakened: the probe on the terminal itself.
 func TestEscapeLandlockTIOCSTI(t *testing.T) {
 	probe := probeBin(t)
-	pending := func(tty *os.File) int {
-		n, err := unix.IoctlGetInt(int(tty.Fd()), unix.TIOCINQ)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	direct := exec.Command(probe, "tiocsti", "echo INJECTED\n")
-	_, tty, out := interactive(t, direct)
-	waitExit(t, direct, 10*time.Second)
-	if pending(tty) == 0 {
-		t.Fatalf("probe could not inject into its own terminal: %s", out.String())
-	}
+	injectDirectly(t, probe)
 	for _, flags := range [][]string{{}, {"--seccomp", "unconfined"}} {
 		cmd := exec.Command(rboxBin, append(flags, "--isolation", "landlock", "--ro-bind", probe+":"+probe, "--", probe, "tiocsti", "echo INJECTED\n")...)
 		_, tty, out := interactive(t, cmd)
 		waitExit(t, cmd, 10*time.Second)
 		time.Sleep(100 * time.Millisecond)
-		if n := pending(tty); n != 0 {
+		if n := pendingInput(t, tty); n != 0 {
 			t.Errorf("rbox %v: %d bytes injected into the caller's terminal; output %q", flags, n, out.String())
 		}
 		if len(flags) == 0 && !strings.Contains(out.String(), "refused: EPERM") {

@@ -119,26 +119,14 @@ func TestBackgroundLeavesTerminal(t *testing.T) {
 // run directly on the caller's terminal shows the attack works there.
 func TestTIOCSTIDoesNotReachHostTerminal(t *testing.T) {
 	probe := probeBin(t)
-	pending := func(tty *os.File) int {
-		n, err := unix.IoctlGetInt(int(tty.Fd()), unix.TIOCINQ)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
 	// The weakened case: no sandbox at all.
-	direct := exec.Command(probe, "tiocsti", "echo INJECTED\n")
-	_, tty, out := interactive(t, direct)
-	waitExit(t, direct, 10*time.Second)
-	if pending(tty) == 0 {
-		t.Fatalf("probe could not inject into its own terminal: %s", out.String())
-	}
+	injectDirectly(t, probe)
 	for _, flags := range [][]string{{}, {"--seccomp", "unconfined"}} {
 		cmd := exec.Command(rboxBin, append(flags, "--ro-bind", probe+":/probe", "--", "/probe", "tiocsti", "echo INJECTED\n")...)
 		_, tty, out := interactive(t, cmd)
 		waitExit(t, cmd, 10*time.Second)
 		time.Sleep(100 * time.Millisecond)
-		if n := pending(tty); n != 0 {
+		if n := pendingInput(t, tty); n != 0 {
 			t.Errorf("rbox %v: %d bytes injected into the caller's terminal; output %q", flags, n, out.String())
 		}
 	}
@@ -163,5 +151,27 @@ func expectOutput(t *testing.T, out *syncBuffer, what string) {
 			t.Fatalf("terminal never showed %q; it shows:\n%s", what, out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// pendingInput is how many bytes wait to be read on tty.
+func pendingInput(t *testing.T, tty *os.File) int {
+	t.Helper()
+	n, err := unix.IoctlGetInt(int(tty.Fd()), unix.TIOCINQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// injectDirectly runs the TIOCSTI probe on a terminal of its own, with no
+// sandbox: the attack the TIOCSTI tests are proven against.
+func injectDirectly(t *testing.T, probe string) {
+	t.Helper()
+	direct := exec.Command(probe, "tiocsti", "echo INJECTED\n")
+	_, tty, out := interactive(t, direct)
+	waitExit(t, direct, 10*time.Second)
+	if pendingInput(t, tty) == 0 {
+		t.Fatalf("probe could not inject into its own terminal: %s", out.String())
 	}
 }
