@@ -139,6 +139,14 @@ func Dir() string {
 	return fmt.Sprintf("/tmp/rbox-%d", os.Getuid())
 }
 
+// Exists reports whether the caller's state directory exists. Where it
+// does not, a lookup finds nothing and need not make it: a mistyped name
+// leaves nothing behind.
+func Exists() bool {
+	_, err := os.Lstat(Dir())
+	return err == nil
+}
+
 // Open opens (creating when missing) the caller's state directory. The
 // directory and its parent entries must be the caller's own, not group or
 // world writable, and no symlink: under /tmp anyone may have made the name

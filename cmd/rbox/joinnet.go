@@ -32,6 +32,9 @@ func (r *RunCmd) joinNet() error {
 	if contains(r.Share, spec.NSNet) {
 		return fmt.Errorf("--net %s shares %s's network: drop net from --share", r.Net, name)
 	}
+	if !state.Exists() {
+		return fmt.Errorf("--net %s: no sandbox named %q (see rbox ps --all)", r.Net, name)
+	}
 	store, err := openStore()
 	if err != nil {
 		return err

@@ -178,11 +178,11 @@ func (r *RunCmd) bridgeNet() error {
 	if err := bridge.ValidName(r.Net); err != nil {
 		return fmt.Errorf("--net %s: not a mode (host, none, user, pasta, slirp4netns, sandbox:NAME) nor a network name", r.Net)
 	}
-	root, err := bridge.Root()
-	if err != nil {
-		return err
+	root, err := bridge.LookupRoot()
+	var n *bridge.Network
+	if err == nil {
+		n, err = bridge.Read(root, r.Net)
 	}
-	n, err := bridge.Read(root, r.Net)
 	if errors.Is(err, bridge.ErrNotFound) {
 		return fmt.Errorf("--net %s: unknown network mode, and no network of that name (modes: none, user, pasta, slirp4netns, host, sandbox:NAME; or rbox network create %s)", r.Net, r.Net)
 	}

@@ -75,6 +75,15 @@ func Root() (string, error) {
 	return dir, nil
 }
 
+// LookupRoot is Root for finding a network: where no network was ever
+// made (no networks directory) it makes nothing and says ErrNotFound.
+func LookupRoot() (string, error) {
+	if _, err := os.Lstat(filepath.Join(state.Dir(), "networks")); errors.Is(err, os.ErrNotExist) {
+		return "", ErrNotFound
+	}
+	return Root()
+}
+
 // ValidName checks a network's name: as a sandbox's, and not one of --net's
 // own modes.
 func ValidName(name string) error {
