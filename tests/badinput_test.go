@@ -53,6 +53,7 @@ func TestBadInput(t *testing.T) {
 		{"bind over /", []string{"--ro-bind", "/:/", "--", "true"}, "use --rootfs DIR"},
 		{"rootfs without mount points", []string{"--rootfs", dir, "--", "true"}, "has no /proc, /dev, /sys, /tmp to mount on"},
 		{"unknown net mode", []string{"--net", "carrier-pigeon", "--", "true"}, "--net"},
+		{"unknown sandbox to share a network with", []string{"--net", "sandbox:no-such-box", "--", "true"}, "no sandbox named"},
 		{"fd not open", []string{"--preserve-fds", "5", "--", "true"}, "is not open"},
 	}
 	for _, c := range cases {
