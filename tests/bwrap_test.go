@@ -713,7 +713,11 @@ func TestBwrapLockFile(t *testing.T) {
 		if _, err := io.ReadFull(stdout, buf); err != nil {
 			t.Fatalf("%v: %v", exe, err)
 		}
-		if !locked() {
+		// rbox takes the lock before the command starts; bwrap's pid 1
+		// takes it after forking the command, which may print first.
+		if exe[0] == "bwrap" {
+			waitFor(t, "[bwrap]: its lock", 5*time.Second, locked)
+		} else if !locked() {
 			t.Fatalf("%v: no lock on %s while the sandbox runs", exe, lockPath)
 		}
 		stdin.Close()

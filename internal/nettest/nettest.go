@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -55,22 +56,49 @@ func UDPPing(addr string) string {
 	return "err no reply"
 }
 
+// handedOut holds the ports FreePort has returned in this process. The
+// kernel may give a port that one test closed again to the next test's
+// probe, and two sandboxes publishing the same port make one of them fail
+// with "already in use" (CI saw it), so no port is handed out twice.
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[int]bool{}
+)
+
 // FreePort returns a port that was free on 127.0.0.1 for proto ("tcp" or
-// "udp") a moment ago.
+// "udp") a moment ago and that no other caller in this process got.
 func FreePort(t testing.TB, proto string) int {
 	t.Helper()
-	if proto == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	handedOutMu.Lock()
+	defer handedOutMu.Unlock()
+	for i := 0; i < 100; i++ {
+		port, err := probePort(proto)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if !handedOut[port] {
+			handedOut[port] = true
+			return port
+		}
+	}
+	t.Fatal("FreePort: the kernel kept giving ports already handed out")
+	return 0
+}
+
+// probePort asks the kernel for a free port by binding port 0.
+func probePort(proto string) (int, error) {
+	if proto == "udp" {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
 		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
+		return c.LocalAddr().(*net.UDPAddr).Port, nil
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
