@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TCPPing sends "ping" to an echo server at addr and returns "ok REPLY" or
@@ -85,20 +87,26 @@ func FreePort(t testing.TB, proto string) int {
 	return 0
 }
 
-// probePort asks the kernel for a free port by binding port 0.
+// probePort asks the kernel for a free port by binding port 0 without
+// SO_REUSEADDR, which Go's listeners set: with it the kernel may pick a
+// port that established or TIME_WAIT sockets still hold, which a listener
+// bound a moment later then finds in use.
 func probePort(proto string) (int, error) {
+	typ := unix.SOCK_STREAM
 	if proto == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port, nil
+		typ = unix.SOCK_DGRAM
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return 0, err
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		return 0, err
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0, err
+	}
+	return sa.(*unix.SockaddrInet4).Port, nil
 }
