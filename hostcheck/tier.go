@@ -11,11 +11,19 @@ import (
 )
 
 // checkIsolation says which tier `rbox` (--isolation auto) runs here, and
-// for the landlock tier, why and what it does not enforce.
+// for the degraded and landlock tiers, why and what they do not enforce.
 func checkIsolation(*caller) Result {
 	const name = "isolation tier"
 	abi := tier.ABI()
-	b := tier.Probe()
+	b, refused := tier.Probe()
+	if b == nil && tier.ProcCovered() {
+		refused = append(refused, tier.Refusal{What: tier.Proc})
+	}
+	if b == nil && len(refused) > 0 {
+		d, missing := tier.Compensation(refused, false)
+		detail := strings.TrimPrefix(tier.DescribeDegraded(tier.Choice{Tier: tier.Degraded, Refused: refused}, d, missing), "isolation: ")
+		return warn(name, detail, degradedFix(refused))
+	}
 	if b == nil {
 		fallback := fmt.Sprintf("the landlock tier is available as the fall-back (Landlock ABI %d)", abi)
 		if abi < 1 {
@@ -43,6 +51,20 @@ func tierFix(b *tier.Blocker) string {
 		return "install rbox's AppArmor profile (packaging/apparmor/README.md), or " + persistHint("kernel.apparmor_restrict_unprivileged_userns", "0")
 	case tier.SeccompFiltered():
 		return "in Docker: --security-opt seccomp=unconfined --security-opt apparmor=unconfined (or a profile allowing clone, unshare and mount); inside rbox: run the outer one with --allow-nested; see docs/tiers.md"
+	}
+	return "see docs/tiers.md"
+}
+
+// degradedFix is how to get the namespaces and the fresh /proc that the
+// degraded tier goes without.
+func degradedFix(refused []tier.Refusal) string {
+	for _, r := range refused {
+		if errors.Is(r.Err, unix.ENOSPC) {
+			return "raise the user.max_" + r.What + "_namespaces sysctl (it is 0 or reached); see docs/tiers.md"
+		}
+	}
+	if tier.SeccompFiltered() {
+		return "in Docker or Podman: --security-opt seccomp=unconfined, and --security-opt systempaths=unconfined for a fresh /proc; inside rbox: the outer one with --allow-nested gives the namespaces; see docs/tiers.md"
 	}
 	return "see docs/tiers.md"
 }

@@ -23,10 +23,17 @@ type Confinement struct {
 	SetgroupsDenied bool
 	// Filters are seccomp programs, installed in order.
 	Filters []spec.SeccompFilter
+	// Landlock, when set, is the domain entered before the filters.
+	Landlock *spec.LandlockDomain
 }
 
+// slotLandlock holds the Landlock ruleset's descriptor for a moment: the
+// last slot, which no caller of Confine uses.
+const slotLandlock sysplan.Slot = sysplan.NumSlots - 1
+
 // Confine adds to p the steps that put the process running it under c:
-// its capabilities, identity, no_new_privs, and the seccomp filters last.
+// its capabilities, identity, no_new_privs, its Landlock domain, and the
+// seccomp filters last.
 // They act on the calling thread only.
 func Confine(p *sysplan.Program, c Confinement) error {
 	p.Step("limit capabilities")
@@ -102,6 +109,16 @@ func Confine(p *sysplan.Program, c Confinement) error {
 	}
 	p.Step("set no_new_privs")
 	p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_SET_NO_NEW_PRIVS), sysplan.V(1), sysplan.V(0), sysplan.V(0), sysplan.V(0))
+	if l := c.Landlock; l != nil {
+		// After no_new_privs, which lets a process without
+		// CAP_SYS_ADMIN restrict itself; before the filters, which may
+		// refuse the calls.
+		p.Step("enter a Landlock domain")
+		attr := &[3]uint64{l.HandledFS, l.HandledNet, l.Scoped}
+		p.Call(unix.SYS_LANDLOCK_CREATE_RULESET, sysplan.V(sysplan.Keep(p, attr)), sysplan.V(uintptr(l.AttrSize)), sysplan.V(0)).Into(slotLandlock)
+		p.Call(unix.SYS_LANDLOCK_RESTRICT_SELF, slotLandlock.FD(), sysplan.V(0))
+		p.Call(unix.SYS_CLOSE, slotLandlock.FD())
+	}
 	for i, f := range c.Filters {
 		prog, err := seccomp.Program(f.BPF)
 		if err != nil {

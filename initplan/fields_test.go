@@ -44,6 +44,7 @@ func TestEveryFieldReachesThePlan(t *testing.T) {
 		"DisableUserns":        func(s *spec.Spec) { s.DisableUserns = true },
 		"SeccompExtra":         func(s *spec.Spec) { s.SeccompExtra = []spec.SeccompFilter{{BPF: make([]byte, 8)}} },
 		"LockFiles":            func(s *spec.Spec) { s.LockFiles = []string{"/tmp/lock"} },
+		"Landlock":             func(s *spec.Spec) { s.Landlock = &spec.LandlockDomain{HandledFS: 1 << 11, AttrSize: 8} },
 		"DieWithParent":        func(s *spec.Spec) { s.DieWithParent = true },
 		"LegacyMount":          func(s *spec.Spec) { s.LegacyMount = true },
 		"SwitchUserNS":         func(s *spec.Spec) { s.SwitchUserNS = 5 },

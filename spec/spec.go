@@ -195,6 +195,10 @@ type Spec struct {
 	// SeccompExtra are more seccomp programs, installed after
 	// SeccompFilter in order (bwrap's repeated --add-seccomp-fd).
 	SeccompExtra []SeccompFilter `json:"seccomp_extra,omitempty"`
+	// Landlock, set by the degraded tier (package tier), is a Landlock
+	// domain the payload and the commands joining it enter, standing in
+	// for a namespace the host refused.
+	Landlock *LandlockDomain `json:"landlock,omitempty"`
 	// AsPID1 makes the command itself pid 1 of its new pid namespace, with
 	// no init of rbox's (bwrap's --as-pid-1; rbox's fast path only).
 	AsPID1 bool `json:"as_pid_1,omitempty"`
@@ -308,6 +312,19 @@ type SeccompFilter struct {
 	BPF []byte `json:"bpf"`
 	// Flags are seccomp(2)'s SECCOMP_FILTER_FLAG_* bits to load it with.
 	Flags uint `json:"flags,omitempty"`
+}
+
+// LandlockDomain is a Landlock ruleset without rules: every access it
+// handles is refused, and what it scopes is kept within the domain.
+type LandlockDomain struct {
+	// HandledFS, HandledNet and Scoped are struct landlock_ruleset_attr's
+	// fields.
+	HandledFS  uint64 `json:"handled_fs,omitempty"`
+	HandledNet uint64 `json:"handled_net,omitempty"`
+	Scoped     uint64 `json:"scoped,omitempty"`
+	// AttrSize is the size of the attribute the kernel's ABI knows: 8,
+	// 16 with HandledNet (ABI 4), 24 with Scoped (ABI 6).
+	AttrSize int `json:"attr_size"`
 }
 
 // Port is one -p/--publish entry: HostIP:HostPort on the host reaches the

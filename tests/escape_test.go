@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -1187,5 +1188,95 @@ func TestEscapeBridgeAllowNet(t *testing.T) {
 	got, r = egressRunEnv(t, []string{"XDG_RUNTIME_DIR=" + ns.xdg}, "", attack, []string{"--net", "dev", "--cap-add", "ALL"}, "raw "+addr)
 	if g := got["raw "+addr]; g != "ok host:ping" || !strings.Contains(r.stdout, "dns: answered") {
 		t.Errorf("weakened setup (no --allow-net): raw connection %q, DNS:\n%s", g, r.stdout)
+	}
+}
+
+// The degraded tier (tests/tiers_degraded_test.go): what Landlock closes
+// where the host refuses a namespace.
+
+// Without a network namespace: the host's interfaces, and TCP to the
+// host refused by Landlock (ABI 4+) while UDP, which the line says is not
+// enforced, gets through. Weakened, with the host's network asked for
+// (--net host), the same TCP connection is made: the check can see one.
+func TestEscapeDegradedNoNetNS(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	var tcpHits, udpHits atomic.Int32
+	go echoTCP(ln, "host:", &tcpHits)
+	go echoUDP(pc, "host:", &udpHits)
+	job := fmt.Sprintf("dial 127.0.0.1:%d 127.0.0.1:%d", ln.Addr().(*net.TCPAddr).Port, pc.LocalAddr().(*net.UDPAddr).Port)
+
+	r := rboxCmd(t, onHost(t, "nonetns"), probeArgs(t, job)...)
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	degradedLine(t, r, "no network namespace (clone with CLONE_NEWNET: operation not permitted): the host's is shared")
+	if !strings.Contains(r.stderr, "refuses TCP bind and connect, abstract unix sockets outside it") || !strings.Contains(r.stderr, "not enforced: UDP") {
+		t.Errorf("the line does not say what Landlock refuses and what it leaves:\n%s", r)
+	}
+	if !strings.Contains(r.stdout, "tcp err") || tcpHits.Load() != 0 {
+		t.Errorf("TCP reached the host's loopback from a sandbox without --net host (server saw %d):\n%s", tcpHits.Load(), r)
+	}
+	if !strings.Contains(r.stdout, "udp ok host:ping") {
+		t.Errorf("UDP, said to be unenforced, did not get through:\n%s", r)
+	}
+	weak := rboxCmd(t, onHost(t, "nonetns"), append([]string{"--net", "host"}, probeArgs(t, job)...)...)
+	if weak.code != 0 || !strings.Contains(weak.stdout, "tcp ok host:ping") {
+		t.Errorf("weakened (--net host): the probe did not reach the host's TCP server, so the test proves nothing:\n%s", weak)
+	}
+	if strings.Contains(weak.stderr, "refuses TCP") {
+		t.Errorf("--net host asked for the host's network, yet TCP is refused:\n%s", weak)
+	}
+
+	// The host's interfaces; confined as usual.
+	host, err := os.ReadDir("/sys/class/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = rboxCmd(t, onHost(t, "nonetns"), "--", "sh", "-c", "ls /sys/class/net | wc -l; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status | tr -d '\\t'")
+	if f := strings.Fields(r.stdout); r.code != 0 || len(f) != 3 || f[0] != strconv.Itoa(len(host)) || f[1] != "NoNewPrivs:1" || f[2] != "Seccomp:2" {
+		t.Errorf("want the host's %d interfaces, no_new_privs and seccomp, got\n%s", len(host), r)
+	}
+}
+
+// Without a pid namespace: the host's processes are listed, but Landlock
+// (ABI 6+) refuses signals to them; the command's background processes
+// end with it. Weakened, with the pid namespace shared on a host that has
+// one (--share pid, no Landlock), the same signal is delivered.
+func TestEscapeDegradedNoPIDNS(t *testing.T) {
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
+	pid := strconv.Itoa(sleeper.Process.Pid)
+	script := "test -d /proc/" + pid + " && echo listed; kill -0 " + pid + " && echo signalled; sleep 61.5 & echo bg=$!"
+	r := rboxCmd(t, onHost(t, "nopidns"), "--", "sh", "-c", script)
+	degradedLine(t, r, "no pid namespace (clone with CLONE_NEWPID: operation not permitted): the host's is shared")
+	if !strings.Contains(r.stdout, "listed") || strings.Contains(r.stdout, "signalled") || !strings.Contains(r.stderr, "Operation not permitted") {
+		t.Errorf("want the host's process listed and the signal to it refused, got\n%s", r)
+	}
+	if !strings.Contains(r.stderr, "refuses signals outside it") {
+		t.Errorf("the line does not say signals are refused:\n%s", r)
+	}
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if v, ok := strings.CutPrefix(l, "bg="); ok {
+			waitFor(t, "the background sleep to end with the sandbox", 5*time.Second, func() bool {
+				_, err := os.Stat("/proc/" + v)
+				return err != nil
+			})
+		}
+	}
+	weak := rboxCmd(t, nil, "--share", "pid", "--", "sh", "-c", script)
+	if !strings.Contains(weak.stdout, "signalled") {
+		t.Errorf("weakened (--share pid): the signal did not reach the host's process, so the test proves nothing:\n%s", weak)
 	}
 }

@@ -8,6 +8,8 @@
 // Docker's default profile or rbox's own; user.max_user_namespaces=0;
 // kernel.unprivileged_userns_clone=0); or the namespace is made but holds
 // no capability (Ubuntu's kernel.apparmor_restrict_unprivileged_userns=1).
+// Where the user namespace works but another namespace or a fresh /proc
+// is refused, the run is the degraded tier (degraded.go).
 //
 // The package knows nothing of the command line.
 package tier
@@ -87,38 +89,46 @@ func SeccompFiltered() bool {
 	return procStatus("Seccomp") == "2"
 }
 
-// Probe tries what the full tier needs first, at the cost of one fork and
-// no exec: a child cloned into a new user namespace unshares a mount
-// namespace and mounts in it (the Go runtime makes / private there), then
-// fails to execute "/". That failure, EACCES, is the success; any other
-// error is the step that failed. nil means the full tier can start.
-func Probe() *Blocker {
-	attr := &syscall.ProcAttr{Sys: &syscall.SysProcAttr{
-		Cloneflags:   unix.CLONE_NEWUSER,
-		Unshareflags: unix.CLONE_NEWNS,
-	}}
-	_, err := syscall.ForkExec("/", []string{"rbox-tier-probe"}, attr)
-	if errors.Is(err, unix.EACCES) {
-		return nil
+// Probe tries what the full tier needs, at the cost of one fork and no
+// exec where it all works (see tryNamespaces). A nil Blocker with no
+// refusals means the full tier can start; a Blocker that the user
+// namespace cannot be made or holds no capabilities; refusals the
+// namespaces the host refuses in one that works (the degraded tier).
+func Probe() (*Blocker, []Refusal) {
+	var clone, unshare uintptr
+	for _, o := range optionalNamespaces {
+		clone, unshare = clone|o.clone, unshare|o.unshare
 	}
-	// Which step failed: the clone, or the mount work in the namespace.
-	attr.Sys.Unshareflags = 0
+	if tryNamespaces(clone, unshare) == nil {
+		return nil, nil
+	}
+	// Which step failed: the clone, the mount work in the namespace, or
+	// one of the other namespaces.
+	err := tryNamespaces(0, 0)
+	if err == nil {
+		return nil, refusedNamespaces()
+	}
+	attr := &syscall.ProcAttr{Sys: &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER}}
 	if _, cloneErr := syscall.ForkExec("/", []string{"rbox-tier-probe"}, attr); !errors.Is(cloneErr, unix.EACCES) {
-		return &Blocker{NoUserNS: true, Err: cloneErr}
+		return &Blocker{NoUserNS: true, Err: cloneErr}, nil
 	}
-	return &Blocker{Err: err}
+	return &Blocker{Err: err}, nil
 }
 
 // Choice is the tier a run gets.
 type Choice struct {
 	Tier string
-	// Blocker, when the tier is not full, is why.
+	// Blocker, for the landlock tier chosen by auto, is why.
 	Blocker *Blocker
+	// Refused, for the degraded tier, is what the host refuses.
+	Refused []Refusal
 }
 
 // Choose resolves the requested tier (Auto, Full or Landlock) on this
-// host. Full fails where the full tier cannot run; Auto falls to the
-// landlock tier there, and fails when Landlock is missing too.
+// host. Full fails where the full tier cannot run whole; Auto falls to the
+// degraded tier where only namespaces beside the user one or a fresh
+// /proc are refused, to the landlock tier where the user namespace is,
+// and fails when Landlock is missing too.
 func Choose(requested string) (Choice, error) {
 	switch requested {
 	case Landlock:
@@ -131,13 +141,27 @@ func Choose(requested string) (Choice, error) {
 		return Choice{}, fmt.Errorf("unknown isolation %q (use %s)", requested, strings.Join(Names, ", "))
 	}
 	var b *Blocker
+	var refused []Refusal
 	if Suspect() {
-		b = Probe()
+		b, refused = Probe()
 	}
-	if b == nil {
+	// Not only where the host looks suspect: a container or an outer
+	// sandbox without a seccomp filter masks /proc too.
+	if b == nil && ProcCovered() {
+		refused = append(refused, Refusal{What: Proc})
+	}
+	switch {
+	case b == nil && len(refused) == 0:
 		return Choice{Tier: Full}, nil
-	}
-	if requested == Full {
+	case b == nil && requested == Full:
+		var parts []string
+		for _, r := range refused {
+			parts = append(parts, r.String())
+		}
+		return Choice{}, fmt.Errorf("the full tier cannot run whole: %s", strings.Join(parts, "; "))
+	case b == nil:
+		return Choice{Tier: Degraded, Refused: refused}, nil
+	case requested == Full:
 		return Choice{}, fmt.Errorf("the full tier cannot run: %v", b)
 	}
 	if ABI() < 1 {
@@ -147,7 +171,7 @@ func Choose(requested string) (Choice, error) {
 }
 
 // Suspect reports whether this host shows a sign that user namespaces
-// may be refused or powerless: a seccomp filter on this process (Docker's
+// may be refused or powerless, or other namespaces refused: a seccomp filter on this process (Docker's
 // and containerd's default profiles, a sandbox's), an AppArmor profile
 // confining it (docker-default denies mount), or a sysctl that restricts
 // them. Probe costs a fork (about a millisecond), so a run probes only
@@ -156,8 +180,10 @@ func Suspect() bool {
 	if SeccompFiltered() || AppArmorRestricts() || AppArmorConfined() {
 		return true
 	}
-	if v, _ := readSysctl("user/max_user_namespaces"); v == "0" {
-		return true
+	for _, ns := range []string{"user", "mnt", "net", "pid", "ipc", "uts", "cgroup", "time"} {
+		if v, _ := readSysctl("user/max_" + ns + "_namespaces"); v == "0" {
+			return true
+		}
 	}
 	v, _ := readSysctl("kernel/unprivileged_userns_clone")
 	return v == "0" && os.Getuid() != 0

@@ -14,8 +14,8 @@ var errEPERM error = unix.EPERM
 // This machine runs the full tier: the probe finds a user namespace that
 // can mount, as root and as the test user (scripts/run-unit-as-user).
 func TestProbeHere(t *testing.T) {
-	if b := Probe(); b != nil {
-		t.Fatalf("Probe: %v", b)
+	if b, refused := Probe(); b != nil || len(refused) != 0 {
+		t.Fatalf("Probe: %v, refused %v", b, refused)
 	}
 	c, err := Choose(Auto)
 	if err != nil || c.Tier != Full || c.Blocker != nil {
@@ -99,5 +99,52 @@ func TestSysctlSigns(t *testing.T) {
 		if msg := c.blocker.Error(); c.suspect && !strings.Contains(msg, c.says) {
 			t.Errorf("%s=%s: blocker %q, want it to say %q", c.key, c.value, msg, c.says)
 		}
+	}
+}
+
+// ProcCovered sees a mount over a part of /proc (a container's mask) but
+// not binfmt_misc's, which covers an empty directory.
+func TestProcCovered(t *testing.T) {
+	defer func(old string) { mountinfo = old }(mountinfo)
+	dir := t.TempDir()
+	for _, c := range []struct {
+		lines string
+		want  bool
+	}{
+		{"22 1 0:21 / /proc rw,nosuid - proc proc rw\n30 22 0:28 / /proc/sys/fs/binfmt_misc rw - autofs systemd-1 rw\n", false},
+		{"22 1 0:21 / /proc rw,nosuid - proc proc rw\n31 22 0:5 /null /proc/kcore rw - devtmpfs udev rw\n", true},
+		{"22 1 0:21 / /proc rw,nosuid - proc proc rw\n23 1 0:22 / /procfoo rw - tmpfs tmpfs rw\n", false},
+	} {
+		mountinfo = filepath.Join(dir, "mountinfo")
+		if err := os.WriteFile(mountinfo, []byte(c.lines), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := ProcCovered(); got != c.want {
+			t.Errorf("ProcCovered on\n%s= %v, want %v", c.lines, got, c.want)
+		}
+	}
+}
+
+// The degraded tier's domain on this kernel (ABI 6 or later): TCP and
+// abstract sockets for a refused network namespace (TCP only unless the
+// host's network was asked for), signals for a refused pid namespace, and
+// none for a covered /proc, where the user namespace keeps what matters.
+func TestCompensation(t *testing.T) {
+	if ABI() < 6 {
+		t.Fatalf("Landlock ABI %d, want 6 or more", ABI())
+	}
+	net, pid := Refusal{What: "net", Err: errEPERM}, Refusal{What: "pid", Err: errEPERM}
+	d, missing := Compensation([]Refusal{net, pid}, false)
+	if d.HandledNet != accessNetBindTCP|accessNetConnectTCP || d.Scoped != scopeAbstractUnix|scopeSignal || d.AttrSize != 24 || d.HandledFS != 0 {
+		t.Errorf("net and pid refused: %+v", d)
+	}
+	if len(missing) != 1 || !strings.Contains(missing[0], "UDP") {
+		t.Errorf("net and pid refused: not enforced %q, want UDP only", missing)
+	}
+	if d, _ := Compensation([]Refusal{net}, true); d.HandledNet != 0 || d.Scoped != scopeAbstractUnix {
+		t.Errorf("net refused, host network asked: %+v", d)
+	}
+	if d, missing := Compensation([]Refusal{{What: Proc}}, false); d != nil || len(missing) != 0 {
+		t.Errorf("a covered /proc: %+v, %q", d, missing)
 	}
 }

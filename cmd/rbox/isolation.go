@@ -17,14 +17,18 @@ type isolationFlags struct {
 }
 
 // runTier picks the tier. For the landlock tier it runs the command and
-// returns done; for the full tier the caller goes on.
+// returns done; for the full and degraded tiers the caller goes on.
 func (r *RunCmd) runTier() (done bool, err error) {
 	choice, err := tier.Choose(r.Tiers.Isolation)
 	if err != nil {
 		return true, fmt.Errorf("--isolation %s: %v", r.Tiers.Isolation, err)
 	}
-	if choice.Tier == tier.Full {
+	switch choice.Tier {
+	case tier.Full:
 		return false, nil
+	case tier.Degraded:
+		err := r.degrade(choice)
+		return err != nil, err
 	}
 	o, err := r.landlockOptions(choice)
 	if err != nil {
@@ -134,4 +138,77 @@ func (r *RunCmd) landlockOptions(c tier.Choice) (tier.Options, error) {
 		return o, err
 	}
 	return o, nil
+}
+
+// degraded is what the degraded tier changes in a run: the namespaces
+// shared because the host refuses them, and the Landlock domain that
+// stands in for them (see tier.Compensation).
+type degraded struct {
+	share    []string
+	landlock *spec.LandlockDomain
+}
+
+// degrade refuses in one line what needs a refused namespace, prints the
+// tier line, and keeps what buildSpec applies to the Spec.
+func (r *RunCmd) degrade(c tier.Choice) error {
+	hostNet := r.Net == "host" || contains(r.Share, spec.NSNet)
+	d := &degraded{}
+	for _, ref := range c.Refused {
+		if ref.What == tier.Proc {
+			continue
+		}
+		refuse := func(what string) error {
+			return fmt.Errorf("%s needs a namespace this host refuses: %v; run without it, or see docs/tiers.md for how to get the full tier", what, ref)
+		}
+		switch ref.What {
+		case spec.NSNet:
+			switch {
+			case r.Net != "none" && r.Net != "host":
+				return refuse("--net " + r.Net)
+			case len(r.Publish) > 0:
+				return refuse("-p/--publish")
+			case len(r.Egress.AllowNet) > 0:
+				return refuse("--allow-net")
+			case r.DNS != "":
+				return refuse("--dns")
+			}
+		case spec.NSUTS:
+			if r.Hostname != "" {
+				return refuse("--hostname")
+			}
+		case spec.NSTime:
+			if r.TimeOffset != "" {
+				return refuse("--time-offset")
+			}
+		}
+		d.share = append(d.share, ref.What)
+	}
+	var missing []string
+	d.landlock, missing = tier.Compensation(c.Refused, hostNet)
+	r.degraded = d
+	fmt.Fprintf(os.Stderr, "rbox: %s\n", tier.DescribeDegraded(c, d.landlock, missing))
+	return nil
+}
+
+// applyDegraded shares what the host refuses and gives the payload the
+// degraded tier's Landlock domain.
+func (r *RunCmd) applyDegraded(s *spec.Spec) {
+	if r.degraded == nil {
+		return
+	}
+	for _, ns := range r.degraded.share {
+		if !s.Shares(ns) {
+			s.Share = append(s.Share, ns)
+		}
+	}
+	s.Landlock = r.degraded.landlock
+}
+
+// tierName is the tier a run of the namespaces' kind is in, as rbox ps
+// shows it.
+func (r *RunCmd) tierName() string {
+	if r.degraded != nil {
+		return tier.Degraded
+	}
+	return tier.Full
 }

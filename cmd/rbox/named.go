@@ -23,7 +23,6 @@ import (
 	"github.com/rbox-dev/rbox/sandbox"
 	"github.com/rbox-dev/rbox/spec"
 	"github.com/rbox-dev/rbox/state"
-	"github.com/rbox-dev/rbox/tier"
 )
 
 // namedRunFlags are run's flags for a named, possibly detached, sandbox.
@@ -78,7 +77,7 @@ func (r *RunCmd) runNamed() error {
 	info := &state.Info{
 		Name: n.Name, Supervisor: state.Self(), Status: state.StatusStarting, Created: time.Now(),
 		Command: s.Args, Detached: n.Detach, Remove: n.Rm, Net: s.Net, Exec: execRules(s, plan.SetgroupsDenied),
-		Tier: tier.Full, Limits: limitsOf(s.Limits),
+		Tier: r.tierName(), Limits: limitsOf(s.Limits),
 	}
 	if r.joinedName != "" {
 		info.Net = netSandboxPrefix + r.joinedName
@@ -229,7 +228,7 @@ func trimDashes(args []string) []string {
 
 // execRules are the rules of s that a command joining it gets.
 func execRules(s *spec.Spec, setgroupsDenied bool) state.ExecRules {
-	e := state.ExecRules{UID: s.UID, GID: s.GID, Env: s.Env, Cwd: s.Cwd, Caps: s.Caps, SetgroupsDenied: setgroupsDenied}
+	e := state.ExecRules{UID: s.UID, GID: s.GID, Env: s.Env, Cwd: s.Cwd, Caps: s.Caps, SetgroupsDenied: setgroupsDenied, Landlock: s.Landlock}
 	for _, ns := range []string{spec.NSMount, spec.NSPID, spec.NSNet, spec.NSUTS, spec.NSIPC, spec.NSCgroup, spec.NSTime} {
 		if ns == spec.NSMount || !s.Shares(ns) {
 			e.Namespaces = append(e.Namespaces, ns)

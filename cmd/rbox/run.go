@@ -71,6 +71,8 @@ type RunCmd struct {
 	joinedName string
 	// bridge is the rbox network --net NAME puts the sandbox on.
 	bridge *spec.Bridge
+	// degraded is set in the degraded tier.
+	degraded *degraded
 
 	Command []string `arg:"" optional:"" passthrough:"" help:"Command and arguments."`
 }
@@ -300,6 +302,7 @@ func (r *RunCmd) buildSpec() (*spec.Spec, *userns.Plan, error) {
 	if err := r.applyBridge(s, plan); err != nil {
 		return nil, nil, err
 	}
+	r.applyDegraded(s)
 	chooseOverlayDriver(s, fuseOverlayfsFound)
 	if img == nil && s.RootFS == "" {
 		s.GeneratedFiles = identityFiles("/etc", s.UID, s.GID, caller.Name, homeDir(s.Env))

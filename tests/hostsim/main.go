@@ -11,6 +11,10 @@
 //	hostsim nnp       PROG ARGS...  no system call refused, only no_new_privs set (which any filter
 //	                                needs): a container run with no-new-privileges, where setuid
 //	                                newuidmap cannot gain its privilege
+//	hostsim nonetns   PROG ARGS...  clone and unshare with CLONE_NEWNET fail with EPERM, clone3 with
+//	                                ENOSYS: a container whose profile refuses network namespaces (or
+//	                                user.max_net_namespaces=0)
+//	hostsim nopidns   PROG ARGS...  the same for CLONE_NEWPID
 //	hostsim oldkernel PROG ARGS...  openat2, the new mount API, clone3, close_range and fchmodat2
 //	                                fail with ENOSYS, unshare(CLONE_NEWTIME) with EINVAL: a kernel
 //	                                before 5.2 (RHEL 8's 4.18)
@@ -45,12 +49,24 @@ var modes = map[string][]rule{
 		{nr: unix.SYS_UNSHARE, errno: unix.ENOSPC, flag: unix.CLONE_NEWUSER},
 		{nr: unix.SYS_CLONE3, errno: unix.ENOSYS},
 	},
+	"nonetns": refuseFlag(unix.CLONE_NEWNET),
+	"nopidns": refuseFlag(unix.CLONE_NEWPID),
 	"nocaps": refuse(unix.EPERM, unix.SYS_MOUNT, unix.SYS_UMOUNT2, unix.SYS_PIVOT_ROOT, unix.SYS_OPEN_TREE,
 		unix.SYS_MOVE_MOUNT, unix.SYS_FSOPEN, unix.SYS_FSCONFIG, unix.SYS_FSMOUNT, unix.SYS_FSPICK, unix.SYS_MOUNT_SETATTR),
 	"nnp": {},
 	"oldkernel": append(refuse(unix.ENOSYS, unix.SYS_OPENAT2, unix.SYS_OPEN_TREE, unix.SYS_MOVE_MOUNT, unix.SYS_FSOPEN,
 		unix.SYS_FSCONFIG, unix.SYS_FSMOUNT, unix.SYS_FSPICK, unix.SYS_MOUNT_SETATTR, unix.SYS_CLONE3, unix.SYS_FCHMODAT2,
 		unix.SYS_CLOSE_RANGE), rule{nr: unix.SYS_UNSHARE, errno: unix.EINVAL, flag: unix.CLONE_NEWTIME}),
+}
+
+// refuseFlag refuses clone and unshare with flag (EPERM) and clone3, whose
+// flags a filter cannot read (ENOSYS: callers fall back to clone).
+func refuseFlag(flag uint32) []rule {
+	return []rule{
+		{nr: unix.SYS_CLONE, errno: unix.EPERM, flag: flag},
+		{nr: unix.SYS_UNSHARE, errno: unix.EPERM, flag: flag},
+		{nr: unix.SYS_CLONE3, errno: unix.ENOSYS},
+	}
 }
 
 func refuse(errno unix.Errno, nrs ...uint32) []rule {
