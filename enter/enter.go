@@ -49,8 +49,8 @@ type Request struct {
 	// SetgroupsDenied: setgroups(2) fails in the sandbox.
 	SetgroupsDenied bool
 	Caps            []string
-	// Landlock is the sandbox's Landlock domain, if it has one.
-	Landlock *spec.LandlockDomain
+	// Compensation is the sandbox's degraded-tier confinement, if any.
+	Compensation *spec.Compensation
 	// SeccompBPF and SeccompFlags are the sandbox's filter, if any.
 	SeccompBPF   []byte
 	SeccompFlags uint
@@ -218,7 +218,7 @@ func planInner(sp *forkinit.Spawn, r *Request) (string, error) {
 		p.Call(unix.SYS_SETGROUPS, sysplan.V(0), sysplan.V(0))
 	}
 	// The payload's confinement, by the planner's own steps.
-	c := initplan.Confinement{Caps: r.Caps, UID: r.UID, GID: r.GID, SetgroupsDenied: r.SetgroupsDenied, Landlock: r.Landlock}
+	c := initplan.Confinement{Caps: r.Caps, UID: r.UID, GID: r.GID, SetgroupsDenied: r.SetgroupsDenied, Compensation: r.Compensation}
 	if len(r.SeccompBPF) > 0 {
 		c.Filters = []spec.SeccompFilter{{BPF: r.SeccompBPF, Flags: r.SeccompFlags}}
 	}

@@ -15,13 +15,19 @@ import (
 func checkIsolation(*caller) Result {
 	const name = "isolation tier"
 	abi := tier.ABI()
-	b, refused := tier.Probe()
+	b, refused, err := tier.Probe()
+	if err != nil {
+		return fail(name, err.Error(), "try again: the probe's fork failed for a passing reason")
+	}
 	if b == nil && tier.ProcCovered() {
 		refused = append(refused, tier.Refusal{What: tier.Proc})
 	}
 	if b == nil && len(refused) > 0 {
-		d, missing := tier.Compensation(refused, false)
-		detail := strings.TrimPrefix(tier.DescribeDegraded(tier.Choice{Tier: tier.Degraded, Refused: refused}, d, missing), "isolation: ")
+		comp, missing, err := tier.Compensation(refused)
+		if err != nil {
+			return fail(name, "degraded: "+err.Error(), degradedFix(refused))
+		}
+		detail := strings.TrimPrefix(tier.DescribeDegraded(tier.Choice{Tier: tier.Degraded, Refused: refused}, comp, missing), "isolation: ")
 		return warn(name, detail, degradedFix(refused))
 	}
 	if b == nil {

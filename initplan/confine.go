@@ -23,8 +23,8 @@ type Confinement struct {
 	SetgroupsDenied bool
 	// Filters are seccomp programs, installed in order.
 	Filters []spec.SeccompFilter
-	// Landlock, when set, is the domain entered before the filters.
-	Landlock *spec.LandlockDomain
+	// Compensation, when set, is entered before the filters.
+	Compensation *spec.Compensation
 }
 
 // slotLandlock holds the Landlock ruleset's descriptor for a moment: the
@@ -32,8 +32,8 @@ type Confinement struct {
 const slotLandlock sysplan.Slot = sysplan.NumSlots - 1
 
 // Confine adds to p the steps that put the process running it under c:
-// its capabilities, identity, no_new_privs, its Landlock domain, and the
-// seccomp filters last.
+// its capabilities, identity, no_new_privs, the degraded tier's
+// compensation, and the seccomp filters last.
 // They act on the calling thread only.
 func Confine(p *sysplan.Program, c Confinement) error {
 	p.Step("limit capabilities")
@@ -109,15 +109,10 @@ func Confine(p *sysplan.Program, c Confinement) error {
 	}
 	p.Step("set no_new_privs")
 	p.Call(unix.SYS_PRCTL, sysplan.V(unix.PR_SET_NO_NEW_PRIVS), sysplan.V(1), sysplan.V(0), sysplan.V(0), sysplan.V(0))
-	if l := c.Landlock; l != nil {
-		// After no_new_privs, which lets a process without
-		// CAP_SYS_ADMIN restrict itself; before the filters, which may
-		// refuse the calls.
-		p.Step("enter a Landlock domain")
-		attr := &[3]uint64{l.HandledFS, l.HandledNet, l.Scoped}
-		p.Call(unix.SYS_LANDLOCK_CREATE_RULESET, sysplan.V(sysplan.Keep(p, attr)), sysplan.V(uintptr(l.AttrSize)), sysplan.V(0)).Into(slotLandlock)
-		p.Call(unix.SYS_LANDLOCK_RESTRICT_SELF, slotLandlock.FD(), sysplan.V(0))
-		p.Call(unix.SYS_CLOSE, slotLandlock.FD())
+	if c.Compensation != nil {
+		if err := compensate(p, c.Compensation); err != nil {
+			return err
+		}
 	}
 	for i, f := range c.Filters {
 		prog, err := seccomp.Program(f.BPF)
@@ -130,6 +125,30 @@ func Confine(p *sysplan.Program, c Confinement) error {
 		} else {
 			p.Step("install seccomp program %d", i+1)
 		}
+		p.Call(unix.SYS_SECCOMP, sysplan.V(unix.SECCOMP_SET_MODE_FILTER), sysplan.V(uintptr(f.Flags)), sysplan.V(sysplan.Keep(p, fprog)))
+	}
+	return nil
+}
+
+// compensate enters the degraded tier's Landlock domain and loads its
+// seccomp program: after no_new_privs, which lets a process without
+// CAP_SYS_ADMIN restrict itself, before the other filters, which may refuse
+// the calls.
+func compensate(p *sysplan.Program, c *spec.Compensation) error {
+	if l := c.Landlock; l != nil {
+		p.Step("enter the degraded tier's Landlock domain")
+		attr := &[3]uint64{l.HandledFS, l.HandledNet, l.Scoped}
+		p.Call(unix.SYS_LANDLOCK_CREATE_RULESET, sysplan.V(sysplan.Keep(p, attr)), sysplan.V(uintptr(l.AttrSize)), sysplan.V(0)).Into(slotLandlock)
+		p.Call(unix.SYS_LANDLOCK_RESTRICT_SELF, slotLandlock.FD(), sysplan.V(0))
+		p.Call(unix.SYS_CLOSE, slotLandlock.FD())
+	}
+	if f := c.Filter; f != nil {
+		prog, err := seccomp.Program(f.BPF)
+		if err != nil {
+			return err
+		}
+		p.Step("install the degraded tier's seccomp program")
+		fprog := &unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
 		p.Call(unix.SYS_SECCOMP, sysplan.V(unix.SECCOMP_SET_MODE_FILTER), sysplan.V(uintptr(f.Flags)), sysplan.V(sysplan.Keep(p, fprog)))
 	}
 	return nil

@@ -36,15 +36,17 @@ func TestEveryFieldReachesThePlan(t *testing.T) {
 		"Publish":       func(s *spec.Spec) { s.Publish = []spec.Port{{HostPort: 8080, ChildPort: 80, Proto: "tcp"}} },
 		// The tmpfs mounts' size; the cgroups and rlimits are the
 		// parent's (limits.Box).
-		"Limits":               func(s *spec.Spec) { s.Limits = &spec.Limits{MemoryBytes: 1 << 30} },
-		"EmptyRoot":            func(s *spec.Spec) { s.EmptyRoot = true },
-		"CwdFallbacks":         func(s *spec.Spec) { s.CwdFallbacks = []string{"/srv"} },
-		"KeepSession":          func(s *spec.Spec) { s.KeepSession = true },
-		"Argv0":                func(s *spec.Spec) { s.Argv0 = "renamed" },
-		"DisableUserns":        func(s *spec.Spec) { s.DisableUserns = true },
-		"SeccompExtra":         func(s *spec.Spec) { s.SeccompExtra = []spec.SeccompFilter{{BPF: make([]byte, 8)}} },
-		"LockFiles":            func(s *spec.Spec) { s.LockFiles = []string{"/tmp/lock"} },
-		"Landlock":             func(s *spec.Spec) { s.Landlock = &spec.LandlockDomain{HandledFS: 1 << 11, AttrSize: 8} },
+		"Limits":        func(s *spec.Spec) { s.Limits = &spec.Limits{MemoryBytes: 1 << 30} },
+		"EmptyRoot":     func(s *spec.Spec) { s.EmptyRoot = true },
+		"CwdFallbacks":  func(s *spec.Spec) { s.CwdFallbacks = []string{"/srv"} },
+		"KeepSession":   func(s *spec.Spec) { s.KeepSession = true },
+		"Argv0":         func(s *spec.Spec) { s.Argv0 = "renamed" },
+		"DisableUserns": func(s *spec.Spec) { s.DisableUserns = true },
+		"SeccompExtra":  func(s *spec.Spec) { s.SeccompExtra = []spec.SeccompFilter{{BPF: make([]byte, 8)}} },
+		"LockFiles":     func(s *spec.Spec) { s.LockFiles = []string{"/tmp/lock"} },
+		"Compensation": func(s *spec.Spec) {
+			s.Compensation = &spec.Compensation{Landlock: &spec.LandlockDomain{HandledNet: 3, AttrSize: 16}}
+		},
 		"DieWithParent":        func(s *spec.Spec) { s.DieWithParent = true },
 		"LegacyMount":          func(s *spec.Spec) { s.LegacyMount = true },
 		"SwitchUserNS":         func(s *spec.Spec) { s.SwitchUserNS = 5 },

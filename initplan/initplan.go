@@ -425,7 +425,7 @@ func (pl *Plan) limits(s *spec.Spec, l Learned) error {
 			pl.Payload.Call(unix.SYS_PRLIMIT64, sysplan.V(0), sysplan.V(uintptr(r.Resource)), sysplan.V(sysplan.Keep(pl.Payload, lim)), sysplan.V(0))
 		}
 	}
-	c := Confinement{Caps: s.Caps, UID: s.UID, GID: s.GID, KeepUID: s.KeepUID, KeepGID: s.KeepGID, SetgroupsDenied: l.SetgroupsDenied, Landlock: s.Landlock}
+	c := Confinement{Caps: s.Caps, UID: s.UID, GID: s.GID, KeepUID: s.KeepUID, KeepGID: s.KeepGID, SetgroupsDenied: l.SetgroupsDenied, Compensation: s.Compensation}
 	if s.SeccompFilter != nil {
 		c.Filters = append(c.Filters, *s.SeccompFilter)
 	}

@@ -195,10 +195,10 @@ type Spec struct {
 	// SeccompExtra are more seccomp programs, installed after
 	// SeccompFilter in order (bwrap's repeated --add-seccomp-fd).
 	SeccompExtra []SeccompFilter `json:"seccomp_extra,omitempty"`
-	// Landlock, set by the degraded tier (package tier), is a Landlock
-	// domain the payload and the commands joining it enter, standing in
-	// for a namespace the host refused.
-	Landlock *LandlockDomain `json:"landlock,omitempty"`
+	// Compensation, set by the degraded tier (package tier), stands in
+	// for namespaces the host refused: what the payload and the commands
+	// joining it enter, whatever --seccomp says.
+	Compensation *Compensation `json:"compensation,omitempty"`
 	// AsPID1 makes the command itself pid 1 of its new pid namespace, with
 	// no init of rbox's (bwrap's --as-pid-1; rbox's fast path only).
 	AsPID1 bool `json:"as_pid_1,omitempty"`
@@ -312,6 +312,14 @@ type SeccompFilter struct {
 	BPF []byte `json:"bpf"`
 	// Flags are seccomp(2)'s SECCOMP_FILTER_FLAG_* bits to load it with.
 	Flags uint `json:"flags,omitempty"`
+}
+
+// Compensation is what the degraded tier adds to a process's
+// confinement: a Landlock domain and a seccomp program for what Landlock
+// misses. Either may be nil.
+type Compensation struct {
+	Landlock *LandlockDomain `json:"landlock,omitempty"`
+	Filter   *SeccompFilter  `json:"filter,omitempty"`
 }
 
 // LandlockDomain is a Landlock ruleset without rules: every access it

@@ -101,9 +101,9 @@ type ExecRules struct {
 	// Rlimits are the sandbox's rlimits, which a joining command sets on
 	// itself.
 	Rlimits []spec.Rlimit `json:"rlimits,omitempty"`
-	// Landlock is the degraded tier's domain (spec.Spec.Landlock), which
+	// Compensation is the degraded tier's (spec.Spec.Compensation), which
 	// a joining command enters too.
-	Landlock *spec.LandlockDomain `json:"landlock,omitempty"`
+	Compensation *spec.Compensation `json:"compensation,omitempty"`
 }
 
 // Proc names a process across pid reuse: its pid and its start time in

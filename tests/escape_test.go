@@ -1280,3 +1280,81 @@ func TestEscapeDegradedNoPIDNS(t *testing.T) {
 		t.Errorf("weakened (--share pid): the signal did not reach the host's process, so the test proves nothing:\n%s", weak)
 	}
 }
+
+// Landlock's TCP rights miss MPTCP sockets and TCP Fast Open (which
+// connects from sendto): without a network namespace, the degraded tier's
+// seccomp program refuses both, and the host's TCP server sees nothing.
+// Weakened, with the host's network asked for (--net host: no
+// compensation), both reach it, so the check can see them.
+func TestEscapeDegradedMPTCP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var hits atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			hits.Add(1)
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	script := fmt.Sprintf(`
+import socket
+for name, proto, fastopen in (("mptcp", 262, False), ("fastopen", 0, True)):
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto)
+        if fastopen:
+            s.sendto(b"x", socket.MSG_FASTOPEN, ("127.0.0.1", %d))
+        else:
+            s.connect(("127.0.0.1", %d))
+        print(name, "connected")
+    except OSError as e:
+        print(name, "refused:", e.strerror)
+`, port, port)
+	r := rboxCmd(t, onHost(t, "nonetns"), "--", "python3", "-c", script)
+	if r.code != 0 || !strings.Contains(r.stdout, "mptcp refused") || !strings.Contains(r.stdout, "fastopen refused") || hits.Load() != 0 {
+		t.Errorf("MPTCP or TCP Fast Open reached the host's server from the degraded tier (server saw %d):\n%s", hits.Load(), r)
+	}
+	if !strings.Contains(r.stderr, "a seccomp program refuses MPTCP sockets and TCP Fast Open") {
+		t.Errorf("the tier line does not say what the seccomp program refuses:\n%s", r)
+	}
+	weak := rboxCmd(t, onHost(t, "nonetns"), "--net", "host", "--", "python3", "-c", script)
+	if !strings.Contains(weak.stdout, "mptcp connected") || !strings.Contains(weak.stdout, "fastopen connected") {
+		t.Errorf("weakened (--net host): MPTCP and TCP Fast Open did not connect, so the test proves nothing:\n%s", weak)
+	}
+}
+
+// Without a pid namespace, the calls that reach another process with no
+// more than a uid check are refused: prlimit on a host process (which
+// could set its CPU limit to kill it) and setpriority on the caller's
+// every process. Weakened, --share pid on a host with pid namespaces (no
+// compensation) changes the host process's limit.
+func TestEscapeDegradedPrlimit(t *testing.T) {
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
+	pid := strconv.Itoa(sleeper.Process.Pid)
+	script := "prlimit --pid " + pid + " --nofile=77:77 && echo limited; renice -n 5 -u $(id -u) >/dev/null && echo reniced-user; nice -n 5 echo reniced-self"
+	limit := func() string {
+		b, _ := os.ReadFile("/proc/" + pid + "/limits")
+		return string(b)
+	}
+	r := rboxCmd(t, onHost(t, "nopidns"), "--", "sh", "-c", script)
+	if strings.Contains(r.stdout, "limited") || strings.Contains(limit(), " 77 ") || strings.Contains(r.stdout, "reniced-user") || !strings.Contains(r.stdout, "reniced-self") {
+		t.Errorf("want prlimit on a host process and renice of every process of the uid refused, renice of itself allowed, got\n%s", r)
+	}
+	// (Without the renice of every process of the uid: as root, that
+	// would be every root process on the host.)
+	weak := rboxCmd(t, nil, "--share", "pid", "--", "sh", "-c", "prlimit --pid "+pid+" --nofile=77:77 && echo limited")
+	if !strings.Contains(weak.stdout, "limited") || !strings.Contains(limit(), " 77 ") {
+		t.Errorf("weakened (--share pid): prlimit did not reach the host process, so the test proves nothing:\n%s\n%s", weak, limit())
+	}
+}

@@ -49,7 +49,7 @@ var specFieldChecks = map[string][]func(*testing.T){
 	"SeccompExtra":  {TestBwrapNewerOptions},
 	"AsPID1":        {TestBwrapAsPID1},
 	"LockFiles":     {TestBwrapLockFile},
-	"Landlock":      {TestEscapeDegradedNoNetNS, TestEscapeDegradedNoPIDNS},
+	"Compensation":  {TestEscapeDegradedNoNetNS, TestEscapeDegradedNoPIDNS, TestEscapeDegradedMPTCP, TestEscapeDegradedPrlimit},
 	"DieWithParent": {TestBwrapDieWithParent},
 	"BwrapErrors":   {TestBwrapBadInput},
 	"LegacyMount":   {TestOldKernelFullTier, TestPlantedSymlinks},

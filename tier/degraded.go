@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 
+	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/sys/unix"
 
 	"github.com/rbox-dev/rbox/spec"
@@ -73,6 +74,14 @@ var optionalNamespaces = []struct {
 	{spec.NSTime, 0, unix.CLONE_NEWTIME, "CLONE_NEWTIME"},
 }
 
+// hasTimeNS reports whether the kernel has time namespaces (5.6 and
+// later). Without them the full tier goes without one, so a probe does not
+// ask for it: it would fail with EINVAL at every run.
+func hasTimeNS() bool {
+	_, err := os.Stat("/proc/self/ns/time")
+	return err == nil
+}
+
 // tryNamespaces forks a child into a new user namespace with the clone
 // flags clone, that unshares a mount namespace (and mounts: the Go runtime
 // makes / private there) and unshare, then fails to execute "/". EACCES is
@@ -89,23 +98,38 @@ func tryNamespaces(clone, unshare uintptr) error {
 	return err
 }
 
+// isRefusal tells a host's refusal (a filter's EPERM, a namespace limit's
+// ENOSPC, a kernel without the kind's EINVAL) from a passing failure to
+// fork (EAGAIN, ENOMEM), which says nothing about the namespace.
+func isRefusal(err error) bool {
+	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.ENOSPC) ||
+		errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EUSERS)
+}
+
 // refusedNamespaces asks for each optional namespace alone, in a user
-// namespace known to work. A kernel without time namespaces (EINVAL,
-// before 5.6) is not a refusal: the full tier goes without one there.
-func refusedNamespaces() []Refusal {
+// namespace known to work.
+func refusedNamespaces() ([]Refusal, error) {
 	var out []Refusal
 	for _, o := range optionalNamespaces {
+		if o.ns == spec.NSTime && !hasTimeNS() {
+			continue
+		}
 		err := tryNamespaces(o.clone, o.unshare)
 		if err == nil || o.ns == spec.NSTime && errors.Is(err, unix.EINVAL) {
+			// EINVAL for a time namespace is a kernel before 5.6 (or
+			// one that says so): the full tier goes without one.
 			continue
 		}
 		verb := "clone with "
 		if o.unshare != 0 {
 			verb = "unshare "
 		}
+		if !isRefusal(err) {
+			return nil, fmt.Errorf("probe the %s namespace (%s%s): %w", nsWords[o.ns], verb, o.flag, err)
+		}
 		out = append(out, Refusal{What: o.ns, Err: fmt.Errorf("%s%s: %w", verb, o.flag, err)})
 	}
-	return out
+	return out, nil
 }
 
 // mountinfo is the file ProcCovered reads; tests point it elsewhere.
@@ -137,85 +161,104 @@ func ProcCovered() bool {
 	return false
 }
 
-// Landlock access rights and scopes the degraded tier's domain uses
-// (include/uapi/linux/landlock.h).
-const (
-	accessNetBindTCP    = 1 << 0
-	accessNetConnectTCP = 1 << 1
-	scopeAbstractUnix   = 1 << 0
-	scopeSignal         = 1 << 1
-)
-
-// Compensation is the Landlock domain the degraded tier's payload enters
-// for what refused lists (nil when nothing calls for one), and what stays
-// unenforced. hostNetAsked: the run asked for the host's network (--net
-// host, --share net), so no TCP restriction stands in for the missing
-// network namespace.
+// Compensation is what the degraded tier's payload enters for what
+// refused lists (nil when nothing calls for it), and what stays
+// unenforced.
 //
 // The user namespace still keeps ptrace, and with it the /proc files that
 // need ptrace access (environ, mem, fd...), away from every process
 // outside the sandbox: they all live in other user namespaces. What a
-// shared network and pid namespace open, Landlock closes where its ABI
-// can: TCP from ABI 4, abstract unix sockets and signals from ABI 6.
-func Compensation(refused []Refusal, hostNetAsked bool) (*spec.LandlockDomain, []string) {
+// shared network or pid namespace opens, Landlock closes where its ABI
+// can (TCP from ABI 4, UDP from ABI 10, abstract unix sockets and signals
+// from ABI 6), and a seccomp program the calls Landlock does not see:
+// MPTCP sockets and TCP Fast Open, which connect without connect(2), and
+// the calls that act on another process by pid with no more than a uid
+// check (prlimit, setpriority, the scheduler's and I/O priority's).
+func Compensation(refused []Refusal) (*spec.Compensation, []string, error) {
 	abi := ABI()
 	var missing []string
 	d := &spec.LandlockDomain{}
+	var gaps filterGaps
 	for _, r := range refused {
 		switch r.What {
 		case spec.NSNet:
-			if !hostNetAsked {
-				if abi >= 4 {
-					d.HandledNet = accessNetBindTCP | accessNetConnectTCP
-					missing = append(missing, "UDP and other protocols reach the host's network")
-				} else {
-					missing = append(missing, "the host's network is reachable (Landlock restricts TCP from ABI 4)")
-				}
+			switch {
+			case abi >= 10:
+				d.HandledNet = ll.AccessNetBindTCP | ll.AccessNetConnectTCP | ll.AccessNetBindUDP | ll.AccessNetConnectSendUDP
+				missing = append(missing, "raw and other non-TCP/UDP sockets reach the host's network")
+			case abi >= 4:
+				d.HandledNet = ll.AccessNetBindTCP | ll.AccessNetConnectTCP
+				missing = append(missing, "UDP and other protocols reach the host's network (Landlock restricts UDP from ABI 10)")
+			default:
+				missing = append(missing, "the host's network is reachable (Landlock restricts TCP from ABI 4)")
 			}
+			gaps.net = d.HandledNet != 0
 			if abi >= 6 {
-				d.Scoped |= scopeAbstractUnix
+				d.Scoped |= ll.ScopeAbstractUnixSocket
 			} else {
 				missing = append(missing, "the host's abstract unix sockets are reachable (Landlock ABI 6)")
 			}
 		case spec.NSPID:
+			gaps.pid = true
 			if abi >= 6 {
-				d.Scoped |= scopeSignal
+				d.Scoped |= ll.ScopeSignal
 			} else {
 				missing = append(missing, "signals reach the caller's other processes (Landlock ABI 6)")
 			}
+		case spec.NSIPC:
+			missing = append(missing, "the caller's System V IPC objects and POSIX message queues are reachable")
 		}
 	}
+	c := &spec.Compensation{}
 	switch {
+	case abi < 1:
 	case d.Scoped != 0:
 		d.AttrSize = 24
 	case d.HandledNet != 0:
 		d.AttrSize = 16
-	default:
-		return nil, missing
 	}
-	return d, missing
+	if d.AttrSize != 0 {
+		c.Landlock = d
+	}
+	if gaps.net || gaps.pid {
+		prog, err := gaps.program()
+		if err != nil {
+			return nil, nil, err
+		}
+		c.Filter = &spec.SeccompFilter{BPF: prog}
+	}
+	if c.Landlock == nil && c.Filter == nil {
+		return nil, missing, nil
+	}
+	return c, missing, nil
 }
 
 // DescribeDegraded is the one line rbox prints on stderr for a run in the
 // degraded tier.
-func DescribeDegraded(c Choice, d *spec.LandlockDomain, missing []string) string {
+func DescribeDegraded(c Choice, comp *spec.Compensation, missing []string) string {
 	var parts []string
 	for _, r := range c.Refused {
 		parts = append(parts, r.String()+": "+r.consequence())
 	}
 	line := "isolation: degraded tier, not full: " + strings.Join(parts, "; ")
-	if d != nil {
-		var refuses []string
-		if d.HandledNet != 0 {
+	var refuses []string
+	if comp != nil && comp.Landlock != nil {
+		d := comp.Landlock
+		if d.HandledNet&ll.AccessNetConnectSendUDP != 0 {
+			refuses = append(refuses, "TCP and UDP bind, connect and send")
+		} else if d.HandledNet != 0 {
 			refuses = append(refuses, "TCP bind and connect")
 		}
-		if d.Scoped&scopeAbstractUnix != 0 {
+		if d.Scoped&ll.ScopeAbstractUnixSocket != 0 {
 			refuses = append(refuses, "abstract unix sockets outside it")
 		}
-		if d.Scoped&scopeSignal != 0 {
+		if d.Scoped&ll.ScopeSignal != 0 {
 			refuses = append(refuses, "signals outside it")
 		}
 		line += fmt.Sprintf("; the command enters a Landlock domain (ABI %d) that refuses %s", ABI(), strings.Join(refuses, ", "))
+	}
+	if comp != nil && comp.Filter != nil {
+		line += "; a seccomp program refuses " + gapsOf(c.Refused, comp).text()
 	}
 	if len(missing) > 0 {
 		line += "; not enforced: " + strings.Join(missing, ", ")

@@ -18,10 +18,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rbox-dev/rbox/spec"
 )
 
 // Tiers, as --isolation names them.
@@ -93,26 +96,34 @@ func SeccompFiltered() bool {
 // exec where it all works (see tryNamespaces). A nil Blocker with no
 // refusals means the full tier can start; a Blocker that the user
 // namespace cannot be made or holds no capabilities; refusals the
-// namespaces the host refuses in one that works (the degraded tier).
-func Probe() (*Blocker, []Refusal) {
+// namespaces the host refuses in one that works (the degraded tier). An
+// error is a fork that failed for another reason (EAGAIN, ENOMEM), which
+// tells nothing about the host.
+func Probe() (*Blocker, []Refusal, error) {
 	var clone, unshare uintptr
 	for _, o := range optionalNamespaces {
-		clone, unshare = clone|o.clone, unshare|o.unshare
+		if o.ns != spec.NSTime || hasTimeNS() {
+			clone, unshare = clone|o.clone, unshare|o.unshare
+		}
 	}
 	if tryNamespaces(clone, unshare) == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	// Which step failed: the clone, the mount work in the namespace, or
 	// one of the other namespaces.
 	err := tryNamespaces(0, 0)
 	if err == nil {
-		return nil, refusedNamespaces()
+		refused, err := refusedNamespaces()
+		return nil, refused, err
+	}
+	if !isRefusal(err) {
+		return nil, nil, fmt.Errorf("probe the user namespace: %w", err)
 	}
 	attr := &syscall.ProcAttr{Sys: &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER}}
 	if _, cloneErr := syscall.ForkExec("/", []string{"rbox-tier-probe"}, attr); !errors.Is(cloneErr, unix.EACCES) {
-		return &Blocker{NoUserNS: true, Err: cloneErr}, nil
+		return &Blocker{NoUserNS: true, Err: cloneErr}, nil, nil
 	}
-	return &Blocker{Err: err}, nil
+	return &Blocker{Err: err}, nil, nil
 }
 
 // Choice is the tier a run gets.
@@ -125,11 +136,12 @@ type Choice struct {
 }
 
 // Choose resolves the requested tier (Auto, Full or Landlock) on this
-// host. Full fails where the full tier cannot run whole; Auto falls to the
-// degraded tier where only namespaces beside the user one or a fresh
-// /proc are refused, to the landlock tier where the user namespace is,
-// and fails when Landlock is missing too.
-func Choose(requested string) (Choice, error) {
+// host, for a run that shares the namespaces in shared anyway. Full fails
+// where the full tier cannot run whole; Auto falls to the degraded tier
+// where only namespaces beside the user one or a fresh /proc are refused,
+// to the landlock tier where the user namespace is, and fails when
+// Landlock is missing too.
+func Choose(requested string, shared []string) (Choice, error) {
 	switch requested {
 	case Landlock:
 		if abi := ABI(); abi < 1 {
@@ -143,11 +155,21 @@ func Choose(requested string) (Choice, error) {
 	var b *Blocker
 	var refused []Refusal
 	if Suspect() {
-		b, refused = Probe()
+		var probed []Refusal
+		var err error
+		if b, probed, err = Probe(); err != nil {
+			return Choice{}, err
+		}
+		for _, r := range probed {
+			if !slices.Contains(shared, r.What) {
+				refused = append(refused, r)
+			}
+		}
 	}
 	// Not only where the host looks suspect: a container or an outer
-	// sandbox without a seccomp filter masks /proc too.
-	if b == nil && ProcCovered() {
+	// sandbox without a seccomp filter masks /proc too. A shared pid
+	// namespace gets the host's /proc anyway.
+	if b == nil && !slices.Contains(shared, spec.NSPID) && ProcCovered() {
 		refused = append(refused, Refusal{What: Proc})
 	}
 	switch {

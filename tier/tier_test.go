@@ -1,10 +1,14 @@
 package tier
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,17 +18,17 @@ var errEPERM error = unix.EPERM
 // This machine runs the full tier: the probe finds a user namespace that
 // can mount, as root and as the test user (scripts/run-unit-as-user).
 func TestProbeHere(t *testing.T) {
-	if b, refused := Probe(); b != nil || len(refused) != 0 {
-		t.Fatalf("Probe: %v, refused %v", b, refused)
+	if b, refused, err := Probe(); b != nil || len(refused) != 0 || err != nil {
+		t.Fatalf("Probe: %v, refused %v, %v", b, refused, err)
 	}
-	c, err := Choose(Auto)
+	c, err := Choose(Auto, nil)
 	if err != nil || c.Tier != Full || c.Blocker != nil {
 		t.Errorf("Choose(auto) = %+v, %v; want full", c, err)
 	}
-	if c, err := Choose(Landlock); err != nil || c.Tier != Landlock {
+	if c, err := Choose(Landlock, nil); err != nil || c.Tier != Landlock {
 		t.Errorf("Choose(landlock) = %+v, %v", c, err)
 	}
-	if _, err := Choose("partial"); err == nil || !strings.Contains(err.Error(), "auto, full, landlock") {
+	if _, err := Choose("partial", nil); err == nil || !strings.Contains(err.Error(), "auto, full, landlock") {
 		t.Errorf("Choose(partial): %v", err)
 	}
 }
@@ -125,26 +129,94 @@ func TestProcCovered(t *testing.T) {
 	}
 }
 
-// The degraded tier's domain on this kernel (ABI 6 or later): TCP and
-// abstract sockets for a refused network namespace (TCP only unless the
-// host's network was asked for), signals for a refused pid namespace, and
-// none for a covered /proc, where the user namespace keeps what matters.
+// The degraded tier's compensation on this kernel (ABI 6 or later): TCP
+// and abstract sockets for a refused network namespace, signals for a
+// refused pid namespace, each with its seccomp gaps; none for a covered
+// /proc, where the user namespace keeps what matters.
 func TestCompensation(t *testing.T) {
 	if ABI() < 6 {
 		t.Fatalf("Landlock ABI %d, want 6 or more", ABI())
 	}
 	net, pid := Refusal{What: "net", Err: errEPERM}, Refusal{What: "pid", Err: errEPERM}
-	d, missing := Compensation([]Refusal{net, pid}, false)
-	if d.HandledNet != accessNetBindTCP|accessNetConnectTCP || d.Scoped != scopeAbstractUnix|scopeSignal || d.AttrSize != 24 || d.HandledFS != 0 {
-		t.Errorf("net and pid refused: %+v", d)
+	c, missing, err := Compensation([]Refusal{net, pid})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(missing) != 1 || !strings.Contains(missing[0], "UDP") {
-		t.Errorf("net and pid refused: not enforced %q, want UDP only", missing)
+	if d := c.Landlock; d.HandledNet&3 != 3 || d.Scoped != 3 || d.AttrSize != 24 || d.HandledFS != 0 || c.Filter == nil {
+		t.Errorf("net and pid refused: %+v, filter %v", d, c.Filter != nil)
 	}
-	if d, _ := Compensation([]Refusal{net}, true); d.HandledNet != 0 || d.Scoped != scopeAbstractUnix {
-		t.Errorf("net refused, host network asked: %+v", d)
+	if g := gapsOf([]Refusal{net, pid}, c); !g.net || !g.pid {
+		t.Errorf("gaps: %+v", g)
 	}
-	if d, missing := Compensation([]Refusal{{What: Proc}}, false); d != nil || len(missing) != 0 {
-		t.Errorf("a covered /proc: %+v, %q", d, missing)
+	if len(missing) != 1 || !strings.Contains(missing[0], "reach the host's network") {
+		t.Errorf("net and pid refused: not enforced %q", missing)
 	}
+	if c, missing, err := Compensation([]Refusal{{What: Proc}}); c != nil || len(missing) != 0 || err != nil {
+		t.Errorf("a covered /proc: %+v, %q, %v", c, missing, err)
+	}
+}
+
+// The gaps' seccomp program, loaded for real in a child process: what
+// Landlock does not see is refused, the process's own calls pass.
+func TestGapProgram(t *testing.T) {
+	if os.Getenv("RBOX_TIER_GAP_CHILD") == "1" {
+		gapChild()
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestGapProgram$")
+	cmd.Env = append(os.Environ(), "RBOX_TIER_GAP_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	want := []string{
+		"mptcp: protocol not supported", "fastopen: operation not supported", "tcp: ok",
+		"prlimit other: operation not permitted", "prlimit self: ok", "prlimit read other: ok",
+		"setpriority user: operation not permitted", "setpriority self: ok",
+		"affinity other: operation not permitted", "affinity self: ok",
+	}
+	for _, w := range want {
+		if !strings.Contains(string(out), w+"\n") {
+			t.Errorf("want %q, got\n%s", w, out)
+		}
+	}
+}
+
+func gapChild() {
+	prog, err := filterGaps{net: true, pid: true}.program()
+	if err != nil {
+		panic(err)
+	}
+	runtime.LockOSThread()
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		panic(err)
+	}
+	filter := unsafe.Slice((*unix.SockFilter)(unsafe.Pointer(&prog[0])), len(prog)/8)
+	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	if _, _, e := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog))); e != 0 {
+		panic(e)
+	}
+	say := func(what string, err error) {
+		if err == nil {
+			fmt.Println(what + ": ok")
+		} else {
+			fmt.Println(what + ": " + err.Error())
+		}
+	}
+	_, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM, ipprotoMPTCP)
+	say("mptcp", err)
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	say("tcp", err)
+	say("fastopen", unix.Sendto(fd, []byte("x"), msgFastOpen, &unix.SockaddrInet4{Port: 9, Addr: [4]byte{127, 0, 0, 1}}))
+	lim := unix.Rlimit{Cur: 64, Max: 1 << 20}
+	say("prlimit other", unix.Prlimit(os.Getppid(), unix.RLIMIT_NOFILE, &lim, nil))
+	var old unix.Rlimit
+	say("prlimit read other", unix.Prlimit(os.Getppid(), unix.RLIMIT_NOFILE, nil, &old))
+	say("prlimit self", unix.Prlimit(0, unix.RLIMIT_NOFILE, &old, nil))
+	say("setpriority user", unix.Setpriority(unix.PRIO_USER, 0, 0))
+	say("setpriority self", unix.Setpriority(unix.PRIO_PROCESS, 0, 1))
+	var set unix.CPUSet
+	set.Set(0)
+	say("affinity other", unix.SchedSetaffinity(os.Getppid(), &set))
+	say("affinity self", unix.SchedSetaffinity(0, &set))
 }

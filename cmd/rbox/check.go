@@ -82,7 +82,7 @@ func formatResults(results []hostcheck.Result) string {
 // stronger one. A limit that holds per process only, or not at all, warns.
 func limitResults() []hostcheck.Result {
 	var out []hostcheck.Result
-	choice, err := tier.Choose(tier.Auto)
+	choice, err := tier.Choose(tier.Auto, nil)
 	landlock := err == nil && choice.Tier == tier.Landlock
 	for _, l := range limits.Report(limits.Detect(), landlock) {
 		r := hostcheck.Result{Name: l.Name, Status: hostcheck.Pass, Detail: l.Detail}

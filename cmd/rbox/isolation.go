@@ -13,13 +13,18 @@ import (
 
 // isolationFlags choose the isolation tier (see docs/tiers.md).
 type isolationFlags struct {
-	Isolation string `default:"auto" enum:"auto,full,landlock" placeholder:"auto|full|landlock" help:"Isolation tier: full (namespaces), landlock (no namespaces: the command runs as you under Landlock and seccomp), or auto (full where the host allows it, else landlock, announced on stderr)."`
+	Isolation string `default:"auto" enum:"auto,full,landlock" placeholder:"auto|full|landlock" help:"Isolation tier: full (namespaces), landlock (no namespaces: the command runs as you under Landlock and seccomp), or auto (full where the host allows it, degraded where it refuses a namespace beside the user one or a fresh /proc, else landlock; announced on stderr)."`
 }
 
 // runTier picks the tier. For the landlock tier it runs the command and
 // returns done; for the full and degraded tiers the caller goes on.
 func (r *RunCmd) runTier() (done bool, err error) {
-	choice, err := tier.Choose(r.Tiers.Isolation)
+	// What the run shares anyway is no loss where the host refuses it.
+	shared, _ := parseShare(r.Share) // (its mistakes are reported with the Spec)
+	if r.Net == spec.NetHost {
+		shared = append(shared, spec.NSNet)
+	}
+	choice, err := tier.Choose(r.Tiers.Isolation, shared)
 	if err != nil {
 		return true, fmt.Errorf("--isolation %s: %v", r.Tiers.Isolation, err)
 	}
@@ -141,17 +146,16 @@ func (r *RunCmd) landlockOptions(c tier.Choice) (tier.Options, error) {
 }
 
 // degraded is what the degraded tier changes in a run: the namespaces
-// shared because the host refuses them, and the Landlock domain that
-// stands in for them (see tier.Compensation).
+// shared because the host refuses them, and what stands in for them (see
+// tier.Compensation).
 type degraded struct {
-	share    []string
-	landlock *spec.LandlockDomain
+	share        []string
+	compensation *spec.Compensation
 }
 
 // degrade refuses in one line what needs a refused namespace, prints the
 // tier line, and keeps what buildSpec applies to the Spec.
 func (r *RunCmd) degrade(c tier.Choice) error {
-	hostNet := r.Net == "host" || contains(r.Share, spec.NSNet)
 	d := &degraded{}
 	for _, ref := range c.Refused {
 		if ref.What == tier.Proc {
@@ -163,7 +167,7 @@ func (r *RunCmd) degrade(c tier.Choice) error {
 		switch ref.What {
 		case spec.NSNet:
 			switch {
-			case r.Net != "none" && r.Net != "host":
+			case r.Net != spec.NetNone && r.Net != "":
 				return refuse("--net " + r.Net)
 			case len(r.Publish) > 0:
 				return refuse("-p/--publish")
@@ -184,14 +188,18 @@ func (r *RunCmd) degrade(c tier.Choice) error {
 		d.share = append(d.share, ref.What)
 	}
 	var missing []string
-	d.landlock, missing = tier.Compensation(c.Refused, hostNet)
+	var err error
+	if d.compensation, missing, err = tier.Compensation(c.Refused); err != nil {
+		return err
+	}
 	r.degraded = d
-	fmt.Fprintf(os.Stderr, "rbox: %s\n", tier.DescribeDegraded(c, d.landlock, missing))
+	fmt.Fprintf(os.Stderr, "rbox: %s\n", tier.DescribeDegraded(c, d.compensation, missing))
 	return nil
 }
 
 // applyDegraded shares what the host refuses and gives the payload the
-// degraded tier's Landlock domain.
+// degraded tier's compensation. A shared network namespace is the host's
+// network: rbox ps and the rest say host, not none.
 func (r *RunCmd) applyDegraded(s *spec.Spec) {
 	if r.degraded == nil {
 		return
@@ -200,8 +208,11 @@ func (r *RunCmd) applyDegraded(s *spec.Spec) {
 		if !s.Shares(ns) {
 			s.Share = append(s.Share, ns)
 		}
+		if ns == spec.NSNet && s.Net == spec.NetNone {
+			s.Net = spec.NetHost
+		}
 	}
-	s.Landlock = r.degraded.landlock
+	s.Compensation = r.degraded.compensation
 }
 
 // tierName is the tier a run of the namespaces' kind is in, as rbox ps

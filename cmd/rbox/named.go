@@ -228,7 +228,7 @@ func trimDashes(args []string) []string {
 
 // execRules are the rules of s that a command joining it gets.
 func execRules(s *spec.Spec, setgroupsDenied bool) state.ExecRules {
-	e := state.ExecRules{UID: s.UID, GID: s.GID, Env: s.Env, Cwd: s.Cwd, Caps: s.Caps, SetgroupsDenied: setgroupsDenied, Landlock: s.Landlock}
+	e := state.ExecRules{UID: s.UID, GID: s.GID, Env: s.Env, Cwd: s.Cwd, Caps: s.Caps, SetgroupsDenied: setgroupsDenied, Compensation: s.Compensation}
 	for _, ns := range []string{spec.NSMount, spec.NSPID, spec.NSNet, spec.NSUTS, spec.NSIPC, spec.NSCgroup, spec.NSTime} {
 		if ns == spec.NSMount || !s.Shares(ns) {
 			e.Namespaces = append(e.Namespaces, ns)

@@ -175,7 +175,7 @@ func (c *ExecCmd) Run() error {
 		Target: target, Namespaces: ownNamespaces(rules.Namespaces, info.Payload.PID), Args: args,
 		Env: buildEnv(rules.Env, false, nil, c.Env), Cwd: rules.Cwd, UID: rules.UID, GID: rules.GID,
 		SetgroupsDenied: rules.SetgroupsDenied, Caps: rules.Caps, SeccompBPF: rules.SeccompBPF,
-		SeccompFlags: rules.SeccompFlags, Cgroups: rules.Cgroups, Rlimits: rules.Rlimits, Landlock: rules.Landlock, Console: -1,
+		SeccompFlags: rules.SeccompFlags, Cgroups: rules.Cgroups, Rlimits: rules.Rlimits, Compensation: rules.Compensation, Console: -1,
 	}
 	if c.Chdir != "" {
 		req.Cwd = filepath.Clean(c.Chdir)
