@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -78,6 +79,23 @@ func (s *Search) Failed(i int, errno syscall.Errno, exists bool) bool {
 	}
 	s.Errno, s.Found = errno, i
 	return false
+}
+
+// Candidates are the paths a search for the command name tries, in
+// order: name itself when it holds a slash, else name in each directory
+// of searchPath (an empty entry is the working directory).
+func Candidates(name, searchPath string) []string {
+	if strings.Contains(name, "/") {
+		return []string{name}
+	}
+	var out []string
+	for _, dir := range filepath.SplitList(searchPath) {
+		if dir == "" {
+			dir = "."
+		}
+		out = append(out, filepath.Join(dir, name))
+	}
+	return out
 }
 
 // ExitCode is the exit code for the search's failure.

@@ -20,9 +20,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"path/filepath"
 	"slices"
-	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -446,16 +444,7 @@ func (pl *Plan) command(s *spec.Spec) {
 	}
 	c.Envv = append(c.Envv, 0)
 	c.Name, c.Arg0 = s.Args[0], s.Argv()[0]
-	if strings.Contains(c.Name, "/") {
-		c.Candidates = []string{c.Name}
-	} else {
-		for _, dir := range filepath.SplitList(s.SearchPath()) {
-			if dir == "" {
-				dir = "."
-			}
-			c.Candidates = append(c.Candidates, filepath.Join(dir, c.Name))
-		}
-	}
+	c.Candidates = contract.Candidates(c.Name, s.SearchPath())
 	for _, path := range c.Candidates {
 		c.Paths = append(c.Paths, p.Str(path))
 	}

@@ -366,9 +366,12 @@ const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 // SearchPath is the PATH the command is looked up in: the payload's own,
 // else DefaultPath.
-func (s *Spec) SearchPath() string {
+func (s *Spec) SearchPath() string { return SearchPathOf(s.Env) }
+
+// SearchPathOf is the PATH of the environment env, or DefaultPath.
+func SearchPathOf(env []string) string {
 	path := DefaultPath
-	for _, kv := range s.Env {
+	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
 			path = v
 		}

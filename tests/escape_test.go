@@ -1282,8 +1282,9 @@ func TestEscapeDegradedNoPIDNS(t *testing.T) {
 }
 
 // Landlock's TCP rights miss MPTCP sockets and TCP Fast Open (which
-// connects from sendto): without a network namespace, the degraded tier's
-// seccomp program refuses both, and the host's TCP server sees nothing.
+// connects from sendto): without a network namespace, the degraded and
+// landlock tiers' seccomp program refuses both, and the host's TCP server
+// sees nothing.
 // Weakened, with the host's network asked for (--net host: no
 // compensation), both reach it, so the check can see them.
 func TestEscapeDegradedMPTCP(t *testing.T) {
@@ -1324,16 +1325,21 @@ for name, proto, fastopen in (("mptcp", 262, False), ("fastopen", 0, True)):
 	if !strings.Contains(r.stderr, "a seccomp program refuses MPTCP sockets and TCP Fast Open") {
 		t.Errorf("the tier line does not say what the seccomp program refuses:\n%s", r)
 	}
+	// The landlock tier, in the host's network namespace too.
+	r = rboxCmd(t, nil, "--isolation", "landlock", "--", "/usr/bin/python3", "-c", script)
+	if r.code != 0 || !strings.Contains(r.stdout, "mptcp refused") || !strings.Contains(r.stdout, "fastopen refused") || hits.Load() != 0 {
+		t.Errorf("MPTCP or TCP Fast Open reached the host's server from the landlock tier (server saw %d):\n%s", hits.Load(), r)
+	}
 	weak := rboxCmd(t, onHost(t, "nonetns"), "--net", "host", "--", "python3", "-c", script)
 	if !strings.Contains(weak.stdout, "mptcp connected") || !strings.Contains(weak.stdout, "fastopen connected") {
 		t.Errorf("weakened (--net host): MPTCP and TCP Fast Open did not connect, so the test proves nothing:\n%s", weak)
 	}
 }
 
-// Without a pid namespace, the calls that reach another process with no
-// more than a uid check are refused: prlimit on a host process (which
-// could set its CPU limit to kill it) and setpriority on the caller's
-// every process. Weakened, --share pid on a host with pid namespaces (no
+// Without a pid namespace (the degraded tier's, the landlock tier), the
+// calls that reach another process with no more than a uid check are
+// refused: prlimit on a host process (which could set its CPU limit to
+// kill it) and setpriority on the caller's every process. Weakened, --share pid on a host with pid namespaces (no
 // compensation) changes the host process's limit.
 func TestEscapeDegradedPrlimit(t *testing.T) {
 	sleeper := exec.Command("sleep", "60")
@@ -1347,9 +1353,11 @@ func TestEscapeDegradedPrlimit(t *testing.T) {
 		b, _ := os.ReadFile("/proc/" + pid + "/limits")
 		return string(b)
 	}
-	r := rboxCmd(t, onHost(t, "nopidns"), "--", "sh", "-c", script)
-	if strings.Contains(r.stdout, "limited") || strings.Contains(limit(), " 77 ") || strings.Contains(r.stdout, "reniced-user") || !strings.Contains(r.stdout, "reniced-self") {
-		t.Errorf("want prlimit on a host process and renice of every process of the uid refused, renice of itself allowed, got\n%s", r)
+	for _, how := range [][]string{{"nopidns"}, {"", "--isolation", "landlock"}} {
+		r := rboxCmd(t, onHost(t, how[0]), append(how[1:], "--", "sh", "-c", script)...)
+		if strings.Contains(r.stdout, "limited") || strings.Contains(limit(), " 77 ") || strings.Contains(r.stdout, "reniced-user") || !strings.Contains(r.stdout, "reniced-self") {
+			t.Errorf("%v: want prlimit on a host process and renice of every process of the uid refused, renice of itself allowed, got\n%s", how, r)
+		}
 	}
 	// (Without the renice of every process of the uid: as root, that
 	// would be every root process on the host.)

@@ -466,3 +466,18 @@ func onlyTierLine(stderr string, covered bool) bool {
 	}
 	return strings.Count(stderr, "\n") == 1 && strings.HasPrefix(stderr, "rbox: isolation: degraded tier, not full: no fresh /proc")
 }
+
+// The landlock tier searches PATH once confined, as the full tier's pid 1
+// does: a directory Landlock hides (here, one outside the binds holding a
+// program of the same name) is passed over, and the next one's runs.
+func TestTierLandlockHiddenPathEntry(t *testing.T) {
+	hidden := hostDir(t)
+	writeFile(t, filepath.Join(hidden, "date"), "#!/bin/sh\necho hidden\n")
+	if err := os.Chmod(filepath.Join(hidden, "date"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := rbox(t, "--isolation", "landlock", "--env", "PATH="+hidden+":/usr/bin:/bin", "--", "date", "+%Y")
+	if r.code != 0 || len(strings.TrimSpace(r.stdout)) != 4 {
+		t.Errorf("want /usr/bin/date past the hidden directory, got\n%s", r)
+	}
+}

@@ -25,6 +25,9 @@ import (
 // payload can renice only itself.
 type filterGaps struct{ net, pid bool }
 
+// The landlock tier loads the same program (landlock.go): it always shares
+// the host's pid namespace, and its network unless --net host.
+
 // Errno values the program returns: those a caller falls back from where
 // one exists (plain TCP for MPTCP, connect for Fast Open).
 const (
@@ -42,6 +45,17 @@ var gapArch = map[string]uint32{"amd64": unix.AUDIT_ARCH_X86_64, "arm64": unix.A
 // (socketcall(2) puts their arguments out of a filter's reach); each
 // rule's call goes to its block; the rest pass.
 func (g filterGaps) program() ([]byte, error) {
+	p, err := g.filter()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, len(p)*int(unsafe.Sizeof(p[0])))
+	copy(out, unsafe.Slice((*byte)(unsafe.Pointer(&p[0])), len(out)))
+	return out, nil
+}
+
+// filter is program's instructions.
+func (g filterGaps) filter() ([]unix.SockFilter, error) {
 	audit, ok := gapArch[runtime.GOARCH]
 	if !ok {
 		return nil, fmt.Errorf("the degraded tier's seccomp program is written for amd64 and arm64, not %s", runtime.GOARCH)
@@ -94,9 +108,7 @@ func (g filterGaps) program() ([]byte, error) {
 	for _, r := range rules {
 		p = append(p, r.block...)
 	}
-	out := make([]byte, len(p)*int(unsafe.Sizeof(p[0])))
-	copy(out, unsafe.Slice((*byte)(unsafe.Pointer(&p[0])), len(out)))
-	return out, nil
+	return p, nil
 }
 
 // text names what the program refuses, for the tier line.

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -209,10 +208,6 @@ func confineAndExec(args []string) (int, error) {
 	if err := os.Chdir(o.Cwd); err != nil {
 		return contract.ExitSetupFailed, fmt.Errorf("working directory: %v", err)
 	}
-	path, code, err := lookPath(o.Args[0], o.Env)
-	if err != nil {
-		return code, err
-	}
 	if err := restrict(o); err != nil {
 		return contract.ExitSetupFailed, err
 	}
@@ -224,18 +219,23 @@ func confineAndExec(args []string) (int, error) {
 		return contract.ExitSetupFailed, err
 	}
 	if ABI() < ResolveUnixABI {
-		if err := loadUnixSocketFilter(); err != nil {
+		prog, err := unixSocketFilter()
+		if err := loadFilter("unix socket filter", prog, err); err != nil {
 			return contract.ExitSetupFailed, err
 		}
+	}
+	// What Landlock misses in the host's pid namespace, and in its
+	// network unless --net host (see filterGaps).
+	prog, err := filterGaps{net: !o.AllowNet && ABI() >= 4, pid: true}.filter()
+	if err := loadFilter("gap filter", prog, err); err != nil {
+		return contract.ExitSetupFailed, err
 	}
 	if o.Seccomp != nil {
 		if err := seccomp.Load(o.Seccomp); err != nil {
 			return contract.ExitSetupFailed, err
 		}
 	}
-	err = unix.Exec(path, o.Args, o.Env)
-	// lookPath found it: ENOENT now means its interpreter or loader.
-	return contract.ExecFailure(o.Args[0], err, true)
+	return execSearch(o.Args, o.Env)
 }
 
 // dropCapabilities leaves the command none: a root caller keeps its uid,
@@ -316,39 +316,23 @@ func pathRule(p string, write bool) landlock.Rule {
 	return landlock.ROFiles(p)
 }
 
-// lookPath finds name as execvp would in env's PATH.
-func lookPath(name string, env []string) (string, int, error) {
-	if strings.Contains(name, "/") {
-		return name, 0, nil
-	}
-	search := spec.DefaultPath
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			search = v
+// execSearch executes args[0] as the full tier's pid 1 does
+// (contract.Search), once confined: so a directory of PATH that Landlock
+// hides (the caller's ~/.local/bin, a pyenv shim) is passed over as if
+// absent, and the next one's program runs.
+func execSearch(args, env []string) (int, error) {
+	name := args[0]
+	candidates := contract.Candidates(name, spec.SearchPathOf(env))
+	search := contract.NewSearch()
+	for i, path := range candidates {
+		err := unix.Exec(path, args, env)
+		errno, _ := err.(syscall.Errno)
+		exists := errno == unix.ENOENT && unix.Access(path, unix.F_OK) == nil
+		if !search.Failed(i, errno, exists) {
+			break
 		}
 	}
-	var denied error
-	for _, dir := range filepath.SplitList(search) {
-		if dir == "" {
-			dir = "."
-		}
-		p := filepath.Join(dir, name)
-		err := unix.Access(p, unix.X_OK)
-		if err == nil {
-			if st, serr := os.Stat(p); serr == nil && !st.IsDir() {
-				return p, 0, nil
-			}
-			continue
-		}
-		if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) && denied == nil {
-			denied = err
-		}
-	}
-	if denied == nil {
-		denied = unix.ENOENT
-	}
-	code, err := contract.ExecFailure(name, denied, false)
-	return "", code, err
+	return contract.ExecFailure(name, search.Errno, search.Found >= 0)
 }
 
 // ABI is the kernel's Landlock ABI version, 0 without Landlock.

@@ -64,10 +64,9 @@ func unixSocketFilter() ([]unix.SockFilter, error) {
 	), nil
 }
 
-// loadUnixSocketFilter loads unixSocketFilter on the calling thread, which
-// has no_new_privs set.
-func loadUnixSocketFilter() error {
-	prog, err := unixSocketFilter()
+// loadFilter loads prog, the filter named what, on the calling thread,
+// which has no_new_privs set.
+func loadFilter(what string, prog []unix.SockFilter, err error) error {
 	if err != nil {
 		return err
 	}
@@ -75,7 +74,7 @@ func loadUnixSocketFilter() error {
 	_, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog)))
 	runtime.KeepAlive(prog)
 	if errno != 0 {
-		return fmt.Errorf("seccomp: load the unix socket filter: %w", errno)
+		return fmt.Errorf("seccomp: load the %s: %w", what, errno)
 	}
 	return nil
 }
