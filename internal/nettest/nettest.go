@@ -8,10 +8,9 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // TCPPing sends "ping" to an echo server at addr and returns "ok REPLY" or
@@ -60,8 +59,8 @@ func UDPPing(addr string) string {
 
 // handedOut holds the ports FreePort has returned in this process. The
 // kernel may give a port that one test closed again to the next test's
-// probe, and two sandboxes publishing the same port make one of them fail
-// with "already in use" (CI saw it), so no port is handed out twice.
+// probe, and two sandboxes publishing the same port would make one of
+// them fail with "already in use", so no port is handed out twice.
 var (
 	handedOutMu sync.Mutex
 	handedOut   = map[int]bool{}
@@ -87,26 +86,26 @@ func FreePort(t testing.TB, proto string) int {
 	return 0
 }
 
-// probePort asks the kernel for a free port by binding port 0 without
-// SO_REUSEADDR, which Go's listeners set: with it the kernel may pick a
-// port that established or TIME_WAIT sockets still hold, which a listener
-// bound a moment later then finds in use.
+// probePort asks the kernel for a free port by binding port 0. The
+// socket exists only while syscall.ForkLock is held: a test forking rbox
+// meanwhile would give the child a copy of it until the child executes,
+// and the port with it, so that rbox, binding the port a moment later,
+// finds it in use (CI saw it).
 func probePort(proto string) (int, error) {
-	typ := unix.SOCK_STREAM
+	syscall.ForkLock.Lock()
+	defer syscall.ForkLock.Unlock()
 	if proto == "udp" {
-		typ = unix.SOCK_DGRAM
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port, nil
 	}
-	fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC, 0)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
-	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		return 0, err
-	}
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		return 0, err
-	}
-	return sa.(*unix.SockaddrInet4).Port, nil
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // FreeHostPort picks a port free on ip now for proto ("tcp" or "udp"), for
@@ -47,25 +48,23 @@ func ephemeralLow() int {
 
 // Free reports whether proto's port on ip can be bound now.
 func Free(proto, ip string, port int) bool {
-	addr := net.JoinHostPort(ip, strconv.Itoa(port))
-	if proto == "udp" {
-		c, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
+	_, err := probe(proto, net.JoinHostPort(ip, strconv.Itoa(port)))
+	return err == nil
 }
 
 func kernelPort(proto, ip string) (int, error) {
-	addr := net.JoinHostPort(ip, "0")
+	return probe(proto, net.JoinHostPort(ip, "0"))
+}
+
+// probe binds proto's addr and closes it at once, returning the port it
+// got. The socket exists only while syscall.ForkLock is held: a child
+// forked meanwhile from another thread (newuidmap, a network helper)
+// would hold a copy of it until it executes, and the port with it, and
+// the real bind a moment later would find the port in use (seen under
+// load, a few runs in a hundred).
+func probe(proto, addr string) (int, error) {
+	syscall.ForkLock.Lock()
+	defer syscall.ForkLock.Unlock()
 	if proto == "udp" {
 		c, err := net.ListenPacket("udp", addr)
 		if err != nil {

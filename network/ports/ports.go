@@ -118,32 +118,11 @@ func Check(ps []spec.Port) error {
 			return fmt.Errorf("host port %s is published twice", key)
 		}
 		seen[key] = true
-		c, err := bindHost(p)
-		if err != nil {
-			return err
+		if _, err := probe(p.Proto, net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort))); err != nil {
+			return bindError(p, err)
 		}
-		c.Close()
 	}
 	return nil
-}
-
-type closer interface{ Close() error }
-
-// bindHost binds p's host side, turning the usual failures into one clear
-// line.
-func bindHost(p spec.Port) (closer, error) {
-	addr := net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort))
-	var c closer
-	var err error
-	if p.Proto == "udp" {
-		c, err = net.ListenPacket("udp", addr)
-	} else {
-		c, err = net.Listen("tcp", addr)
-	}
-	if err == nil {
-		return c, nil
-	}
-	return nil, bindError(p, err)
 }
 
 func bindError(p spec.Port, err error) error {
