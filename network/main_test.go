@@ -124,14 +124,14 @@ func childCommand(f []string) string {
 		if err != nil {
 			return "err " + err.Error()
 		}
-		go serveTCPEcho(ln, "in:", nil)
+		go nettest.ServeTCPEcho(ln, "in:", nil)
 		return "ok"
 	case "udplisten":
 		c, err := net.ListenPacket("udp", arg)
 		if err != nil {
 			return "err " + err.Error()
 		}
-		go serveUDPEcho(c, "in:", nil)
+		go nettest.ServeUDPEcho(c, "in:", nil)
 		return "ok"
 	case "info":
 		return childInfo()
@@ -324,61 +324,4 @@ func (sb *sandbox) close() error {
 		return sb.net.Close()
 	}
 	return nil
-}
-
-// ---- echo servers ----
-
-type hits struct {
-	mu sync.Mutex
-	n  int
-}
-
-func (h *hits) add() {
-	if h != nil {
-		h.mu.Lock()
-		h.n++
-		h.mu.Unlock()
-	}
-}
-
-func (h *hits) count() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.n
-}
-
-// serveTCPEcho answers each line with prefix+line.
-func serveTCPEcho(ln net.Listener, prefix string, h *hits) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		h.add()
-		go func() {
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			r := bufio.NewReader(c)
-			for {
-				line, err := r.ReadString('\n')
-				if err != nil {
-					return
-				}
-				io.WriteString(c, prefix+line)
-			}
-		}()
-	}
-}
-
-// serveUDPEcho answers each datagram with prefix+datagram.
-func serveUDPEcho(c net.PacketConn, prefix string, h *hits) {
-	buf := make([]byte, 2048)
-	for {
-		n, addr, err := c.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		h.add()
-		c.WriteTo(append([]byte(prefix), buf[:n]...), addr)
-	}
 }

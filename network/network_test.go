@@ -22,25 +22,6 @@ import (
 
 var helperModes = []string{spec.NetPasta, spec.NetSlirp4netns}
 
-// hostEcho starts TCP and UDP echo servers on the host's 127.0.0.1.
-func hostEcho(t *testing.T) (tcpPort, udpPort int, tcpHits, udpHits *hits) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	tcpHits, udpHits = &hits{}, &hits{}
-	go serveTCPEcho(ln, "host:", tcpHits)
-	go serveUDPEcho(pc, "host:", udpHits)
-	return ln.Addr().(*net.TCPAddr).Port, pc.LocalAddr().(*net.UDPAddr).Port, tcpHits, udpHits
-}
-
 // emptyStateDirs points TMPDIR and XDG_RUNTIME_DIR at empty directories and
 // returns a check that they are still empty.
 func emptyStateDirs(t *testing.T) func() {
@@ -80,7 +61,8 @@ func TestUserNetwork(t *testing.T) {
 
 func testUserNetwork(t *testing.T, mode string, allow bool) {
 	checkDirs := emptyStateDirs(t)
-	tcpPort, udpPort, tcpHits, udpHits := hostEcho(t)
+	echoes := nettest.StartEchoes(t, "host:")
+	tcpPort, udpPort, tcpHits, udpHits := echoes.TCPPort, echoes.UDPPort, &echoes.TCPHits, &echoes.UDPHits
 	pubTCP, pubUDP, pubUDPSame := nettest.FreePort(t, "tcp"), nettest.FreePort(t, "udp"), nettest.FreePort(t, "udp")
 	o := Options{
 		Mode:              mode,
@@ -136,11 +118,11 @@ func testUserNetwork(t *testing.T, mode string, allow bool) {
 			t.Errorf("UDP to the host's loopback via %s: %q, want it to work", gwUDP, udpRes)
 		}
 	} else {
-		if !strings.HasPrefix(tcpRes, "err") || tcpHits.count() != 0 {
-			t.Errorf("TCP to the host's loopback via %s: %q (server saw %d connections), want refused", gwTCP, tcpRes, tcpHits.count())
+		if !strings.HasPrefix(tcpRes, "err") || tcpHits.Load() != 0 {
+			t.Errorf("TCP to the host's loopback via %s: %q (server saw %d connections), want refused", gwTCP, tcpRes, tcpHits.Load())
 		}
-		if !strings.HasPrefix(udpRes, "err") || udpHits.count() != 0 {
-			t.Errorf("UDP to the host's loopback via %s: %q (server saw %d datagrams), want no answer", gwUDP, udpRes, udpHits.count())
+		if !strings.HasPrefix(udpRes, "err") || udpHits.Load() != 0 {
+			t.Errorf("UDP to the host's loopback via %s: %q (server saw %d datagrams), want no answer", gwUDP, udpRes, udpHits.Load())
 		}
 	}
 	// The sandbox's own loopback is its own: the host's servers are not

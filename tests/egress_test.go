@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/net/proxy"
+
+	"github.com/rbox-dev/rbox/internal/nettest"
 )
 
 // The egress tests run the test binary inside the sandbox as a client of
@@ -142,7 +144,7 @@ func egressServer(t *testing.T, addr, name string) (string, *atomic.Int32) {
 	}
 	t.Cleanup(func() { ln.Close() })
 	n := new(atomic.Int32)
-	go echoTCP(ln, name+":", n)
+	go nettest.ServeTCPEcho(ln, name+":", n)
 	return ln.Addr().String(), n
 }
 

@@ -20,7 +20,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +27,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/rbox-dev/rbox/internal/nettest"
 	"github.com/rbox-dev/rbox/seccomp"
 )
 
@@ -1199,20 +1199,9 @@ func TestEscapeBridgeAllowNet(t *testing.T) {
 // enforced, gets through. Weakened, with the host's network asked for
 // (--net host), the same TCP connection is made: the check can see one.
 func TestEscapeDegradedNoNetNS(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	var tcpHits, udpHits atomic.Int32
-	go echoTCP(ln, "host:", &tcpHits)
-	go echoUDP(pc, "host:", &udpHits)
-	job := fmt.Sprintf("dial 127.0.0.1:%d 127.0.0.1:%d", ln.Addr().(*net.TCPAddr).Port, pc.LocalAddr().(*net.UDPAddr).Port)
+	echoes := nettest.StartEchoes(t, "host:")
+	tcpHits := &echoes.TCPHits
+	job := fmt.Sprintf("dial 127.0.0.1:%d 127.0.0.1:%d", echoes.TCPPort, echoes.UDPPort)
 
 	r := rboxCmd(t, onHost(t, "nonetns"), probeArgs(t, job)...)
 	if r.code != 0 {
@@ -1252,12 +1241,7 @@ func TestEscapeDegradedNoNetNS(t *testing.T) {
 // end with it. Weakened, with the pid namespace shared on a host that has
 // one (--share pid, no Landlock), the same signal is delivered.
 func TestEscapeDegradedNoPIDNS(t *testing.T) {
-	sleeper := exec.Command("sleep", "60")
-	if err := sleeper.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
-	pid := strconv.Itoa(sleeper.Process.Pid)
+	pid := hostSleeper(t)
 	script := "test -d /proc/" + pid + " && echo listed; kill -0 " + pid + " && echo signalled; sleep 61.5 & echo bg=$!"
 	r := rboxCmd(t, onHost(t, "nopidns"), "--", "sh", "-c", script)
 	degradedLine(t, r, "no pid namespace (clone with CLONE_NEWPID: operation not permitted): the host's is shared")
@@ -1288,23 +1272,8 @@ func TestEscapeDegradedNoPIDNS(t *testing.T) {
 // Weakened, with the host's network asked for (--net host: no
 // compensation), both reach it, so the check can see them.
 func TestEscapeDegradedMPTCP(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var hits atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			hits.Add(1)
-			c.Close()
-		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
+	echoes := nettest.StartEchoes(t, "host:")
+	hits, port := &echoes.TCPHits, echoes.TCPPort
 	script := fmt.Sprintf(`
 import socket
 for name, proto, fastopen in (("mptcp", 262, False), ("fastopen", 0, True)):
@@ -1339,15 +1308,11 @@ for name, proto, fastopen in (("mptcp", 262, False), ("fastopen", 0, True)):
 // Without a pid namespace (the degraded tier's, the landlock tier), the
 // calls that reach another process with no more than a uid check are
 // refused: prlimit on a host process (which could set its CPU limit to
-// kill it) and setpriority on the caller's every process. Weakened, --share pid on a host with pid namespaces (no
-// compensation) changes the host process's limit.
+// kill it) and setpriority on the caller's every process. Weakened,
+// --share pid on a host with pid namespaces (no compensation) changes the
+// host process's limit.
 func TestEscapeDegradedPrlimit(t *testing.T) {
-	sleeper := exec.Command("sleep", "60")
-	if err := sleeper.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
-	pid := strconv.Itoa(sleeper.Process.Pid)
+	pid := hostSleeper(t)
 	script := "prlimit --pid " + pid + " --nofile=77:77 && echo limited; renice -n 5 -u $(id -u) >/dev/null && echo reniced-user; nice -n 5 echo reniced-self"
 	limit := func() string {
 		b, _ := os.ReadFile("/proc/" + pid + "/limits")
@@ -1365,4 +1330,16 @@ func TestEscapeDegradedPrlimit(t *testing.T) {
 	if !strings.Contains(weak.stdout, "limited") || !strings.Contains(limit(), " 77 ") {
 		t.Errorf("weakened (--share pid): prlimit did not reach the host process, so the test proves nothing:\n%s\n%s", weak, limit())
 	}
+}
+
+// hostSleeper starts a process on the host, outside any sandbox, killed at
+// the test's end, and returns its pid.
+func hostSleeper(t *testing.T) string {
+	t.Helper()
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	return strconv.Itoa(sleeper.Process.Pid)
 }

@@ -3,7 +3,6 @@
 package tests
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -50,55 +48,21 @@ func TestNetProbe(t *testing.T) {
 			fmt.Println("err", err)
 			os.Exit(1)
 		}
-		go echoTCP(ln, "in:", nil)
-		go echoUDP(pc, "in:", nil)
+		go nettest.ServeTCPEcho(ln, "in:", nil)
+		go nettest.ServeUDPEcho(pc, "in:", nil)
 		for _, port := range f[1:] {
 			pc, err := net.ListenPacket("udp", "127.0.0.1:"+port)
 			if err != nil {
 				fmt.Println("err", err)
 				os.Exit(1)
 			}
-			go echoUDP(pc, "in:", nil)
+			go nettest.ServeUDPEcho(pc, "in:", nil)
 		}
 		fmt.Println("listening")
 		// Served until the test closes rbox's stdin (or kills it).
 		io.Copy(io.Discard, os.Stdin)
 	}
 	os.Exit(0)
-}
-
-func echoTCP(ln net.Listener, prefix string, n *atomic.Int32) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		if n != nil {
-			n.Add(1)
-		}
-		go func() {
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			line, err := bufio.NewReader(c).ReadString('\n')
-			if err == nil {
-				io.WriteString(c, prefix+line)
-			}
-		}()
-	}
-}
-
-func echoUDP(pc net.PacketConn, prefix string, n *atomic.Int32) {
-	buf := make([]byte, 2048)
-	for {
-		k, addr, err := pc.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		if n != nil {
-			n.Add(1)
-		}
-		pc.WriteTo(append([]byte(prefix), buf[:k]...), addr)
-	}
 }
 
 // probeArgs are the rbox arguments that run the probe with job.
@@ -178,20 +142,9 @@ func TestNetworkDefaultLoopbackOnly(t *testing.T) {
 // --allow-host-loopback, for TCP and UDP, with either helper; and the
 // interface is set up before the command starts.
 func TestNetworkOutbound(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	var tcpHits, udpHits atomic.Int32
-	go echoTCP(ln, "host:", &tcpHits)
-	go echoUDP(pc, "host:", &udpHits)
-	job := fmt.Sprintf("dial 10.0.2.2:%d 10.0.2.2:%d", ln.Addr().(*net.TCPAddr).Port, pc.LocalAddr().(*net.UDPAddr).Port)
+	echoes := nettest.StartEchoes(t, "host:")
+	tcpHits, udpHits := &echoes.TCPHits, &echoes.UDPHits
+	job := fmt.Sprintf("dial 10.0.2.2:%d 10.0.2.2:%d", echoes.TCPPort, echoes.UDPPort)
 	for _, mode := range helperModes {
 		for _, allow := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/allow=%v", mode, allow), func(t *testing.T) {

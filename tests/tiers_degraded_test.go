@@ -10,13 +10,13 @@ package tests
 
 import (
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
+
+	"github.com/rbox-dev/rbox/internal/nettest"
 )
 
 // degradedLine requires exactly one degraded tier line saying why.
@@ -76,24 +76,9 @@ func TestTierDegradedCoveredProc(t *testing.T) {
 // rbox check names the degraded tier and the fix.
 func TestCheckShowsDegradedTier(t *testing.T) {
 	for sim, detail := range map[string]string{"nonetns": "no network namespace", "nopidns": "no pid namespace"} {
-		r := rboxCmd(t, onHost(t, sim), "check", "--json")
-		var report struct {
-			Items []struct{ Name, Status, Detail, Fix string }
-		}
-		if err := json.Unmarshal([]byte(r.stdout), &report); err != nil {
-			t.Fatalf("%s: %v\n%s", sim, err, r)
-		}
-		found := false
-		for _, it := range report.Items {
-			if it.Name == "isolation tier" {
-				found = true
-				if it.Status != "warn" || !strings.HasPrefix(it.Detail, "degraded tier") || !strings.Contains(it.Detail, detail) || it.Fix == "" {
-					t.Errorf("host %q: isolation tier %+v, want a warning naming %q and a fix", sim, it, detail)
-				}
-			}
-		}
-		if !found {
-			t.Errorf("host %q: no isolation tier item:\n%s", sim, r)
+		it, r := checkItem(t, sim, "isolation tier")
+		if it.Status != "warn" || !strings.HasPrefix(it.Detail, "degraded tier") || !strings.Contains(it.Detail, detail) || it.Fix == "" {
+			t.Errorf("host %q: isolation tier %+v, want a warning naming %q and a fix\n%s", sim, it, detail, r)
 		}
 	}
 }
@@ -102,13 +87,7 @@ func TestCheckShowsDegradedTier(t *testing.T) {
 // command joining it with rbox exec enters the same kind of Landlock
 // domain (no TCP to the host's loopback) as its command.
 func TestTierDegradedNamed(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var hits atomic.Int32
-	go echoTCP(ln, "host:", &hits)
+	echoes := nettest.StartEchoes(t, "host:")
 	ns := newNamedState(t)
 	onNoNet := func(cmd *exec.Cmd) {
 		ns.env(cmd)
@@ -121,9 +100,9 @@ func TestTierDegradedNamed(t *testing.T) {
 	if err := json.Unmarshal([]byte(ns.ok("ps", "--json")), &es); err != nil || len(es) != 1 || es[0].Tier != "degraded" {
 		t.Errorf("ps --json: %+v %v, want the sandbox in the degraded tier", es, err)
 	}
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	port := strconv.Itoa(echoes.TCPPort)
 	r := rboxCmd(t, onNoNet, "exec", "dg", "--", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/"+port+" && echo connected")
-	if strings.Contains(r.stdout, "connected") || hits.Load() != 0 || !strings.Contains(r.stderr, "Permission denied") {
+	if strings.Contains(r.stdout, "connected") || echoes.TCPHits.Load() != 0 || !strings.Contains(r.stderr, "Permission denied") {
 		t.Errorf("rbox exec reached the host's TCP server from the degraded sandbox:\n%s", r)
 	}
 	ns.ok("stop", "-t", "1", "dg")

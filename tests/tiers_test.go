@@ -322,26 +322,31 @@ func TestCheckShowsTier(t *testing.T) {
 		{"nouserns", "warn", "landlock (Landlock ABI"},
 		{"nocaps", "warn", "the user namespace holds no capabilities"},
 	} {
-		r := rboxCmd(t, onHost(t, c.sim), "check", "--json")
-		var report struct {
-			Items []struct{ Name, Status, Detail, Fix string }
-		}
-		if err := json.Unmarshal([]byte(r.stdout), &report); err != nil {
-			t.Fatalf("%s: %v\n%s", c.sim, err, r)
-		}
-		found := false
-		for _, it := range report.Items {
-			if it.Name == "isolation tier" {
-				found = true
-				if it.Status != c.status || !strings.Contains(it.Detail, c.detail) || (c.status != "pass" && it.Fix == "") {
-					t.Errorf("host %q: isolation tier %+v, want %s with %q and a fix", c.sim, it, c.status, c.detail)
-				}
-			}
-		}
-		if !found {
-			t.Errorf("host %q: no isolation tier item:\n%s", c.sim, r)
+		it, r := checkItem(t, c.sim, "isolation tier")
+		if it.Status != c.status || !strings.Contains(it.Detail, c.detail) || (c.status != "pass" && it.Fix == "") {
+			t.Errorf("host %q: isolation tier %+v, want %s with %q and a fix\n%s", c.sim, it, c.status, c.detail, r)
 		}
 	}
+}
+
+// checkItem is the item named name of `rbox check --json` on the
+// simulated host sim ("" for this one); the test fails without it.
+func checkItem(t *testing.T, sim, name string) (item struct{ Name, Status, Detail, Fix string }, r result) {
+	t.Helper()
+	r = rboxCmd(t, onHost(t, sim), "check", "--json")
+	var report struct {
+		Items []struct{ Name, Status, Detail, Fix string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil {
+		t.Fatalf("%s: %v\n%s", sim, err, r)
+	}
+	for _, it := range report.Items {
+		if it.Name == name {
+			return it, r
+		}
+	}
+	t.Fatalf("host %q: no %s item:\n%s", sim, name, r)
+	return item, r
 }
 
 // Root in a rootless (or, run by root, rootful) podman container maps every

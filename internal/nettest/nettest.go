@@ -1,5 +1,6 @@
-// Package nettest holds the loopback clients and port helpers that the
-// network package tests and the network integration tests both use.
+// Package nettest holds the loopback clients, echo servers and port
+// helpers that the network package tests and the network integration
+// tests both use.
 package nettest
 
 import (
@@ -8,10 +9,81 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 )
+
+// ServeTCPEcho answers each line of each connection to ln with
+// prefix+line, until ln is closed, counting connections in n (when not
+// nil).
+func ServeTCPEcho(ln net.Listener, prefix string, n *atomic.Int32) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		if n != nil {
+			n.Add(1)
+		}
+		go func() {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			r := bufio.NewReader(c)
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				io.WriteString(c, prefix+line)
+			}
+		}()
+	}
+}
+
+// ServeUDPEcho answers each datagram to c with prefix+datagram, until c
+// is closed, counting datagrams in n (when not nil).
+func ServeUDPEcho(c net.PacketConn, prefix string, n *atomic.Int32) {
+	buf := make([]byte, 2048)
+	for {
+		k, addr, err := c.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		if n != nil {
+			n.Add(1)
+		}
+		c.WriteTo(append([]byte(prefix), buf[:k]...), addr)
+	}
+}
+
+// Echoes are a TCP and a UDP echo server on the host's 127.0.0.1, and what
+// reached them.
+type Echoes struct {
+	TCPPort, UDPPort int
+	TCPHits, UDPHits atomic.Int32
+}
+
+// StartEchoes starts Echoes answering with prefix, for the rest of the
+// test.
+func StartEchoes(t testing.TB, prefix string) *Echoes {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	e := &Echoes{TCPPort: ln.Addr().(*net.TCPAddr).Port, UDPPort: pc.LocalAddr().(*net.UDPAddr).Port}
+	go ServeTCPEcho(ln, prefix, &e.TCPHits)
+	go ServeUDPEcho(pc, prefix, &e.UDPHits)
+	return e
+}
 
 // TCPPing sends "ping" to an echo server at addr and returns "ok REPLY" or
 // "err WHY".
