@@ -15,12 +15,9 @@ import (
 func checkIsolation(*caller) Result {
 	const name = "isolation tier"
 	abi := tier.ABI()
-	b, refused, err := tier.Probe()
+	b, refused, err := tier.Assess()
 	if err != nil {
 		return fail(name, err.Error(), "try again: the probe's fork failed for a passing reason")
-	}
-	if b == nil && tier.ProcCovered() {
-		refused = append(refused, tier.Refusal{What: tier.Proc})
 	}
 	if b == nil && len(refused) > 0 {
 		comp, missing, err := tier.Compensation(refused)

@@ -115,18 +115,28 @@ func Confine(p *sysplan.Program, c Confinement) error {
 		}
 	}
 	for i, f := range c.Filters {
-		prog, err := seccomp.Program(f.BPF)
+		var err error
+		if i == 0 {
+			err = installFilter(p, f, "install the seccomp filter")
+		} else {
+			err = installFilter(p, f, "install seccomp program %d", i+1)
+		}
 		if err != nil {
 			return err
 		}
-		fprog := &unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-		if i == 0 {
-			p.Step("install the seccomp filter")
-		} else {
-			p.Step("install seccomp program %d", i+1)
-		}
-		p.Call(unix.SYS_SECCOMP, sysplan.V(unix.SECCOMP_SET_MODE_FILTER), sysplan.V(uintptr(f.Flags)), sysplan.V(sysplan.Keep(p, fprog)))
 	}
+	return nil
+}
+
+// installFilter adds the step that loads f, named as p.Step names it.
+func installFilter(p *sysplan.Program, f spec.SeccompFilter, format string, a ...any) error {
+	prog, err := seccomp.Program(f.BPF)
+	if err != nil {
+		return err
+	}
+	fprog := &unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	p.Step(format, a...)
+	p.Call(unix.SYS_SECCOMP, sysplan.V(unix.SECCOMP_SET_MODE_FILTER), sysplan.V(uintptr(f.Flags)), sysplan.V(sysplan.Keep(p, fprog)))
 	return nil
 }
 
@@ -142,14 +152,8 @@ func compensate(p *sysplan.Program, c *spec.Compensation) error {
 		p.Call(unix.SYS_LANDLOCK_RESTRICT_SELF, slotLandlock.FD(), sysplan.V(0))
 		p.Call(unix.SYS_CLOSE, slotLandlock.FD())
 	}
-	if f := c.Filter; f != nil {
-		prog, err := seccomp.Program(f.BPF)
-		if err != nil {
-			return err
-		}
-		p.Step("install the degraded tier's seccomp program")
-		fprog := &unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-		p.Call(unix.SYS_SECCOMP, sysplan.V(unix.SECCOMP_SET_MODE_FILTER), sysplan.V(uintptr(f.Flags)), sysplan.V(sysplan.Keep(p, fprog)))
+	if c.Filter != nil {
+		return installFilter(p, *c.Filter, "install the degraded tier's seccomp program")
 	}
 	return nil
 }

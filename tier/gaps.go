@@ -37,9 +37,6 @@ const (
 	ioprioWhoProc = 1 // IOPRIO_WHO_PROCESS
 )
 
-// gapArch is how the program tells this build's native system call ABI.
-var gapArch = map[string]uint32{"amd64": unix.AUDIT_ARCH_X86_64, "arm64": unix.AUDIT_ARCH_AARCH64}
-
 // program assembles the seccomp program: a call of another ABI (or x32)
 // fails with ENOSYS, as the landlock tier's unix socket filter does
 // (socketcall(2) puts their arguments out of a filter's reach); each
@@ -56,7 +53,8 @@ func (g filterGaps) program() ([]byte, error) {
 
 // filter is program's instructions.
 func (g filterGaps) filter() ([]unix.SockFilter, error) {
-	audit, ok := gapArch[runtime.GOARCH]
+	arch, ok := unixSocketArch[runtime.GOARCH]
+	audit := arch.audit
 	if !ok {
 		return nil, fmt.Errorf("the degraded tier's seccomp program is written for amd64 and arm64, not %s", runtime.GOARCH)
 	}
@@ -87,11 +85,11 @@ func (g filterGaps) filter() ([]unix.SockFilter, error) {
 	p := []unix.SockFilter{
 		stmt(bpfLd, offArch),
 		jump(unix.BPF_JEQ, audit, 1, 0),
-		stmt(bpfRet, unix.SECCOMP_RET_ERRNO|uint32(unix.ENOSYS)),
+		refuse(unix.ENOSYS),
 		stmt(bpfLd, offNr),
 	}
 	if runtime.GOARCH == "amd64" {
-		p = append(p, jump(unix.BPF_JGE, 0x40000000, 0, 1), stmt(bpfRet, unix.SECCOMP_RET_ERRNO|uint32(unix.ENOSYS)))
+		p = append(p, jump(unix.BPF_JGE, 0x40000000, 0, 1), refuse(unix.ENOSYS))
 	}
 	// The dispatch: rule i's jump lands on its block, past the other
 	// jumps, the final allow and the blocks before it.
@@ -104,7 +102,7 @@ func (g filterGaps) filter() ([]unix.SockFilter, error) {
 		p = append(p, jump(unix.BPF_JEQ, r.nr, uint8(off), 0))
 		at += len(r.block)
 	}
-	p = append(p, stmt(bpfRet, unix.SECCOMP_RET_ALLOW))
+	p = append(p, allow)
 	for _, r := range rules {
 		p = append(p, r.block...)
 	}

@@ -152,25 +152,9 @@ func Choose(requested string, shared []string) (Choice, error) {
 	default:
 		return Choice{}, fmt.Errorf("unknown isolation %q (use %s)", requested, strings.Join(Names, ", "))
 	}
-	var b *Blocker
-	var refused []Refusal
-	if Suspect() {
-		var probed []Refusal
-		var err error
-		if b, probed, err = Probe(); err != nil {
-			return Choice{}, err
-		}
-		for _, r := range probed {
-			if !slices.Contains(shared, r.What) {
-				refused = append(refused, r)
-			}
-		}
-	}
-	// Not only where the host looks suspect: a container or an outer
-	// sandbox without a seccomp filter masks /proc too. A shared pid
-	// namespace gets the host's /proc anyway.
-	if b == nil && !slices.Contains(shared, spec.NSPID) && ProcCovered() {
-		refused = append(refused, Refusal{What: Proc})
+	b, refused, err := assess(Suspect(), shared)
+	if err != nil {
+		return Choice{}, err
 	}
 	switch {
 	case b == nil && len(refused) == 0:
@@ -190,6 +174,37 @@ func Choose(requested string, shared []string) (Choice, error) {
 		return Choice{}, fmt.Errorf("no tier can run: %v, and Landlock is missing (%s)", b, ABIProblem())
 	}
 	return Choice{Tier: Landlock, Blocker: b}, nil
+}
+
+// Assess is what keeps the full tier from running whole here, probing
+// whatever the signs say (for rbox check): the Blocker, or the refusals
+// that make a run the degraded tier.
+func Assess() (*Blocker, []Refusal, error) { return assess(true, nil) }
+
+// assess probes the namespaces when probe is set (see Probe), and looks
+// at /proc, for a run that shares the namespaces in shared anyway.
+func assess(probe bool, shared []string) (*Blocker, []Refusal, error) {
+	var b *Blocker
+	var refused []Refusal
+	if probe {
+		var probed []Refusal
+		var err error
+		if b, probed, err = Probe(); err != nil {
+			return nil, nil, err
+		}
+		for _, r := range probed {
+			if !slices.Contains(shared, r.What) {
+				refused = append(refused, r)
+			}
+		}
+	}
+	// Not only where the host looks suspect: a container or an outer
+	// sandbox without a seccomp filter masks /proc too. A shared pid
+	// namespace gets the host's /proc anyway.
+	if b == nil && !slices.Contains(shared, spec.NSPID) && ProcCovered() {
+		refused = append(refused, Refusal{What: Proc})
+	}
+	return b, refused, nil
 }
 
 // Suspect reports whether this host shows a sign that user namespaces

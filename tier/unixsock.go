@@ -16,7 +16,8 @@ import (
 // socketpair(2) still works.
 const ResolveUnixABI = 9
 
-// unixSocketArch is how this build's filter tells the native system call
+// unixSocketArch is how this build's filters (this one, the gap program)
+// tell the native system call
 // ABI, and the number of socket(2) in it (with x32's bit on amd64).
 var unixSocketArch = map[string]struct {
 	audit   uint32
@@ -34,34 +35,17 @@ func unixSocketFilter() ([]unix.SockFilter, error) {
 	if !ok {
 		return nil, fmt.Errorf("the landlock tier on %s needs Landlock ABI %d to keep pathname unix sockets closed", runtime.GOARCH, ResolveUnixABI)
 	}
-	stmt := func(code uint16, k uint32) unix.SockFilter { return unix.SockFilter{Code: code, K: k} }
-	jeq := func(k uint32, jt, jf uint8) unix.SockFilter {
-		return unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: k, Jt: jt, Jf: jf}
-	}
-	const (
-		ld     = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
-		ret    = unix.BPF_RET | unix.BPF_K
-		offNr  = 0
-		offArc = 4
-		offA0  = 16 // socket's domain, an int: the low half on little-endian machines
-	)
 	p := []unix.SockFilter{
-		stmt(ld, offArc),
-		jeq(a.audit, 1, 0),
-		stmt(ret, unix.SECCOMP_RET_ERRNO|uint32(unix.ENOSYS)),
-		stmt(ld, offNr),
+		stmt(bpfLd, offArch),
+		jump(unix.BPF_JEQ, a.audit, 1, 0),
+		refuse(unix.ENOSYS),
+		stmt(bpfLd, offNr),
 	}
 	// Each socket number jumps to the domain check after the last one.
 	for i, nr := range a.sockets {
-		p = append(p, jeq(nr, uint8(len(a.sockets)-i), 0))
+		p = append(p, jump(unix.BPF_JEQ, nr, uint8(len(a.sockets)-i), 0))
 	}
-	return append(p,
-		stmt(ret, unix.SECCOMP_RET_ALLOW),
-		stmt(ld, offA0),
-		jeq(unix.AF_UNIX, 0, 1),
-		stmt(ret, unix.SECCOMP_RET_ERRNO|uint32(unix.EACCES)),
-		stmt(ret, unix.SECCOMP_RET_ALLOW),
-	), nil
+	return append(append(p, allow), argEquals(0, unix.AF_UNIX, unix.EACCES)...), nil
 }
 
 // loadFilter loads prog, the filter named what, on the calling thread,
